@@ -1,0 +1,91 @@
+"""engine: a Cython-compiled asyncio event loop on epoll/kqueue, with libev-style watchers.
+
+    import asyncio, engine
+    engine.run(main())                                         # like asyncio.run()
+    with asyncio.Runner(loop_factory=engine.new_event_loop) as r: r.run(main())
+"""
+from __future__ import annotations
+
+import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
+from typing import Any, Callable, Coroutine, TypeVar
+
+from . import _loop
+from ._loop import (
+    ASYNC,
+    BACKEND,
+    DEBUG_BUILD,
+    ERROR,
+    IDLE,
+    IO,
+    READ,
+    SIGNAL,
+    TIMEOUT,
+    WRITE,
+    Async,
+    Handle,
+    Idle,
+    Signal,
+    TimedIdle,
+    Timer,
+    TimerHandle,
+    Watcher,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
+    "Watcher", "IO", "Timer", "Idle", "TimedIdle", "Signal", "Async",
+    "Handle", "TimerHandle",
+    "READ", "WRITE", "ERROR", "TIMEOUT", "IDLE", "SIGNAL", "ASYNC", "BACKEND",
+]
+
+_T = TypeVar("_T")
+
+
+class Loop(_loop.Loop, _asyncio.AbstractEventLoop):  # type: ignore[misc]
+    """engine's event loop. Subclassable; an asyncio.AbstractEventLoop."""
+
+
+def new_event_loop() -> Loop:
+    """Return a new engine event loop."""
+    return Loop()
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
+    """Run a coroutine on a new engine loop, like asyncio.run(), and close the loop."""
+    if _sys.version_info >= (3, 12):
+        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are engine loops (policies are deprecated in 3.14)."""
+
+    def _loop_factory(self) -> Loop:  # type: ignore[override]
+        return new_event_loop()
+
+    def new_event_loop(self) -> Loop:
+        return new_event_loop()
+
+
+def install() -> None:
+    """Make asyncio.new_event_loop() (and asyncio.run()) use engine loops, via the policy.
+
+    On Python 3.12+ prefer engine.run() or asyncio.Runner(loop_factory=engine.new_event_loop):
+    event loop policies are on their way out of asyncio.
+    """
+    if _sys.version_info >= (3, 12):
+        _warnings.warn(
+            "engine.install() sets an event loop policy, a mechanism asyncio deprecates; "
+            "use engine.run() or asyncio.Runner(loop_factory=engine.new_event_loop) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+

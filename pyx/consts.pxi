@@ -1,0 +1,18 @@
+# Tunables, in one place.
+cdef enum:
+    READY_INITIAL_CAPACITY = 256      # ready-queue ring slots (power of two)
+    HEAP_INITIAL_CAPACITY = 256       # timer heap slots
+    FD_TABLE_INITIAL = 256            # fd table slots (grows to the highest fd seen)
+    POLL_EVENTS_INITIAL = 256         # poller event array (doubles when a wait fills it)
+    SIGNAL_READ_CHUNK = 64            # bytes read from the signal wake-up pipe per read()
+
+# Watcher kinds: indexes into the dispatch table.
+cdef enum:
+    KIND_NONE = 0
+    KIND_HANDLE = 1        # asyncio add_reader/add_writer handle: queued on the ready queue
+    KIND_IO = 2            # public IO watcher: its _fire() runs at once
+    KIND_WAKEUP = 3        # the loop's own cross-thread wake-up fd
+    KIND_SIGNALS = 4       # the signal wake-up pipe (signal.set_wakeup_fd)
+    KIND_COUNT = 5
+
+cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block longer than a day

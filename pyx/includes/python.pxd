@@ -1,0 +1,7 @@
+# CPython C-API entry points Cython does not declare for us.
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyContext_CopyCurrent()
+    int PyErr_CheckSignals() except -1
+    unsigned long PyThread_get_thread_ident() nogil

@@ -1,0 +1,13 @@
+cdef extern from "sysdeps.h" nogil:
+    const char *ENGINE_BACKEND_NAME
+    int ENGINE_USE_EPOLL
+    int ENGINE_USE_KQUEUE
+    int ENGINE_USE_EVENTFD
+    int ENGINE_DEBUG
+    double eng_monotonic()
+    int eng_pipe(int fds[2])
+    int eng_wakeup_open(int fds[2])
+    void eng_wakeup_send(int wfd)
+    void eng_wakeup_drain(int rfd)
+    void eng_close_wakeup(int fds[2])
+    int eng_set_nonblock_cloexec(int fd)

@@ -1,0 +1,1289 @@
+# engine._loop: an asyncio event loop written in Cython on epoll (Linux) or kqueue (BSD/macOS).
+#
+# The loop is one compiled unit: handles, watchers and the loop are `include`d here (uvloop's
+# layout) and declared in loop.pxd. It waits in exactly one place with the GIL released
+# (Loop._run_once) and dispatches fd events through a table of C function pointers indexed by the
+# watcher kind registered for the fd.
+
+cimport cython
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memset, memcpy, strerror
+from libc.math cimport ceil
+from libc.stdint cimport uint64_t
+from libc.errno cimport errno, EINTR, EAGAIN
+from posix.unistd cimport read, close
+
+from includes.poller cimport (
+    eng_poller, ENG_EV_READ, ENG_EV_WRITE, ENG_EV_EDGE, ENG_EV_ERROR,
+    eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
+    eng_poller_close)
+from includes.sysdeps cimport (
+    ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
+    eng_wakeup_drain, eng_close_wakeup)
+from includes.python cimport (
+    PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent, PyErr_CheckSignals,
+    PyThread_get_thread_ident)
+
+import asyncio as _asyncio
+import collections.abc as _abc
+import concurrent.futures as _cf
+import errno as _errno
+import logging as _logging
+import os as _os
+import signal as _signal
+import socket as _socket
+import sys as _sys
+import threading as _threading
+import time as _time
+import traceback as _traceback
+import warnings as _warnings
+import weakref as _weakref
+
+from asyncio import coroutines as _coroutines
+from asyncio import events as _events
+from asyncio import format_helpers as _format_helpers
+from asyncio import futures as _futures
+from asyncio import tasks as _tasks
+
+include "consts.pxi"
+
+cdef object aio_Task = _asyncio.Task
+cdef object aio_Future = _asyncio.Future
+cdef object aio_ensure_future = _asyncio.ensure_future
+cdef object aio_isfuture = _futures.isfuture
+cdef object aio_wrap_future = _futures.wrap_future
+cdef object aio_iscoroutine = _coroutines.iscoroutine
+cdef object aio_iscoroutinefunction = _coroutines.iscoroutinefunction
+cdef object aio_get_running_loop = _events._get_running_loop
+cdef object aio_set_running_loop = _events._set_running_loop
+cdef object _get_ident = _threading.get_ident
+cdef object _logger = _logging.getLogger('asyncio')   # the same logger asyncio uses
+cdef object _extract_stack = _format_helpers.extract_stack
+cdef object _sys_getframe = _sys._getframe
+cdef object _DEBUG_STACK_DEPTH = _asyncio.constants.DEBUG_STACK_DEPTH
+cdef object _THREAD_JOIN_TIMEOUT = getattr(_asyncio.constants, 'THREAD_JOIN_TIMEOUT', 300)
+cdef object _fmt_cb_source = _format_helpers._format_callback_source
+cdef bint _PY312 = _sys.version_info >= (3, 12)
+
+BACKEND = ENGINE_BACKEND_NAME.decode()
+DEBUG_BUILD = bool(ENGINE_DEBUG)
+
+
+cdef _format_callback_source(callback, args):
+    try:
+        return _fmt_cb_source(callback, args)
+    except Exception:
+        return repr(callback)
+
+
+cdef int _fileobj_to_fd(fileobj) except -1:
+    # same rules and messages as selectors._fileobj_to_fd
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    if fd > 0x7fffffff:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+cdef int _check_signal(sig) except -1:
+    if not isinstance(sig, int):
+        raise TypeError(f'sig must be an int, not {sig!r}')
+    if sig not in _signal.valid_signals():
+        raise ValueError(f'invalid signal number {sig}')
+    return 0
+
+
+def _sighandler_noop(signum, frame):
+    """Installed for signals the loop handles: the real work happens in the loop's thread."""
+    pass
+
+
+cdef _oserror(int neg_errno, str what=None):
+    cdef int e = -neg_errno
+    msg = _os.strerror(e)
+    if what:
+        return OSError(e, msg, what) if False else OSError(e, msg)
+    return OSError(e, msg)
+
+
+include "handles.pyx"
+include "watchers.pyx"
+
+
+# --- dispatch table -------------------------------------------------------------------------------
+# Indexed by the kind stored in the fd table: what to do when the poller reports the fd ready.
+
+ctypedef int (*fd_dispatch_fn)(Loop loop, object obj, int revents) except -1
+
+cdef int _dispatch_none(Loop loop, object obj, int revents) except -1:
+    return 0
+
+cdef int _dispatch_handle(Loop loop, object obj, int revents) except -1:
+    # asyncio's add_reader/add_writer: the handle joins the ready queue, as in asyncio.
+    cdef Handle h = <Handle>obj
+    if not h._cancelled:
+        loop._ready_push(h)
+    return 0
+
+cdef int _dispatch_io(Loop loop, object obj, int revents) except -1:
+    cdef IO w = <IO>obj
+    try:
+        w._fire(revents & (w.events | ENG_EV_ERROR))
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        loop._report_watcher_error(w, exc)
+    return 0
+
+cdef int _dispatch_wakeup(Loop loop, object obj, int revents) except -1:
+    eng_wakeup_drain(loop._wake_fds[0])
+    loop._wakeup_pending = False
+    return 0
+
+cdef int _dispatch_signals(Loop loop, object obj, int revents) except -1:
+    return loop._read_signals()
+
+cdef fd_dispatch_fn _FD_DISPATCH[<int>KIND_COUNT]
+_FD_DISPATCH[<int>KIND_NONE] = _dispatch_none
+_FD_DISPATCH[<int>KIND_HANDLE] = _dispatch_handle
+_FD_DISPATCH[<int>KIND_IO] = _dispatch_io
+_FD_DISPATCH[<int>KIND_WAKEUP] = _dispatch_wakeup
+_FD_DISPATCH[<int>KIND_SIGNALS] = _dispatch_signals
+
+
+# --- heap helpers ---------------------------------------------------------------------------------
+
+cdef inline bint _entry_lt(HeapEntry *a, HeapEntry *b) noexcept nogil:
+    return a.when < b.when or (a.when == b.when and a.seq < b.seq)
+
+cdef inline void _set_heap_idx(PyObject *t, Py_ssize_t i) noexcept:
+    (<TimerHandle>t)._heap_idx = i
+
+
+@cython.no_gc_clear
+cdef class Loop:
+    """The engine event loop (an asyncio.AbstractEventLoop through engine.Loop)."""
+
+    def __cinit__(self):
+        cdef int rc
+        self._wake_fds[0] = self._wake_fds[1] = -1
+        self._sig_fds[0] = self._sig_fds[1] = -1
+        self._poller.fd = -1
+        self._fds = NULL
+        self._heap = NULL
+        self._ready.items = NULL
+
+        rc = eng_poller_open(&self._poller, POLL_EVENTS_INITIAL)
+        if rc < 0:
+            raise _oserror(rc)
+
+        self._fds = <FdSlot*>malloc(sizeof(FdSlot) * FD_TABLE_INITIAL)
+        self._heap = <HeapEntry*>malloc(sizeof(HeapEntry) * HEAP_INITIAL_CAPACITY)
+        self._ready.items = <PyObject**>malloc(sizeof(PyObject*) * READY_INITIAL_CAPACITY)
+        if self._fds == NULL or self._heap == NULL or self._ready.items == NULL:
+            raise MemoryError()
+        memset(self._fds, 0, sizeof(FdSlot) * FD_TABLE_INITIAL)
+        self._fds_cap = FD_TABLE_INITIAL
+        self._heap_cap = HEAP_INITIAL_CAPACITY
+        self._heap_n = 0
+        self._ready.cap = READY_INITIAL_CAPACITY
+        self._ready.head = 0
+        self._ready.count = 0
+
+        rc = eng_wakeup_open(self._wake_fds)
+        if rc < 0:
+            raise _oserror(rc)
+        rc = eng_pipe(self._sig_fds)
+        if rc < 0:
+            raise _oserror(rc)
+
+        self._signal_handlers = {}
+        self._signal_watchers = {}
+        self._idles = []
+        self._timed_idles = []
+        self._asyncs = []
+        self._idle_pending = True
+        self._asyncgens = _weakref.WeakSet()
+        self.slow_callback_duration = 0.1
+        self._clock_resolution = _time.get_clock_info('monotonic').resolution
+        self._debug = _coroutines._is_debug_mode()
+        self._coroutine_origin_tracking_saved_depth = None
+
+        self._fd_set(self._wake_fds[0], ENG_EV_READ, None, KIND_WAKEUP)
+        self._fd_set(self._sig_fds[0], ENG_EV_READ, None, KIND_SIGNALS)
+
+    def __init__(self):
+        pass
+
+    def __dealloc__(self):
+        self._free_resources()
+
+    cdef _free_resources(self):
+        cdef Py_ssize_t i
+        cdef int fd
+        if self._ready.items != NULL:
+            while self._ready.count:
+                Py_DECREF(<object>self._ready.items[self._ready.head])
+                self._ready.head = (self._ready.head + 1) & (self._ready.cap - 1)
+                self._ready.count -= 1
+            free(self._ready.items)
+            self._ready.items = NULL
+        if self._heap != NULL:
+            for i in range(self._heap_n):
+                _set_heap_idx(self._heap[i].timer, -1)
+                Py_DECREF(<object>self._heap[i].timer)
+            self._heap_n = 0
+            free(self._heap)
+            self._heap = NULL
+        if self._fds != NULL:
+            for fd in range(self._fds_cap):
+                if self._fds[fd].reader != NULL:
+                    Py_DECREF(<object>self._fds[fd].reader)
+                    self._fds[fd].reader = NULL
+                if self._fds[fd].writer != NULL:
+                    Py_DECREF(<object>self._fds[fd].writer)
+                    self._fds[fd].writer = NULL
+            free(self._fds)
+            self._fds = NULL
+            self._fds_cap = 0
+        eng_poller_close(&self._poller)
+        eng_close_wakeup(self._wake_fds)
+        if self._sig_fds[0] >= 0:
+            close(self._sig_fds[0])
+        if self._sig_fds[1] >= 0:
+            close(self._sig_fds[1])
+        self._sig_fds[0] = self._sig_fds[1] = -1
+
+    def __repr__(self):
+        return (f'<{type(self).__name__} running={self.is_running()} '
+                f'closed={self.is_closed()} debug={self.get_debug()}>')
+
+    def __del__(self):
+        if not self._closed:
+            _warnings.warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self._running:
+                self.close()
+
+    # --- ready queue ------------------------------------------------------------------------------
+
+    cdef int _ready_push(self, Handle h) except -1:
+        cdef Ring *r = &self._ready
+        cdef PyObject **items
+        cdef Py_ssize_t i, ncap, first
+        if r.count == r.cap:
+            ncap = r.cap * 2
+            items = <PyObject**>malloc(sizeof(PyObject*) * ncap)
+            if items == NULL:
+                raise MemoryError()
+            first = r.cap - r.head          # unwrap: [head .. cap) then [0 .. head)
+            memcpy(items, r.items + r.head, sizeof(PyObject*) * first)
+            memcpy(items + first, r.items, sizeof(PyObject*) * r.head)
+            free(r.items)
+            r.items = items
+            r.head = 0
+            r.cap = ncap
+        Py_INCREF(h)
+        r.items[(r.head + r.count) & (r.cap - 1)] = <PyObject*>h
+        r.count += 1
+        return 0
+
+    # --- timers: a binary heap in a C array; each TimerHandle knows its index, so cancel() removes
+    # it in O(log n) and the heap never holds dead entries.
+
+    cdef int _heap_push(self, TimerHandle t) except -1:
+        cdef HeapEntry *heap
+        cdef HeapEntry e
+        cdef Py_ssize_t i, parent
+        if self._heap_n == self._heap_cap:
+            heap = <HeapEntry*>realloc(self._heap, sizeof(HeapEntry) * self._heap_cap * 2)
+            if heap == NULL:
+                raise MemoryError()
+            self._heap = heap
+            self._heap_cap *= 2
+        heap = self._heap
+        e.when = t._when
+        e.seq = self._seq
+        self._seq += 1
+        e.timer = <PyObject*>t
+        Py_INCREF(t)
+        i = self._heap_n
+        self._heap_n += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not _entry_lt(&e, &heap[parent]):
+                break
+            heap[i] = heap[parent]
+            _set_heap_idx(heap[i].timer, i)
+            i = parent
+        heap[i] = e
+        t._heap_idx = i
+        return 0
+
+    cdef int _heap_remove(self, Py_ssize_t i) except -1:
+        # Removes heap[i]; the caller owns the reference that was stored there afterwards.
+        cdef HeapEntry *heap = self._heap
+        cdef HeapEntry last
+        cdef Py_ssize_t n, child, parent
+        _set_heap_idx(heap[i].timer, -1)
+        self._heap_n -= 1
+        n = self._heap_n
+        if i == n:
+            return 0
+        last = heap[n]
+        # sift up if smaller than parent, otherwise down
+        if i > 0 and _entry_lt(&last, &heap[(i - 1) >> 1]):
+            while i > 0:
+                parent = (i - 1) >> 1
+                if not _entry_lt(&last, &heap[parent]):
+                    break
+                heap[i] = heap[parent]
+                _set_heap_idx(heap[i].timer, i)
+                i = parent
+        else:
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and _entry_lt(&heap[child + 1], &heap[child]):
+                    child += 1
+                if not _entry_lt(&heap[child], &last):
+                    break
+                heap[i] = heap[child]
+                _set_heap_idx(heap[i].timer, i)
+                i = child
+        heap[i] = last
+        _set_heap_idx(last.timer, i)
+        return 0
+
+    cdef int _timer_cancel(self, TimerHandle t) except -1:
+        cdef Py_ssize_t i = t._heap_idx
+        cdef PyObject *p
+        if i < 0 or i >= self._heap_n or self._heap[i].timer != <PyObject*>t:
+            return 0
+        p = self._heap[i].timer
+        self._heap_remove(i)
+        t._scheduled = False
+        Py_DECREF(<object>p)
+        return 0
+
+    def _timer_handle_cancelled(self, handle):
+        # asyncio.TimerHandle.cancel() calls this on the loop; engine's handles call _timer_cancel.
+        if isinstance(handle, TimerHandle):
+            self._timer_cancel(<TimerHandle>handle)
+
+    # --- fd table ---------------------------------------------------------------------------------
+
+    cdef int _fd_ensure(self, int fd) except -1:
+        cdef Py_ssize_t ncap
+        cdef FdSlot *fds
+        if fd < self._fds_cap:
+            return 0
+        ncap = self._fds_cap
+        while ncap <= fd:
+            ncap *= 2
+        fds = <FdSlot*>realloc(self._fds, sizeof(FdSlot) * ncap)
+        if fds == NULL:
+            raise MemoryError()
+        memset(fds + self._fds_cap, 0, sizeof(FdSlot) * (ncap - self._fds_cap))
+        self._fds = fds
+        self._fds_cap = <int>ncap
+        return 0
+
+    cdef int _fd_apply(self, int fd) except -1:
+        cdef FdSlot *slot = &self._fds[fd]
+        cdef int new_mask = 0
+        cdef int rc
+        if slot.reader != NULL:
+            new_mask |= ENG_EV_READ
+            if slot.rkind == KIND_IO and (<IO>slot.reader).edge:
+                new_mask |= ENG_EV_EDGE
+        if slot.writer != NULL:
+            new_mask |= ENG_EV_WRITE
+            if slot.wkind == KIND_IO and (<IO>slot.writer).edge:
+                new_mask |= ENG_EV_EDGE
+        if new_mask == slot.mask:
+            return 0
+        rc = eng_poller_set(&self._poller, fd, slot.mask, new_mask)
+        if rc < 0:
+            raise _oserror(rc)
+        slot.mask = new_mask
+        return 0
+
+    cdef object _fd_set(self, int fd, int which, object obj, int kind):
+        """Install obj as the reader or writer of fd; returns what was there (or None)."""
+        cdef FdSlot *slot
+        cdef PyObject *old
+        cdef int old_kind
+        self._fd_ensure(fd)
+        slot = &self._fds[fd]
+        Py_INCREF(obj)
+        if which == ENG_EV_READ:
+            old = slot.reader
+            old_kind = slot.rkind
+            slot.reader = <PyObject*>obj
+            slot.rkind = kind
+        else:
+            old = slot.writer
+            old_kind = slot.wkind
+            slot.writer = <PyObject*>obj
+            slot.wkind = kind
+        try:
+            self._fd_apply(fd)
+        except BaseException:
+            if which == ENG_EV_READ:
+                slot.reader = old
+                slot.rkind = old_kind
+            else:
+                slot.writer = old
+                slot.wkind = old_kind
+            Py_DECREF(obj)
+            raise
+        if old == NULL:
+            return None
+        result = <object>old
+        Py_DECREF(result)
+        return result
+
+    cdef object _fd_clear(self, int fd, int which):
+        """Remove the reader or writer of fd; returns it (or None)."""
+        cdef FdSlot *slot
+        cdef PyObject *old
+        if fd >= self._fds_cap:
+            return None
+        slot = &self._fds[fd]
+        if which == ENG_EV_READ:
+            old = slot.reader
+            slot.reader = NULL
+            slot.rkind = KIND_NONE
+        else:
+            old = slot.writer
+            slot.writer = NULL
+            slot.wkind = KIND_NONE
+        if old == NULL:
+            return None
+        result = <object>old
+        Py_DECREF(result)
+        try:
+            self._fd_apply(fd)
+        except OSError:
+            # The fd was closed or replaced behind our back: the kernel already forgot it.
+            slot.mask = (ENG_EV_READ if slot.reader != NULL else 0) | \
+                        (ENG_EV_WRITE if slot.writer != NULL else 0)
+        return result
+
+    # --- the run loop -----------------------------------------------------------------------------
+
+    cdef int _run_once(self) except -1:
+        cdef int timeout_ms, n, i, fd, revents, rc
+        cdef double when, now, end, dt
+        cdef Py_ssize_t ntodo
+        cdef Ring *ready = &self._ready
+        cdef PyObject *p
+        cdef Handle h
+        cdef TimerHandle t
+
+        # 1. how long may we block?
+        while True:
+            if ready.count or self._stopping or self._async_pending:
+                timeout_ms = 0
+            elif self._heap_n:
+                dt = self._heap[0].when - eng_monotonic()
+                if dt <= 0:
+                    timeout_ms = 0
+                else:
+                    if dt > MAXIMUM_SELECT_TIMEOUT:
+                        dt = MAXIMUM_SELECT_TIMEOUT
+                    timeout_ms = <int>ceil(dt * 1000.0)
+            else:
+                timeout_ms = -1
+            if timeout_ms != 0 and self._idle_pending and self._idles:
+                # about to block: run idle watchers once, then look again
+                self._run_idle()
+                continue
+            break
+
+        # 2. wait: the one place the GIL is released
+        self._sleeping = timeout_ms != 0
+        with nogil:
+            n = eng_poller_wait(&self._poller, timeout_ms)
+        self._sleeping = False
+        if n < 0:
+            if n == -EINTR:
+                PyErr_CheckSignals()      # runs Python signal handlers; may raise KeyboardInterrupt
+                n = 0
+            else:
+                raise _oserror(n)
+
+        # 3. dispatch fd events through the kind table
+        for i in range(n):
+            eng_poller_event(&self._poller, i, &fd, &revents)
+            self._dispatch_fd(fd, revents)
+        if n == self._poller.capacity:
+            rc = eng_poller_grow(&self._poller)
+            if rc < 0:
+                raise _oserror(rc)
+
+        if self._async_pending:
+            self._async_pending = False
+            for w in list(self._asyncs):
+                if (<Async>w)._pending and (<Async>w)._active:
+                    (<Async>w)._pending = False
+                    try:
+                        (<Async>w)._fire(ASYNC)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self._report_watcher_error(<Watcher>w, exc)
+
+        # 4. due timers join the ready queue, in deadline order
+        if self._heap_n:
+            end = eng_monotonic() + self._clock_resolution
+            while self._heap_n and self._heap[0].when <= end:
+                p = self._heap[0].timer
+                self._heap_remove(0)
+                t = <TimerHandle>p
+                Py_DECREF(t)           # drop the heap's reference; `t` holds one
+                t._scheduled = False
+                self._ready_push(t)
+
+        # 5. run what was ready when this iteration started
+        ntodo = ready.count
+        if ntodo or n:
+            self._idle_pending = True
+        if self._debug:
+            while ntodo > 0:
+                ntodo -= 1
+                p = ready.items[ready.head]
+                ready.head = (ready.head + 1) & (ready.cap - 1)
+                ready.count -= 1
+                h = <Handle>p
+                Py_DECREF(h)
+                if not h._cancelled:
+                    self._run_handle_debug(h)
+        else:
+            while ntodo > 0:
+                ntodo -= 1
+                p = ready.items[ready.head]
+                ready.head = (ready.head + 1) & (ready.cap - 1)
+                ready.count -= 1
+                h = <Handle>p
+                Py_DECREF(h)
+                if not h._cancelled:
+                    h._run()
+        h = None
+
+        if self._timed_idles:
+            now = eng_monotonic()
+            if now >= self._timed_deadline:
+                self._run_timed_idle(now)
+        return 0
+
+    cdef int _run_handle_debug(self, Handle h) except -1:
+        cdef double t0, dt
+        self._current_handle = h
+        try:
+            t0 = eng_monotonic()
+            h._run()
+            dt = eng_monotonic() - t0
+            if dt >= self.slow_callback_duration:
+                _logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
+        finally:
+            self._current_handle = None
+        return 0
+
+    cdef int _dispatch_fd(self, int fd, int revents) except -1:
+        cdef FdSlot *slot
+        cdef object reader, writer
+        cdef int rkind, wkind
+        if fd >= self._fds_cap:
+            return 0
+        slot = &self._fds[fd]
+        if slot.reader != NULL and (revents & ENG_EV_READ):
+            reader = <object>slot.reader
+            rkind = slot.rkind
+            if slot.writer == slot.reader:
+                # one watcher for both directions: one call with the combined events
+                _FD_DISPATCH[rkind](self, reader, revents)
+                return 0
+            _FD_DISPATCH[rkind](self, reader, revents)
+            if fd >= self._fds_cap:
+                return 0
+            slot = &self._fds[fd]      # the table may have moved
+        if slot.writer != NULL and (revents & ENG_EV_WRITE):
+            writer = <object>slot.writer
+            wkind = slot.wkind
+            _FD_DISPATCH[wkind](self, writer, revents)
+        return 0
+
+    cdef int _run_idle(self) except -1:
+        self._idle_pending = False
+        for w in list(self._idles):
+            if not (<Idle>w)._active:
+                continue
+            try:
+                (<Idle>w)._fire(IDLE)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._report_watcher_error(<Watcher>w, exc)
+        if self._timed_idles:
+            self._recompute_timed_deadline()
+        return 0
+
+    cdef int _run_timed_idle(self, double now) except -1:
+        for w in list(self._timed_idles):
+            if (<TimedIdle>w)._active and now >= (<TimedIdle>w)._last_run + (<TimedIdle>w)._interval:
+                try:
+                    (<TimedIdle>w)._fire(IDLE | TIMEOUT)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._report_watcher_error(<Watcher>w, exc)
+        self._recompute_timed_deadline()
+        return 0
+
+    cdef int _recompute_timed_deadline(self) except -1:
+        cdef double d = 1e300, x
+        for w in self._timed_idles:
+            x = (<TimedIdle>w)._last_run + (<TimedIdle>w)._interval
+            if x < d:
+                d = x
+        self._timed_deadline = d
+        return 0
+
+    cdef int _report_watcher_error(self, Watcher w, BaseException exc) except -1:
+        self.call_exception_handler({
+            'message': f'Exception in {type(w).__name__} watcher callback {w.callback!r}',
+            'exception': exc,
+            'watcher': w,
+        })
+        return 0
+
+    cdef int _wakeup(self) except -1:
+        # Called with the GIL held, from any thread. Only a sleeping loop needs the syscall.
+        if self._sleeping and not self._wakeup_pending:
+            self._wakeup_pending = True
+            eng_wakeup_send(self._wake_fds[1])
+        return 0
+
+    cdef int _read_signals(self) except -1:
+        cdef char buf[SIGNAL_READ_CHUNK]
+        cdef ssize_t r, i
+        cdef int sig
+        while True:
+            r = read(self._sig_fds[0], buf, SIGNAL_READ_CHUNK)
+            if r < 0 and errno == EINTR:
+                continue
+            if r <= 0:
+                break
+            for i in range(r):
+                sig = <unsigned char>buf[i]
+                handle = self._signal_handlers.get(sig)
+                if handle is not None and not (<Handle>handle)._cancelled:
+                    self._ready_push(<Handle>handle)
+                watchers = self._signal_watchers.get(sig)
+                if watchers:
+                    for w in list(watchers):
+                        try:
+                            (<Signal>w)._fire(SIGNAL)
+                        except (SystemExit, KeyboardInterrupt):
+                            raise
+                        except BaseException as exc:
+                            self._report_watcher_error(<Watcher>w, exc)
+            if r < SIGNAL_READ_CHUNK:
+                break
+        # let Python-level handlers (KeyboardInterrupt, asyncio.Runner's SIGINT) run now
+        PyErr_CheckSignals()
+        return 0
+
+    # --- checks -----------------------------------------------------------------------------------
+
+    cdef int _check_closed(self) except -1:
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        return 0
+
+    cdef int _check_thread(self) except -1:
+        if self._thread_id is None:
+            return 0
+        if self._thread_id != _get_ident():
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other "
+                "than the current one")
+        return 0
+
+    def _check_running(self):
+        if self._running:
+            raise RuntimeError('This event loop is already running')
+        if aio_get_running_loop() is not None:
+            raise RuntimeError('Cannot run the event loop while another loop is running')
+
+    def _check_callback(self, callback, method):
+        if aio_iscoroutine(callback) or aio_iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f'a callable object was expected by {method}(), got {callback!r}')
+
+    cdef Handle _make_handle(self, callback, tuple args, context, str method):
+        cdef Handle h
+        if self._debug:
+            self._check_callback(callback, method)
+        if context is None:
+            context = PyContext_CopyCurrent()
+        h = Handle.new(self, callback, args, context)
+        if self._debug:
+            h._source_traceback = _extract_stack(_sys_getframe(0))
+        return h
+
+    # --- scheduling -------------------------------------------------------------------------------
+
+    def call_soon(self, callback, *args, context=None):
+        """Arrange for callback(*args) to be called soon, in FIFO order."""
+        cdef Handle h
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_soon')
+        if context is None:
+            context = PyContext_CopyCurrent()
+        h = Handle.new(self, callback, args, context)
+        if self._debug:
+            h._source_traceback = _extract_stack(_sys_getframe(0))
+        self._ready_push(h)
+        return h
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but callable from any thread: wakes the loop up if it is waiting."""
+        cdef Handle h
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_callback(callback, 'call_soon_threadsafe')
+        if context is None:
+            context = PyContext_CopyCurrent()
+        h = Handle.new(self, callback, args, context)
+        if self._debug:
+            h._source_traceback = _extract_stack(_sys_getframe(0))
+        self._ready_push(h)
+        self._wakeup()
+        return h
+
+    def call_at(self, when, callback, *args, context=None):
+        """Arrange for callback(*args) to be called at loop.time() == when."""
+        cdef TimerHandle t
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_at')
+        if context is None:
+            context = PyContext_CopyCurrent()
+        t = TimerHandle.new_timer(self, when, callback, args, context)
+        if self._debug:
+            t._source_traceback = _extract_stack(_sys_getframe(0))
+        self._heap_push(t)
+        t._scheduled = True
+        return t
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Arrange for callback(*args) to be called after `delay` seconds."""
+        cdef TimerHandle t
+        if delay is None:
+            raise TypeError('delay must not be None')
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_later')
+        if context is None:
+            context = PyContext_CopyCurrent()
+        t = TimerHandle.new_timer(self, eng_monotonic() + <double>delay, callback, args, context)
+        if self._debug:
+            t._source_traceback = _extract_stack(_sys_getframe(0))
+        self._heap_push(t)
+        t._scheduled = True
+        return t
+
+    def time(self):
+        """The loop's clock: the same clock as time.monotonic()."""
+        return eng_monotonic()
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = _sys.get_asyncgen_hooks()
+        in_main = _threading.current_thread() is _threading.main_thread()
+        old_wakeup = None
+        try:
+            self._thread_id = _get_ident()
+            self._running = True
+            _sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                    finalizer=self._asyncgen_finalizer_hook)
+            aio_set_running_loop(self)
+            if in_main:
+                # signals delivered to any thread wake this loop (uvloop does the same)
+                try:
+                    old_wakeup = _signal.set_wakeup_fd(self._sig_fds[1], warn_on_full_buffer=False)
+                except (ValueError, OSError):
+                    old_wakeup = None
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+            self._running = False
+            self._thread_id = None
+            aio_set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            _sys.set_asyncgen_hooks(*old_agen_hooks)
+            if in_main and old_wakeup is not None and not self._signal_handlers \
+                    and not self._signal_watchers:
+                try:
+                    _signal.set_wakeup_fd(old_wakeup)
+                except (ValueError, OSError):
+                    pass
+
+    def run_until_complete(self, future):
+        """Run until the future (or coroutine) is done; return its result or raise its exception."""
+        self._check_closed()
+        self._check_running()
+        new_task = not aio_isfuture(future)
+        future = aio_ensure_future(future, loop=self)
+        if new_task:
+            # an exception escaping here is re-raised below; don't log it as never retrieved
+            future._log_destroy_pending = False
+        future.add_done_callback(_run_until_complete_cb)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(_run_until_complete_cb)
+        if not future.done():
+            raise RuntimeError('Event loop stopped before Future completed.')
+        return future.result()
+
+    def stop(self):
+        """Stop after the current iteration (callbacks already scheduled still run)."""
+        self._stopping = True
+
+    def is_running(self):
+        return self._running
+
+    def is_closed(self):
+        return self._closed
+
+    def close(self):
+        """Close the loop: drop pending callbacks, release the poller. Not while running."""
+        if self._running:
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        if self._debug:
+            _logger.debug("Close %r", self)
+        # signal handlers first (they need the loop open)
+        if self._signal_handlers or self._signal_watchers:
+            if _sys.is_finalizing():
+                _warnings.warn(f"Closing the loop {self!r} on interpreter shutdown stage, "
+                               f"skipping signal handlers removal", ResourceWarning, source=self)
+            else:
+                for sig in list(self._signal_handlers):
+                    self.remove_signal_handler(sig)
+                for sig, lst in list(self._signal_watchers.items()):
+                    for w in list(lst):
+                        (<Signal>w).stop()
+        self._closed = True
+        for lst in (self._idles, self._timed_idles, self._asyncs):
+            for w in list(lst):
+                (<Watcher>w)._active = False
+            del lst[:]
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+        self._free_resources()
+
+    # --- fd watching (asyncio API) ----------------------------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable (level-triggered)."""
+        cdef int ifd = _fileobj_to_fd(fd)
+        self._check_closed()
+        h = self._make_handle(callback, args, None, 'add_reader')
+        old = self._fd_set(ifd, ENG_EV_READ, h, KIND_HANDLE)
+        if old is not None:
+            if isinstance(old, Handle):
+                (<Handle>old).cancel()
+        return None
+
+    def remove_reader(self, fd):
+        """Stop watching fd for reading; True if it was watched."""
+        cdef int ifd = _fileobj_to_fd(fd)
+        if self._closed:
+            return False
+        if ifd >= self._fds_cap or self._fds[ifd].reader == NULL or self._fds[ifd].rkind != KIND_HANDLE:
+            return False
+        old = self._fd_clear(ifd, ENG_EV_READ)
+        (<Handle>old).cancel()
+        return True
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable (level-triggered)."""
+        cdef int ifd = _fileobj_to_fd(fd)
+        self._check_closed()
+        h = self._make_handle(callback, args, None, 'add_writer')
+        old = self._fd_set(ifd, ENG_EV_WRITE, h, KIND_HANDLE)
+        if old is not None:
+            if isinstance(old, Handle):
+                (<Handle>old).cancel()
+        return None
+
+    def remove_writer(self, fd):
+        """Stop watching fd for writing; True if it was watched."""
+        cdef int ifd = _fileobj_to_fd(fd)
+        if self._closed:
+            return False
+        if ifd >= self._fds_cap or self._fds[ifd].writer == NULL or self._fds[ifd].wkind != KIND_HANDLE:
+            return False
+        old = self._fd_clear(ifd, ENG_EV_WRITE)
+        (<Handle>old).cancel()
+        return True
+
+    # --- signals ----------------------------------------------------------------------------------
+
+    cdef int _signal_install(self, int sig) except -1:
+        try:
+            _signal.set_wakeup_fd(self._sig_fds[1], warn_on_full_buffer=False)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        try:
+            _signal.signal(sig, _sighandler_noop)
+            _signal.siginterrupt(sig, False)
+        except OSError as exc:
+            if exc.errno == _errno.EINVAL:
+                raise RuntimeError(f'sig {sig:d} cannot be caught')
+            raise
+        return 0
+
+    cdef int _signal_uninstall_if_unused(self, int sig) except -1:
+        if sig in self._signal_handlers or self._signal_watchers.get(sig):
+            return 0
+        handler = _signal.default_int_handler if sig == _signal.SIGINT else _signal.SIG_DFL
+        try:
+            _signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == _errno.EINVAL:
+                raise RuntimeError(f'sig {sig:d} cannot be caught')
+            raise
+        if not self._signal_handlers and not self._signal_watchers and not self._running:
+            try:
+                _signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                _logger.info('set_wakeup_fd(-1) failed: %s', exc)
+        return 0
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Call callback(*args) in the loop's thread when signal `sig` arrives. Main thread only."""
+        if aio_iscoroutine(callback) or aio_iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        _check_signal(sig)
+        self._check_closed()
+        h = Handle.new(self, callback, args, PyContext_CopyCurrent())
+        old = self._signal_handlers.get(sig)
+        self._signal_handlers[sig] = h
+        try:
+            self._signal_install(sig)
+        except BaseException:
+            if old is None:
+                del self._signal_handlers[sig]
+            else:
+                self._signal_handlers[sig] = old
+            if not self._signal_handlers and not self._signal_watchers:
+                try:
+                    _signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    _logger.info('set_wakeup_fd(-1) failed: %s', nexc)
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler for `sig`; True if there was one."""
+        _check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        self._signal_uninstall_if_unused(sig)
+        return True
+
+    # --- tasks and futures ------------------------------------------------------------------------
+
+    def create_future(self):
+        return aio_Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None):
+        self._check_closed()
+        if self._task_factory is None:
+            if context is None:
+                task = aio_Task(coro, loop=self, name=name)
+            else:
+                task = aio_Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+        else:
+            if context is None:
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context)
+            if name is not None:
+                task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError('task factory must be a callable or None')
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # --- exceptions -------------------------------------------------------------------------------
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f'A callable object or None is expected, got {handler!r}')
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log the context with the 'asyncio' logger, formatted as asyncio does."""
+        message = context.get('message')
+        if not message:
+            message = 'Unhandled exception in event loop'
+        exception = context.get('exception')
+        if exception is not None:
+            exc_info = (type(exception), exception, exception.__traceback__)
+        else:
+            exc_info = False
+        if ('source_traceback' not in context and self._current_handle is not None
+                and self._current_handle._source_traceback):
+            context['handle_traceback'] = self._current_handle._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in {'message', 'exception'}:
+                continue
+            value = context[key]
+            if key == 'source_traceback':
+                tb = ''.join(_traceback.format_list(value))
+                value = 'Object created at (most recent call last):\n' + tb.rstrip()
+            elif key == 'handle_traceback':
+                tb = ''.join(_traceback.format_list(value))
+                value = 'Handle created at (most recent call last):\n' + tb.rstrip()
+            else:
+                value = repr(value)
+            lines.append(f'{key}: {value}')
+        _logger.error('\n'.join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Pass context to the exception handler (or the default one); never raises Exception."""
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                _logger.error('Exception in default exception handler', exc_info=True)
+        else:
+            try:
+                ctx = None
+                thing = context.get("task")
+                if thing is None:
+                    thing = context.get("future")
+                if thing is None:
+                    thing = context.get("handle")
+                if thing is not None and hasattr(thing, "get_context"):
+                    ctx = thing.get_context()
+                if ctx is not None and hasattr(ctx, "run"):
+                    ctx.run(self._exception_handler, self, context)
+                else:
+                    self._exception_handler(self, context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                try:
+                    self.default_exception_handler({
+                        'message': 'Unhandled error in exception handler',
+                        'exception': exc,
+                        'context': context,
+                    })
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException:
+                    _logger.error('Exception in default exception handler while handling an '
+                                  'unexpected error in custom exception handler', exc_info=True)
+
+    # --- debug ------------------------------------------------------------------------------------
+
+    def get_debug(self):
+        return self._debug
+
+    def set_debug(self, enabled):
+        self._debug = bool(enabled)
+        if self._running:
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, self._debug)
+
+    def _set_coroutine_origin_tracking(self, bint enabled):
+        if enabled == self._coroutine_origin_tracking_enabled:
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = _sys.get_coroutine_origin_tracking_depth()
+            _sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+        else:
+            _sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    # --- async generators -------------------------------------------------------------------------
+
+    def _asyncgen_finalizer_hook(self, agen):
+        self._asyncgens.discard(agen)
+        if not self._closed:
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    def _asyncgen_firstiter_hook(self, agen):
+        if self._asyncgens_shutdown_called:
+            _warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                f"loop.shutdown_asyncgens() call", ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    async def shutdown_asyncgens(self):
+        """Close every asynchronous generator still open on this loop."""
+        self._asyncgens_shutdown_called = True
+        if not len(self._asyncgens):
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await _tasks.gather(*[ag.aclose() for ag in closing], return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    'message': f'an error occurred during closing of asynchronous generator {agen!r}',
+                    'exception': result,
+                    'asyncgen': agen,
+                })
+
+    # --- executor ---------------------------------------------------------------------------------
+
+    def run_in_executor(self, executor, func, *args):
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, 'run_in_executor')
+        if executor is None:
+            executor = self._default_executor
+            if self._executor_shutdown_called:
+                raise RuntimeError('Executor shutdown has been called')
+            if executor is None:
+                executor = _cf.ThreadPoolExecutor(thread_name_prefix='asyncio')
+                self._default_executor = executor
+        return aio_wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, _cf.ThreadPoolExecutor):
+            raise TypeError('executor must be ThreadPoolExecutor')
+        self._default_executor = executor
+
+    def _do_shutdown(self, future):
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self._closed:
+                self.call_soon_threadsafe(_set_result_unless_cancelled, future, None)
+        except Exception as ex:
+            if not self._closed and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    async def shutdown_default_executor(self, timeout=None):
+        """Shut the default executor down, waiting up to `timeout` seconds for its threads."""
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        thread = _threading.Thread(target=self._do_shutdown, args=(future,))
+        thread.start()
+        try:
+            async with _asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            _warnings.warn("The executor did not finishing joining "
+                           f"its threads within {timeout} seconds.",
+                           RuntimeWarning, stacklevel=2)
+            self._default_executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        return await self.run_in_executor(None, _socket.getaddrinfo, host, port,
+                                          family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        return await self.run_in_executor(None, _socket.getnameinfo, sockaddr, flags)
+
+    # --- introspection ----------------------------------------------------------------------------
+
+    @property
+    def backend(self):
+        """'epoll' or 'kqueue': the poller this build uses."""
+        return BACKEND
+
+    def _stats(self):
+        """Internal counters (for tests and debugging)."""
+        cdef int fd, nfds = 0
+        if self._fds != NULL:
+            for fd in range(self._fds_cap):
+                if self._fds[fd].reader != NULL or self._fds[fd].writer != NULL:
+                    nfds += 1
+        return {'ready': self._ready.count, 'timers': self._heap_n, 'fds': nfds,
+                'poll_capacity': self._poller.capacity, 'idle_watchers': len(self._idles)}
+
+
+cdef _format_handle(Handle h):
+    cb = h._callback
+    owner = getattr(cb, '__self__', None)
+    if isinstance(owner, _asyncio.Task):
+        return repr(owner)
+    return str(h)
+
+
+def _run_until_complete_cb(fut):
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # the loop stops anyway: the exception propagates from run_forever
+            return
+    fut.get_loop().stop()
+
+
+def _set_result_unless_cancelled(fut, result):
+    if fut.cancelled():
+        return
+    fut.set_result(result)
