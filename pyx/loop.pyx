@@ -398,7 +398,9 @@ cdef class Loop:
         self._fds_cap = <int>ncap
         return 0
 
-    cdef int _fd_apply(self, int fd) except -1:
+    cdef int _fd_apply(self, int fd, bint force=False) except -1:
+        # force: re-register even if the mask is unchanged (a replaced watcher may belong to a new
+        # file that reuses a closed fd's number; MOD then fails with ENOENT and the backend ADDs)
         cdef FdSlot *slot = &self._fds[fd]
         cdef int new_mask = 0
         cdef int rc
@@ -410,9 +412,9 @@ cdef class Loop:
             new_mask |= ENG_EV_WRITE
             if slot.wkind == KIND_IO and (<IO>slot.writer).edge:
                 new_mask |= ENG_EV_EDGE
-        if new_mask == slot.mask:
+        if new_mask == slot.mask and not force:
             return 0
-        rc = eng_poller_set(&self._poller, fd, slot.mask, new_mask)
+        rc = eng_poller_set(&self._poller, fd, 0 if force else slot.mask, new_mask)
         if rc < 0:
             raise _oserror(rc)
         slot.mask = new_mask
@@ -437,7 +439,7 @@ cdef class Loop:
             slot.writer = <PyObject*>obj
             slot.wkind = kind
         try:
-            self._fd_apply(fd)
+            self._fd_apply(fd, old != NULL)
         except BaseException:
             if which == ENG_EV_READ:
                 slot.reader = old

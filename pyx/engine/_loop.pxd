@@ -163,7 +163,7 @@ cdef class Loop:
     cdef int _fd_ensure(self, int fd) except -1
     cdef object _fd_set(self, int fd, int which, object obj, int kind)
     cdef object _fd_clear(self, int fd, int which)
-    cdef int _fd_apply(self, int fd) except -1
+    cdef int _fd_apply(self, int fd, bint force=*) except -1
     # running
     cdef int _run_once(self) except -1
     cdef int _dispatch_fd(self, int fd, int revents) except -1

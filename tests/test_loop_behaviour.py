@@ -1,0 +1,620 @@
+"""Behaviour of the event loop, written once and run on engine's loop AND on asyncio's own loop.
+
+If asyncio's loop fails one of these, the test is wrong, not engine.
+"""
+import asyncio
+import contextvars
+import gc
+import logging
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+import engine
+
+
+class LoopBehaviour:
+    """Mixin: subclasses set `factory` to a zero-argument loop constructor."""
+
+    factory = None
+
+    @pytest.fixture
+    def loop(self):
+        loop = type(self).factory()
+        yield loop
+        if not loop.is_closed():
+            loop.close()
+
+    # --- callbacks --------------------------------------------------------------------------
+
+    def test_call_soon_runs_in_fifo_order_with_args(self, loop):
+        seen = []
+        for i in range(5):
+            loop.call_soon(seen.append, i)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert seen == [0, 1, 2, 3, 4]
+
+    def test_callbacks_scheduled_during_iteration_run_in_next_one(self, loop):
+        order = []
+
+        def first():
+            order.append("first")
+            loop.call_soon(order.append, "scheduled-by-first")
+
+        loop.call_soon(first)
+        loop.call_soon(order.append, "second")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        # stop() was queued before "scheduled-by-first": the loop stops after the iteration
+        assert order == ["first", "second"]
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert order == ["first", "second", "scheduled-by-first"]
+
+    def test_stop_before_run_forever_runs_one_iteration(self, loop):
+        seen = []
+        loop.call_soon(seen.append, 1)
+        loop.stop()
+        loop.run_forever()
+        assert seen == [1]
+        assert not loop.is_running()
+
+    def test_cancelled_handle_does_not_run(self, loop):
+        seen = []
+        h = loop.call_soon(seen.append, "x")
+        assert not h.cancelled()
+        h.cancel()
+        assert h.cancelled()
+        h.cancel()  # idempotent
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert seen == []
+
+    def test_context_is_captured_and_explicit_context_used(self, loop):
+        var = contextvars.ContextVar("var", default="default")
+        got = []
+        var.set("captured")
+        loop.call_soon(lambda: got.append(var.get()))
+        ctx = contextvars.Context()
+        ctx.run(var.set, "explicit")
+        h = loop.call_soon(lambda: got.append(var.get()), context=ctx)
+        var.set("changed-after")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert got == ["captured", "explicit"]
+        if hasattr(h, "get_context"):
+            assert h.get_context() is ctx
+
+    def test_callback_changes_to_context_stay_in_its_context(self, loop):
+        var = contextvars.ContextVar("var", default=0)
+        ctx = contextvars.copy_context()
+        loop.call_soon(var.set, 5, context=ctx)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert ctx[var] == 5
+        assert var.get() == 0
+
+    def test_handle_repr_names_the_callback(self, loop):
+        def my_callback():
+            pass
+
+        h = loop.call_soon(my_callback)
+        assert "my_callback" in repr(h)
+        t = loop.call_later(10, my_callback)
+        assert "when=" in repr(t) and "my_callback" in repr(t)
+        t.cancel()
+        assert "cancelled" in repr(t)
+        h.cancel()
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def test_call_later_orders_by_deadline(self, loop):
+        seen = []
+        loop.call_later(0.03, seen.append, 3)
+        loop.call_later(0.01, seen.append, 1)
+        loop.call_later(0.02, seen.append, 2)
+        loop.call_later(0.04, loop.stop)
+        loop.run_forever()
+        assert seen == [1, 2, 3]
+
+    def test_call_at_uses_loop_time_and_when(self, loop):
+        t0 = loop.time()
+        fired = []
+        h = loop.call_at(t0 + 0.02, lambda: fired.append(loop.time()))
+        assert h.when() == pytest.approx(t0 + 0.02)
+        loop.call_at(t0 + 0.03, loop.stop)
+        loop.run_forever()
+        assert fired and fired[0] >= t0 + 0.02
+
+    def test_timer_never_fires_early(self, loop):
+        deadlines = []
+
+        def cb(when):
+            deadlines.append((when, loop.time()))
+
+        for d in (0.001, 0.005, 0.0105, 0.02):
+            h = loop.call_later(d, lambda: None)
+            loop.call_at(h.when(), cb, h.when())
+        loop.call_later(0.03, loop.stop)
+        loop.run_forever()
+        assert len(deadlines) == 4
+        for when, now in deadlines:
+            assert now >= when
+
+    def test_loop_time_is_monotonic_clock(self, loop):
+        a = time.monotonic()
+        b = loop.time()
+        c = time.monotonic()
+        assert a <= b <= c
+
+    def test_cancelled_timer_does_not_run(self, loop):
+        seen = []
+        h = loop.call_later(0.01, seen.append, "late")
+        h.cancel()
+        loop.call_later(0.02, loop.stop)
+        loop.run_forever()
+        assert seen == []
+
+    def test_none_delay_or_when_rejected(self, loop):
+        with pytest.raises(TypeError):
+            loop.call_later(None, lambda: None)
+        with pytest.raises(TypeError):
+            loop.call_at(None, lambda: None)
+
+    # --- run_until_complete / stop / close --------------------------------------------------
+
+    def test_run_until_complete_returns_result(self, loop):
+        async def coro():
+            await asyncio.sleep(0)
+            return 42
+
+        assert loop.run_until_complete(coro()) == 42
+
+    def test_run_until_complete_raises_the_exception(self, loop):
+        async def coro():
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            loop.run_until_complete(coro())
+
+    def test_run_until_complete_stopped_early(self, loop):
+        fut = loop.create_future()
+        loop.call_soon(loop.stop)
+        with pytest.raises(RuntimeError, match="Event loop stopped before Future completed"):
+            loop.run_until_complete(fut)
+
+    def test_run_forever_not_reentrant(self, loop):
+        errors = []
+
+        def reenter():
+            try:
+                loop.run_forever()
+            except RuntimeError as e:
+                errors.append(str(e))
+            loop.stop()
+
+        loop.call_soon(reenter)
+        loop.run_forever()
+        assert errors == ["This event loop is already running"]
+
+    def test_is_running_inside_callbacks(self, loop):
+        states = []
+        loop.call_soon(lambda: states.append(loop.is_running()))
+        loop.call_soon(loop.stop)
+        assert not loop.is_running()
+        loop.run_forever()
+        assert states == [True]
+        assert not loop.is_running()
+
+    def test_running_loop_is_set_while_running(self, loop):
+        got = []
+        loop.call_soon(lambda: got.append(asyncio.get_running_loop()))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert got == [loop]
+        with pytest.raises(RuntimeError):
+            asyncio.get_running_loop()
+
+    def test_closed_loop_refuses_work(self, loop):
+        loop.close()
+        assert loop.is_closed()
+        loop.close()  # idempotent
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.call_soon(lambda: None)
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.call_later(1, lambda: None)
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.call_soon_threadsafe(lambda: None)
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.run_forever()
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.run_until_complete(coro)
+        coro.close()
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.run_in_executor(None, lambda: None)
+
+    def test_close_while_running_raises(self, loop):
+        errors = []
+
+        def try_close():
+            try:
+                loop.close()
+            except RuntimeError as e:
+                errors.append(str(e))
+            loop.stop()
+
+        loop.call_soon(try_close)
+        loop.run_forever()
+        assert errors == ["Cannot close a running event loop"]
+
+    # --- exceptions -------------------------------------------------------------------------
+
+    def test_callback_exception_reaches_handler_and_loop_continues(self, loop):
+        contexts = []
+        loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+        def bad():
+            raise ZeroDivisionError("oops")
+
+        after = []
+        loop.call_soon(bad)
+        loop.call_soon(after.append, "still running")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert after == ["still running"]
+        assert len(contexts) == 1
+        ctx = contexts[0]
+        assert isinstance(ctx["exception"], ZeroDivisionError)
+        assert ctx["message"].startswith("Exception in callback")
+        assert "bad" in ctx["message"]
+        assert "handle" in ctx
+
+    def test_default_handler_logs_to_asyncio_logger(self, loop, caplog):
+        def bad():
+            raise KeyError("k")
+
+        loop.call_soon(bad)
+        loop.call_soon(loop.stop)
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            loop.run_forever()
+        records = [r for r in caplog.records if r.name == "asyncio"]
+        assert records and records[0].getMessage().startswith("Exception in callback")
+        assert records[0].exc_info[0] is KeyError
+
+    def test_failing_custom_handler_falls_back_to_default(self, loop, caplog):
+        def handler(lp, ctx):
+            raise RuntimeError("handler broke")
+
+        loop.set_exception_handler(handler)
+        assert loop.get_exception_handler() is handler
+        loop.call_soon(lambda: 1 / 0)
+        loop.call_soon(loop.stop)
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            loop.run_forever()
+        msgs = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+        assert any(m.startswith("Unhandled error in exception handler") for m in msgs)
+
+    def test_call_exception_handler_default_message(self, loop, caplog):
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            loop.call_exception_handler({"foo": "bar"})
+        msg = caplog.records[-1].getMessage()
+        assert msg.splitlines()[0] == "Unhandled exception in event loop"
+        assert "foo: 'bar'" in msg
+
+    def test_set_exception_handler_type_check(self, loop):
+        with pytest.raises(TypeError):
+            loop.set_exception_handler("not callable")
+
+    def test_keyboard_interrupt_propagates_from_callback(self, loop):
+        def interrupt():
+            raise KeyboardInterrupt
+
+        loop.call_soon(interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+        assert not loop.is_running()
+
+    # --- threads ----------------------------------------------------------------------------
+
+    def test_call_soon_threadsafe_wakes_a_blocked_loop(self, loop):
+        got = []
+
+        def worker():
+            time.sleep(0.05)
+            loop.call_soon_threadsafe(got.append, threading.get_ident())
+            loop.call_soon_threadsafe(loop.stop)
+
+        th = threading.Thread(target=worker)
+        th.start()
+        loop.run_forever()  # blocks with nothing scheduled until the thread wakes it
+        th.join()
+        assert got and got[0] != threading.get_ident()
+
+    def test_run_in_executor(self, loop):
+        async def main():
+            r = await loop.run_in_executor(None, sum, [1, 2, 3])
+            name = await loop.run_in_executor(None, lambda: threading.current_thread().name)
+            return r, name
+
+        r, name = loop.run_until_complete(main())
+        assert r == 6
+        assert name != threading.current_thread().name
+        loop.run_until_complete(loop.shutdown_default_executor())
+
+    def test_set_default_executor_type_check(self, loop):
+        with pytest.raises(TypeError):
+            loop.set_default_executor(object())
+
+    def test_getaddrinfo_and_getnameinfo(self, loop):
+        infos = loop.run_until_complete(loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM))
+        assert infos[0][4] == ("127.0.0.1", 80)
+        host, port = loop.run_until_complete(
+            loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV))
+        assert (host, port) == ("127.0.0.1", "80")
+        loop.run_until_complete(loop.shutdown_default_executor())
+
+    def test_debug_mode_rejects_calls_from_other_threads(self, loop):
+        loop.set_debug(True)
+        assert loop.get_debug()
+        errors = []
+
+        def other_thread():
+            try:
+                loop.call_soon(lambda: None)
+            except RuntimeError as e:
+                errors.append(str(e))
+            loop.call_soon_threadsafe(loop.stop)
+
+        def start():
+            threading.Thread(target=other_thread).start()
+
+        loop.call_soon(start)
+        loop.run_forever()
+        assert errors and "Non-thread-safe operation" in errors[0]
+
+    def test_debug_mode_reports_slow_callbacks(self, loop, caplog):
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.0
+
+        def slowish():
+            pass
+
+        loop.call_soon(slowish)
+        loop.call_soon(loop.stop)
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            loop.run_forever()
+        msgs = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+        assert any(m.startswith("Executing") and "slowish" in m for m in msgs)
+
+    def test_debug_mode_rejects_coroutine_callbacks(self, loop):
+        loop.set_debug(True)
+
+        async def coro():
+            pass
+
+        with pytest.raises(TypeError):
+            loop.call_soon(coro)
+
+    # --- fds --------------------------------------------------------------------------------
+
+    def test_add_reader_called_when_readable(self, loop):
+        a, b = socket.socketpair()
+        try:
+            got = []
+
+            def on_read():
+                got.append(a.recv(100))
+                loop.remove_reader(a)
+                loop.stop()
+
+            assert loop.add_reader(a, on_read) is None
+            loop.call_later(0.01, b.send, b"ping")
+            loop.run_forever()
+            assert got == [b"ping"]
+            assert loop.remove_reader(a) is False
+        finally:
+            a.close()
+            b.close()
+
+    def test_add_reader_is_level_triggered(self, loop):
+        a, b = socket.socketpair()
+        try:
+            calls = []
+            b.send(b"x")
+
+            def on_read():
+                calls.append(1)
+                if len(calls) == 3:
+                    loop.stop()
+
+            loop.add_reader(a.fileno(), on_read)
+            loop.run_forever()  # never reads: called again every iteration
+            assert len(calls) == 3
+            assert loop.remove_reader(a.fileno()) is True
+        finally:
+            a.close()
+            b.close()
+
+    def test_add_reader_replaces_previous_reader(self, loop):
+        a, b = socket.socketpair()
+        try:
+            got = []
+            loop.add_reader(a, got.append, "old")
+            loop.add_reader(a, lambda: (got.append("new"), loop.stop()))
+            b.send(b"x")
+            loop.run_forever()
+            assert got == ["new"]
+            assert loop.remove_reader(a)
+        finally:
+            a.close()
+            b.close()
+
+    def test_add_writer_called_when_writable(self, loop):
+        a, b = socket.socketpair()
+        try:
+            got = []
+            loop.add_writer(a, lambda: (got.append("w"), loop.stop()))
+            loop.run_forever()
+            assert got == ["w"]
+            assert loop.remove_writer(a) is True
+            assert loop.remove_writer(a) is False
+        finally:
+            a.close()
+            b.close()
+
+    def test_reader_and_writer_on_same_fd(self, loop):
+        a, b = socket.socketpair()
+        try:
+            got = set()
+
+            def done():
+                if got == {"r", "w"}:
+                    loop.stop()
+
+            loop.add_writer(a, lambda: (got.add("w"), loop.remove_writer(a), done()))
+            loop.add_reader(a, lambda: (got.add("r"), a.recv(10), loop.remove_reader(a), done()))
+            b.send(b"x")
+            loop.run_forever()
+            assert got == {"r", "w"}
+        finally:
+            a.close()
+            b.close()
+
+    def test_bad_fds_raise_like_asyncio(self, loop):
+        with pytest.raises(ValueError):
+            loop.add_reader(-1, lambda: None)
+        with pytest.raises(ValueError):
+            loop.add_writer(object(), lambda: None)
+        s = socket.socket()
+        fd = s.fileno()
+        s.close()
+        with pytest.raises(OSError):
+            loop.add_reader(fd, lambda: None)
+        assert loop.remove_reader(fd) is False
+
+    def test_regular_file_cannot_be_watched(self, loop):
+        with tempfile.TemporaryFile() as f:
+            with pytest.raises(OSError):
+                loop.add_reader(f.fileno(), lambda: None)
+
+    # --- signals ----------------------------------------------------------------------------
+
+    def test_signal_handler_runs_in_loop(self, loop):
+        got = []
+        loop.add_signal_handler(signal.SIGUSR1, lambda *a: (got.append(a), loop.stop()), "arg")
+        try:
+            loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1)
+            loop.run_forever()
+            assert got == [("arg",)]
+        finally:
+            assert loop.remove_signal_handler(signal.SIGUSR1) is True
+        assert loop.remove_signal_handler(signal.SIGUSR1) is False
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+    def test_signal_handler_argument_checks(self, loop):
+        with pytest.raises(TypeError):
+            loop.add_signal_handler("x", lambda: None)
+        with pytest.raises(ValueError):
+            loop.add_signal_handler(100000, lambda: None)
+
+        async def coro():
+            pass
+
+        with pytest.raises(TypeError):
+            loop.add_signal_handler(signal.SIGUSR1, coro)
+        with pytest.raises(RuntimeError):
+            loop.add_signal_handler(signal.SIGKILL, lambda: None)
+
+    def test_sigint_in_runner_interrupts_main_task(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.02, os.kill, os.getpid(), signal.SIGINT)
+            await asyncio.sleep(10)
+
+        with asyncio.Runner(loop_factory=type(self).factory) as runner:
+            with pytest.raises(KeyboardInterrupt):
+                runner.run(main())
+
+    # --- tasks, asyncgens -------------------------------------------------------------------
+
+    def test_create_task_name_and_factory(self, loop):
+        async def coro():
+            return asyncio.current_task().get_name()
+
+        t = loop.create_task(coro(), name="named")
+        assert loop.run_until_complete(t) == "named"
+        made = []
+
+        def factory(lp, c, **kw):
+            made.append(c)
+            return asyncio.Task(c, loop=lp, **kw)
+
+        loop.set_task_factory(factory)
+        assert loop.get_task_factory() is factory
+        assert loop.run_until_complete(loop.create_task(coro(), name="f")) == "f"
+        assert len(made) == 1
+        with pytest.raises(TypeError):
+            loop.set_task_factory(1)
+
+    def test_create_future_belongs_to_loop(self, loop):
+        fut = loop.create_future()
+        assert fut.get_loop() is loop
+        loop.call_soon(fut.set_result, "r")
+        assert loop.run_until_complete(fut) == "r"
+
+    def test_shutdown_asyncgens_finalizes_open_generators(self, loop):
+        closed = []
+
+        async def agen():
+            try:
+                yield 1
+                yield 2
+            finally:
+                closed.append(True)
+
+        async def main():
+            g = agen()
+            assert await g.__anext__() == 1
+            return g
+
+        g = loop.run_until_complete(main())
+        assert closed == []
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        assert closed == [True]
+        del g
+
+    def test_gather_and_wait_for(self, loop):
+        async def work(i):
+            await asyncio.sleep(0.001 * (i % 3))
+            return i
+
+        async def main():
+            r = await asyncio.gather(*(work(i) for i in range(50)))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.sleep(5), 0.01)
+            return r
+
+        assert loop.run_until_complete(main()) == list(range(50))
+
+    def test_runner_with_loop_factory(self):
+        async def main():
+            return type(asyncio.get_running_loop())
+
+        with asyncio.Runner(loop_factory=type(self).factory) as runner:
+            t = runner.run(main())
+            assert isinstance(runner.get_loop(), t)
+
+
+class TestEngineLoop(LoopBehaviour):
+    factory = staticmethod(engine.new_event_loop)
+
+
+class TestAsyncioLoop(LoopBehaviour):
+    factory = staticmethod(asyncio.new_event_loop)
