@@ -11,7 +11,14 @@ import sys as _sys
 import warnings as _warnings
 from typing import Any, Callable, Coroutine, TypeVar
 
-from . import _loop
+try:
+    from . import _loop
+except ImportError as _exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "engine's compiled extension (engine._loop) is missing: install the package with "
+        "`pip install .` (it builds the Cython sources), and don't import engine from a source "
+        "tree that shadows the installed package (run `pytest`, not `python -m pytest`, there)"
+    ) from _exc
 from ._loop import (
     ASYNC,
     BACKEND,
