@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -59,21 +61,34 @@ _TIMER_DELAYS = [((i * 7919) % 10007) * (TIMERS_SPREAD / 10007) for i in range(T
 
 # --------------------------------------------------------------------------- loop factories
 
+def _build_id(path):
+    """Short sha256 of a compiled module: tells apart rebuilds with the same version."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return "unknown"
+
+
 def _loop_factory(impl):
-    """Return (factory, version string, module file) or raise ImportError."""
+    """Return (factory, version, module file, build id) or raise ImportError."""
     if impl == "engine":
         import engine
-        return engine.new_event_loop, getattr(engine, "__version__", "?"), engine.__file__
+        import engine._loop
+        return (engine.new_event_loop, getattr(engine, "__version__", "?"), engine.__file__,
+                _build_id(engine._loop.__file__))
     if impl == "uvloop":
         import uvloop
-        return uvloop.new_event_loop, uvloop.__version__, uvloop.__file__
+        import uvloop.loop
+        return (uvloop.new_event_loop, uvloop.__version__, uvloop.__file__,
+                _build_id(uvloop.loop.__file__))
     if impl == "asyncio":
         # CPython's default loop, independent of any installed policy.
         if sys.platform == "win32":
             factory = asyncio.ProactorEventLoop
         else:
             factory = asyncio.SelectorEventLoop
-        return factory, sys.version.split()[0], asyncio.__file__
+        return factory, sys.version.split()[0], asyncio.__file__, "stdlib"
     raise ValueError(f"unknown loop implementation {impl!r}")
 
 
@@ -207,6 +222,15 @@ def bench_idle(loops, factory, seconds, far_timer):
 
 # --------------------------------------------------------------------------- runner
 
+def _git(repo, *git_args):
+    try:
+        out = subprocess.run(["git", "-C", repo, *git_args], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def _csv(text, allowed, what):
     items = [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
@@ -217,7 +241,7 @@ def _csv(text, allowed, what):
 
 def _add_worker_args(cmd, args):
     cmd.extend(("--loops-impl", args.loops_impl, "--scenarios", args.scenarios,
-                "--idle-seconds", repr(args.idle_seconds)))
+                "--idle-seconds", repr(args.idle_seconds), "--repo", args.repo))
 
 
 def main():
@@ -256,12 +280,19 @@ def main():
     args.loops_impl = ",".join(impls)   # forwarded to workers by _add_worker_args
 
     runner.metadata["loop_impls"] = ",".join(impls)
+    # git state at run time (compare_loop.py may run later, on another checkout)
+    for key, git_args in (("loop_git_commit", ("rev-parse", "HEAD")),
+                          ("loop_git_describe", ("describe", "--always", "--dirty"))):
+        value = _git(args.repo, *git_args)
+        if value:
+            runner.metadata[key] = value
 
     benches = []
     for sc in scenarios:           # scenario outer, impl inner: drift hits all impls alike
         for impl in impls:
-            factory, version, modfile = factories[impl]
+            factory, version, modfile, build = factories[impl]
             md = {
+                "loop_impl_build": build,
                 "description": SCENARIOS[sc],
                 "loop_scenario": sc,
                 "loop_impl": impl,

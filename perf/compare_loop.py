@@ -130,11 +130,38 @@ def machine_metadata(suite, repo):
     for bench in suite.get_benchmarks():
         md = bench.get_metadata()
         impl = md.get("loop_impl")
-        if impl and impl not in impl_versions:
-            impl_versions[impl] = {"version": md.get("loop_impl_version"),
-                                   "file": md.get("loop_impl_file")}
+        if not impl:
+            continue
+        builds = {r.get_metadata().get("loop_impl_build") for r in bench.get_runs()}
+        builds.discard(None)
+        info = impl_versions.setdefault(impl, {"version": md.get("loop_impl_version"),
+                                               "file": md.get("loop_impl_file"),
+                                               "builds": []})
+        for b in sorted(builds):
+            if b not in info["builds"]:
+                info["builds"].append(b)
+    run_commits = sorted({r.get_metadata().get("loop_git_commit")
+                          for b in suite.get_benchmarks() for r in b.get_runs()} - {None})
+    run_describes = sorted({r.get_metadata().get("loop_git_describe")
+                            for b in suite.get_benchmarks() for r in b.get_runs()} - {None})
     uname = platform.uname()
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    if run_commits:
+        git = {
+            "source": "recorded at run time",
+            "repo": os.path.abspath(repo),
+            "commit": run_commits[0] if len(run_commits) == 1 else run_commits,
+            "describe": run_describes[0] if len(run_describes) == 1 else run_describes,
+            "dirty": any(d.endswith("-dirty") for d in run_describes),
+        }
+    else:
+        status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+        git = {
+            "source": "read when the report was made",
+            "repo": os.path.abspath(repo),
+            "commit": _git(repo, "rev-parse", "HEAD"),
+            "describe": _git(repo, "describe", "--always", "--dirty"),
+            "dirty": bool(status) if status is not None else None,
+        }
     return {
         "date": min(dates).isoformat() if dates else None,
         "date_end": max(dates).isoformat() if dates else None,
@@ -152,13 +179,7 @@ def machine_metadata(suite, repo):
                                               platform.python_implementation()),
         "python_executable": bench_md.get("python_executable"),
         "loadavg_at_report": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "git": {
-            "repo": os.path.abspath(repo),
-            "commit": _git(repo, "rev-parse", "HEAD"),
-            "describe": _git(repo, "describe", "--always", "--dirty"),
-            "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
-            "dirty": bool(status) if status is not None else None,
-        },
+        "git": git,
         "impls": impl_versions,
         "pyperf_version": pyperf.__version__,
         "numpy_version": np.__version__,
@@ -342,9 +363,16 @@ def format_table(report):
                      f"engine uses less CPU; '!' = above {IDLE_OK_THRESHOLD * 1e6:.0f} µs/s "
                      "(1% CPU). Not in the geomean.")
     m = report["meta"]
+    for impl, info in m["impls"].items():
+        if len(info.get("builds", ())) > 1:
+            lines.append(f"WARNING: {impl} was rebuilt during the run (builds "
+                         f"{', '.join(info['builds'])}): its figures mix builds.")
     lines.append(f"{m['cpu_model']} | {m['kernel']} | Python {m['python_version']} | "
                  f"affinity {m['cpu_affinity'] or 'none'} | "
                  f"git {m['git']['describe'] or m['git']['commit']} | {m['date']}")
+    if isinstance(m["git"]["commit"], list):
+        lines.append("WARNING: the git commit changed during the run: "
+                     + ", ".join(m["git"]["commit"]))
     return "\n".join(lines)
 
 

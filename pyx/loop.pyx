@@ -177,12 +177,16 @@ cdef class Loop:
         cdef int rc
         self._wake_fds[0] = self._wake_fds[1] = -1
         self._sig_fds[0] = self._sig_fds[1] = -1
-        self._poller.fd = -1
+        self._poller = malloc(sizeof(eng_poller))
+        if self._poller == NULL:
+            raise MemoryError()
+        (<eng_poller*>self._poller).fd = -1
+        (<eng_poller*>self._poller).events = NULL
         self._fds = NULL
         self._heap = NULL
         self._ready.items = NULL
 
-        rc = eng_poller_open(&self._poller, POLL_EVENTS_INITIAL)
+        rc = eng_poller_open(<eng_poller*>self._poller, POLL_EVENTS_INITIAL)
         if rc < 0:
             raise _oserror(rc)
 
@@ -255,7 +259,10 @@ cdef class Loop:
             free(self._fds)
             self._fds = NULL
             self._fds_cap = 0
-        eng_poller_close(&self._poller)
+        if self._poller != NULL:
+            eng_poller_close(<eng_poller*>self._poller)
+            free(self._poller)
+            self._poller = NULL
         eng_close_wakeup(self._wake_fds)
         if self._sig_fds[0] >= 0:
             close(self._sig_fds[0])
@@ -414,7 +421,7 @@ cdef class Loop:
                 new_mask |= ENG_EV_EDGE
         if new_mask == slot.mask and not force:
             return 0
-        rc = eng_poller_set(&self._poller, fd, 0 if force else slot.mask, new_mask)
+        rc = eng_poller_set(<eng_poller*>self._poller, fd, 0 if force else slot.mask, new_mask)
         if rc < 0:
             raise _oserror(rc)
         slot.mask = new_mask
@@ -513,11 +520,15 @@ cdef class Loop:
                 continue
             break
 
-        # 2. wait: the one place the GIL is released
-        self._sleeping = timeout_ms != 0
-        with nogil:
-            n = eng_poller_wait(&self._poller, timeout_ms)
-        self._sleeping = False
+        # 2. wait: the one place the GIL is released. A zero-timeout poll cannot block, so it
+        # keeps the GIL (saves a release/re-acquire per busy iteration).
+        if timeout_ms == 0:
+            n = eng_poller_wait(<eng_poller*>self._poller, 0)
+        else:
+            self._sleeping = True
+            with nogil:
+                n = eng_poller_wait(<eng_poller*>self._poller, timeout_ms)
+            self._sleeping = False
         if n < 0:
             if n == -EINTR:
                 PyErr_CheckSignals()      # runs Python signal handlers; may raise KeyboardInterrupt
@@ -527,10 +538,10 @@ cdef class Loop:
 
         # 3. dispatch fd events through the kind table
         for i in range(n):
-            eng_poller_event(&self._poller, i, &fd, &revents)
+            eng_poller_event(<eng_poller*>self._poller, i, &fd, &revents)
             self._dispatch_fd(fd, revents)
-        if n == self._poller.capacity:
-            rc = eng_poller_grow(&self._poller)
+        if n == (<eng_poller*>self._poller).capacity:
+            rc = eng_poller_grow(<eng_poller*>self._poller)
             if rc < 0:
                 raise _oserror(rc)
 
@@ -1265,7 +1276,7 @@ cdef class Loop:
                 if self._fds[fd].reader != NULL or self._fds[fd].writer != NULL:
                     nfds += 1
         return {'ready': self._ready.count, 'timers': self._heap_n, 'fds': nfds,
-                'poll_capacity': self._poller.capacity, 'idle_watchers': len(self._idles)}
+                'poll_capacity': (<eng_poller*>self._poller).capacity, 'idle_watchers': len(self._idles)}
 
 
 cdef _format_handle(Handle h):

@@ -2,7 +2,6 @@
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 
-from includes.poller cimport eng_poller
 
 
 cdef struct FdSlot:
@@ -109,7 +108,7 @@ cdef class Async(Watcher):
 
 cdef class Loop:
     cdef:
-        eng_poller _poller
+        void *_poller             # eng_poller (opaque here so Cython users need no C headers)
         FdSlot *_fds
         int _fds_cap
         Ring _ready

@@ -2,6 +2,7 @@ cdef extern from "poller/poller.h" nogil:
     ctypedef struct eng_poller:
         int fd
         int capacity
+        void *events
     int ENG_EV_READ
     int ENG_EV_WRITE
     int ENG_EV_EDGE
