@@ -3,6 +3,7 @@ import asyncio
 import os
 import random
 import signal
+import subprocess
 import socket
 import sys
 import threading
@@ -455,3 +456,14 @@ def test_policy_and_install():
 def test_backend_reported(loop):
     assert engine.BACKEND in ("epoll", "kqueue")
     assert loop.backend == engine.BACKEND
+
+
+@pytest.mark.parametrize("env_value, expected", [("1", "True"), ("", "False")])
+def test_pythonasynciodebug_sets_debug_mode(env_value, expected):
+    env = dict(os.environ, PYTHONASYNCIODEBUG=env_value)
+    env.pop("PYTHONDEVMODE", None)
+    code = "import engine; l = engine.new_event_loop(); print(l.get_debug()); l.close()"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
