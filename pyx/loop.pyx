@@ -30,7 +30,6 @@ import asyncio as _asyncio
 import collections.abc as _abc
 import concurrent.futures as _cf
 import errno as _errno
-import logging as _logging
 import os as _os
 import signal as _signal
 import socket as _socket
@@ -56,10 +55,15 @@ cdef object aio_isfuture = _futures.isfuture
 cdef object aio_wrap_future = _futures.wrap_future
 cdef object aio_iscoroutine = _coroutines.iscoroutine
 cdef object aio_iscoroutinefunction = _coroutines.iscoroutinefunction
-cdef object aio_get_running_loop = _events._get_running_loop
-cdef object aio_set_running_loop = _events._set_running_loop
 cdef object _get_ident = _threading.get_ident
-cdef object _logger = _logging.getLogger('asyncio')   # the same logger asyncio uses
+from asyncio import base_events as _base_events
+
+
+cdef inline object _logger():
+    # asyncio's own logger object, looked up when needed (so patching
+    # asyncio.base_events.logger, as CPython's tests do, also sees engine's messages)
+    return _base_events.logger
+
 cdef object _extract_stack = _format_helpers.extract_stack
 cdef object _sys_getframe = _sys._getframe
 cdef object _DEBUG_STACK_DEPTH = _asyncio.constants.DEBUG_STACK_DEPTH
@@ -608,7 +612,7 @@ cdef class Loop:
             h._run()
             dt = eng_monotonic() - t0
             if dt >= self.slow_callback_duration:
-                _logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
+                _logger().warning('Executing %s took %.3f seconds', _format_handle(h), dt)
         finally:
             self._current_handle = None
         return 0
@@ -737,7 +741,7 @@ cdef class Loop:
     def _check_running(self):
         if self._running:
             raise RuntimeError('This event loop is already running')
-        if aio_get_running_loop() is not None:
+        if _events._get_running_loop() is not None:
             raise RuntimeError('Cannot run the event loop while another loop is running')
 
     def _check_callback(self, callback, method):
@@ -848,7 +852,7 @@ cdef class Loop:
             self._running = True
             _sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                     finalizer=self._asyncgen_finalizer_hook)
-            aio_set_running_loop(self)
+            _events._set_running_loop(self)
             if in_main:
                 # signals delivered to any thread wake this loop (uvloop does the same)
                 try:
@@ -863,7 +867,7 @@ cdef class Loop:
             self._stopping = False
             self._running = False
             self._thread_id = None
-            aio_set_running_loop(None)
+            _events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             _sys.set_asyncgen_hooks(*old_agen_hooks)
             if in_main and old_wakeup is not None and not self._signal_handlers \
@@ -912,7 +916,7 @@ cdef class Loop:
         if self._closed:
             return
         if self._debug:
-            _logger.debug("Close %r", self)
+            _logger().debug("Close %r", self)
         # signal handlers first (they need the loop open)
         if self._signal_handlers or self._signal_watchers:
             if _sys.is_finalizing():
@@ -1012,7 +1016,7 @@ cdef class Loop:
             try:
                 _signal.set_wakeup_fd(-1)
             except (ValueError, OSError) as exc:
-                _logger.info('set_wakeup_fd(-1) failed: %s', exc)
+                _logger().info('set_wakeup_fd(-1) failed: %s', exc)
         return 0
 
     def add_signal_handler(self, sig, callback, *args):
@@ -1035,7 +1039,7 @@ cdef class Loop:
                 try:
                     _signal.set_wakeup_fd(-1)
                 except (ValueError, OSError) as nexc:
-                    _logger.info('set_wakeup_fd(-1) failed: %s', nexc)
+                    _logger().info('set_wakeup_fd(-1) failed: %s', nexc)
             raise
 
     def remove_signal_handler(self, sig):
@@ -1116,7 +1120,7 @@ cdef class Loop:
             else:
                 value = repr(value)
             lines.append(f'{key}: {value}')
-        _logger.error('\n'.join(lines), exc_info=exc_info)
+        _logger().error('\n'.join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context):
         """Pass context to the exception handler (or the default one); never raises Exception."""
@@ -1126,7 +1130,7 @@ cdef class Loop:
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                _logger.error('Exception in default exception handler', exc_info=True)
+                _logger().error('Exception in default exception handler', exc_info=True)
         else:
             try:
                 ctx = None
@@ -1153,7 +1157,7 @@ cdef class Loop:
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException:
-                    _logger.error('Exception in default exception handler while handling an '
+                    _logger().error('Exception in default exception handler while handling an '
                                   'unexpected error in custom exception handler', exc_info=True)
 
     # --- debug ------------------------------------------------------------------------------------
@@ -1223,7 +1227,7 @@ cdef class Loop:
 
     def set_default_executor(self, executor):
         if not isinstance(executor, _cf.ThreadPoolExecutor):
-            raise TypeError('executor must be ThreadPoolExecutor')
+            raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
     def _do_shutdown(self, future):

@@ -10,7 +10,8 @@ are imported from the installed ``test`` package, never copied. How engine becom
 
 * engine's event loop policy is installed, and re-installed before each test if a test reset it
   to asyncio's default: ``asyncio.new_event_loop()``, ``asyncio.run()``, ``asyncio.Runner`` and
-  ``unittest.IsolatedAsyncioTestCase`` create engine loops;
+  ``unittest.IsolatedAsyncioTestCase`` create engine loops. ``asyncio.DefaultEventLoopPolicy``
+  is ``engine.EventLoopPolicy`` too (test_events' policy tests instantiate it by name);
 * test_events: ``EventLoopTestsMixin`` runs in ``EngineEventLoopTests``, whose
   ``create_event_loop()`` returns ``engine.new_event_loop()``, instead of the selector-specific
   classes; tests of features engine does not implement yet are deselected (``DESELECT_*``);
@@ -19,10 +20,13 @@ are imported from the installed ``test`` package, never copied. How engine becom
   generator is exhausted at the first timer), so the test does not depend on virtual time.
   With a generator (virtual time) it stays a TestLoop, which never touches engine.
   ``--keep-testloop`` turns this off;
-* test_runners and test_pep492: their ``BaseTest`` builds an ``asyncio.BaseEventLoop`` with a
-  mock selector; it builds an engine loop instead;
+* test_runners and test_pep492 (``BaseTest``), test_base_events (``BaseEventLoopTests``,
+  ``BaseEventLoopWithSelectorTests``) build an ``asyncio.BaseEventLoop`` with a mock selector,
+  or a ``SelectorEventLoop``: they build an engine loop instead. test_base_events runs only
+  those two classes and ``RunningLoopTests``, minus issue-4 tests;
 * ``test_utils.TestCase.close_loop()`` reads BaseEventLoop's private ``_default_executor``; for
-  engine loops it shuts the executor down through ``shutdown_default_executor()`` instead.
+  engine loops it shuts the default executor down, if the loop made one (``run_in_executor`` and
+  ``set_default_executor`` are wrapped to know), with ``shutdown_default_executor()`` instead.
 
 Every test records how many engine loops it created and ran (``engine.Loop.__init__`` and
 ``engine.Loop.run_forever`` are wrapped in this process), so the summary says how many tests
@@ -41,6 +45,7 @@ import faulthandler
 import importlib
 import json
 import re
+import signal
 import sys
 import time
 import traceback
@@ -51,27 +56,42 @@ PER_TEST_TIMEOUT = 60.0
 TB_TAIL_LINES = 12
 ID_PREFIX = "test.test_asyncio."
 
-# test_events: EventLoopTestsMixin tests of features engine does not implement yet, matched on the
-# method name (first match wins)...
-DESELECT_METHODS = [
-    (r"datagram", "issue 4: datagram endpoints (create_datagram_endpoint)"),
-    (r"create_(ssl_)?(unix_)?connection|create_(unix_)?server|connect_accepted_socket"
-     r"|server_close", "issue 4: transports (create_connection/create_server, TLS)"),
-    (r"pipe|pty", "issue 4: pipes (connect_read_pipe/connect_write_pipe)"),
-    (r"prompt_cancellation", "issue 4: sock_* methods (uses loop.sock_recv)"),
-    (r"subprocess", "issue 4: subprocesses"),
-]
-# ... and test_events classes that are not about the loop.
-DESELECT_CLASSES = {
-    "HandleTests": "asyncio.Handle built directly on a mock loop: asyncio's class, not engine's",
-    "TimerTests": "asyncio.TimerHandle built directly: asyncio's class, not engine's",
-    "AbstractEventLoopTests": "asyncio.AbstractEventLoop's NotImplementedError stubs",
-    "TestServer": "issue 4: asyncio.Server (create_server)",
-    "TestAbstractServer": "issue 4: asyncio.AbstractServer (create_server)",
+_TRANSPORTS = "issue 4: transports (create_connection/create_server, TLS)"
+# Tests not run, by suite: method names matching a pattern (first match wins) -> reason...
+DESELECT_METHODS = {
+    "test_events": [  # of EventLoopTestsMixin, features engine does not implement yet
+        (r"datagram", "issue 4: datagram endpoints (create_datagram_endpoint)"),
+        (r"create_(ssl_)?(unix_)?connection|create_(unix_)?server|connect_accepted_socket"
+         r"|server_close", _TRANSPORTS),
+        (r"pipe|pty", "issue 4: pipes (connect_read_pipe/connect_write_pipe)"),
+        (r"prompt_cancellation", "issue 4: sock_* methods (uses loop.sock_recv)"),
+        (r"subprocess", "issue 4: subprocesses"),
+    ],
+    "test_base_events": [
+        (r"subprocess", "issue 4: subprocesses"),
+        (r"create_connection|create_server|accept_connection", _TRANSPORTS),
+        (r"create_datagram", "issue 4: datagram endpoints (create_datagram_endpoint)"),
+    ],
 }
-# test_events: the selector-specific EventLoopTestsMixin classes, replaced by EngineEventLoopTests
-SELECTOR_LOOP_CLASSES = {"KqueueEventLoopTests", "EPollEventLoopTests", "PollEventLoopTests",
-                         "SelectEventLoopTests", "ProactorEventLoopTests"}
+# ... and whole test classes -> reason.
+DESELECT_CLASSES = {
+    "test_events": {
+        "HandleTests": "asyncio.Handle built on a mock loop: asyncio's class, not engine's",
+        "TimerTests": "asyncio.TimerHandle built directly: asyncio's class, not engine's",
+        "AbstractEventLoopTests": "asyncio.AbstractEventLoop's NotImplementedError stubs",
+        "TestServer": "issue 4: asyncio.Server (create_server)",
+        "TestAbstractServer": "issue 4: asyncio.AbstractServer (create_server)",
+    },
+    "test_base_events": {
+        "BaseEventTests": "asyncio.base_events helper functions (_ipaddr_info...), not the loop",
+        "BaseLoopSockSendfileTests": "issue 4: sendfile",
+        "TestSelectorUtils": "issue 4: asyncio.base_events._set_nodelay (sockets)",
+    },
+}
+# test_events: EventLoopTestsMixin (+ SubprocessTestsMixin) on asyncio's selector loops, not run:
+# EngineEventLoopTests runs the mixin's tests on engine
+REPLACED_CLASSES = {"KqueueEventLoopTests", "EPollEventLoopTests", "PollEventLoopTests",
+                    "SelectEventLoopTests", "ProactorEventLoopTests"}
 # (suite, class) whose tests keep test_utils.TestLoop even without a time generator
 KEEP_TESTLOOP = {
     ("test_tasks", "GatherTestsBase"): "_run_loop() drains loop._ready (BaseEventLoop private)",
@@ -87,6 +107,9 @@ def short_id(test_id: str) -> str:
     return test_id[len(ID_PREFIX):] if test_id.startswith(ID_PREFIX) else test_id
 
 
+ASYNCIO_DEFAULT_POLICY = asyncio.DefaultEventLoopPolicy
+
+
 def install_engine():
     import engine
 
@@ -94,13 +117,15 @@ def install_engine():
         # 3.12+: engine.install() warns that event loop policies are deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         engine.install()
+    # what asyncio instantiates when no policy is set, and what tests instantiate by name
+    asyncio.DefaultEventLoopPolicy = engine.EventLoopPolicy
     return engine
 
 
 def ensure_engine_policy() -> None:
     """Re-install engine's policy if a test left asyncio's default one (or none) behind."""
     policy = asyncio.events._event_loop_policy
-    if policy is None or type(policy) is asyncio.DefaultEventLoopPolicy:
+    if policy is None or type(policy) is ASYNCIO_DEFAULT_POLICY:
         install_engine()
 
 
@@ -121,6 +146,22 @@ def instrument(engine) -> None:
     loop_cls.__init__ = __init__
     loop_cls.run_forever = run_forever
 
+    # close_loop() below needs to know whether a loop has a default executor
+    orig_run_in_executor = loop_cls.run_in_executor
+    orig_set_default_executor = loop_cls.set_default_executor
+
+    def run_in_executor(self, executor, func, *args):
+        if executor is None:
+            self.__dict__["_conformance_default_executor_used"] = True
+        return orig_run_in_executor(self, executor, func, *args)
+
+    def set_default_executor(self, executor):
+        orig_set_default_executor(self, executor)
+        self.__dict__["_conformance_default_executor_used"] = True
+
+    loop_cls.run_in_executor = run_in_executor
+    loop_cls.set_default_executor = set_default_executor
+
 
 def adapt_test_utils(engine, name: str, module, keep_testloop: bool) -> None:
     from test.test_asyncio import utils as test_utils
@@ -130,7 +171,7 @@ def adapt_test_utils(engine, name: str, module, keep_testloop: bool) -> None:
     def close_loop(loop):
         if not isinstance(loop, engine.Loop):
             return orig_close_loop(loop)
-        if not loop.is_closed():
+        if not loop.is_closed() and loop.__dict__.get("_conformance_default_executor_used"):
             loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
@@ -153,7 +194,9 @@ def adapt_test_utils(engine, name: str, module, keep_testloop: bool) -> None:
 
 
 def adapt_base_test(engine, name: str, module) -> None:
-    """test_runners/test_pep492 BaseTest: an engine loop instead of a mock-selector BaseEventLoop."""
+    """An engine loop instead of an asyncio.BaseEventLoop with a mock selector (test_runners,
+    test_pep492: BaseTest; test_base_events: BaseEventLoopTests) or a SelectorEventLoop
+    (test_base_events: BaseEventLoopWithSelectorTests)."""
     if name == "test_runners":
         def new_loop(self):
             loop = engine.new_event_loop()
@@ -169,14 +212,20 @@ def adapt_base_test(engine, name: str, module) -> None:
 
         module.BaseTest.new_loop = new_loop
     elif name == "test_pep492":
-        base = module.BaseTest
+        _engine_loop_in_setup(engine, module.BaseTest)
+    elif name == "test_base_events":
+        _engine_loop_in_setup(engine, module.BaseEventLoopTests)
+        _engine_loop_in_setup(engine, module.BaseEventLoopWithSelectorTests)
 
-        def setUp(self):
-            super(base, self).setUp()
-            self.loop = engine.new_event_loop()
-            self.set_event_loop(self.loop)
 
-        base.setUp = setUp
+def _engine_loop_in_setup(engine, cls) -> None:
+    """cls.setUp(): an engine loop as self.loop, instead of the loop CPython builds there."""
+    def setUp(self):
+        super(cls, self).setUp()
+        self.loop = engine.new_event_loop()
+        self.set_event_loop(self.loop)
+
+    cls.setUp = setUp
 
 
 def build_suite(name: str, engine, keep_testloop: bool,
@@ -185,37 +234,33 @@ def build_suite(name: str, engine, keep_testloop: bool,
     loader = unittest.TestLoader()
     adapt_test_utils(engine, name, module, keep_testloop)
     adapt_base_test(engine, name, module)
-    if name != "test_events":
+    if name not in DESELECT_CLASSES:
         return loader.loadTestsFromModule(module)
 
-    from test.test_asyncio import utils as test_utils
+    classes = [(attr, cls) for attr, cls in sorted(vars(module).items())
+               if isinstance(cls, type) and issubclass(cls, unittest.TestCase)
+               and cls.__module__ == module.__name__ and attr not in REPLACED_CLASSES]
+    if name == "test_events":
+        from test.test_asyncio import utils as test_utils
 
-    class EngineEventLoopTests(module.EventLoopTestsMixin, test_utils.TestCase):
-        def create_event_loop(self):
-            return engine.new_event_loop()
+        class EngineEventLoopTests(module.EventLoopTestsMixin, test_utils.TestCase):
+            def create_event_loop(self):
+                return engine.new_event_loop()
 
-    EngineEventLoopTests.__module__ = module.__name__
+        EngineEventLoopTests.__module__ = module.__name__
+        EngineEventLoopTests.__qualname__ = "EngineEventLoopTests"
+        classes.insert(0, ("EngineEventLoopTests", EngineEventLoopTests))
 
     suite = unittest.TestSuite()
-    for method in loader.getTestCaseNames(EngineEventLoopTests):
-        for pattern, reason in DESELECT_METHODS:
-            if re.search(pattern, method):
-                deselected[f"test_events.EngineEventLoopTests.{method}"] = reason
-                break
-        else:
-            suite.addTest(EngineEventLoopTests(method))
-
-    for attr in sorted(vars(module)):
-        cls = getattr(module, attr)
-        if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
-            continue
-        if cls.__module__ != module.__name__ or attr in SELECTOR_LOOP_CLASSES:
-            continue
-        if attr in DESELECT_CLASSES:
-            for method in loader.getTestCaseNames(cls):
-                deselected[f"test_events.{attr}.{method}"] = DESELECT_CLASSES[attr]
-            continue
-        suite.addTests(loader.loadTestsFromTestCase(cls))
+    for attr, cls in classes:
+        reason = DESELECT_CLASSES[name].get(attr)
+        for method in loader.getTestCaseNames(cls):
+            why = reason or next((r for pattern, r in DESELECT_METHODS.get(name, ())
+                                  if re.search(pattern, method)), None)
+            if why:
+                deselected[f"{name}.{attr}.{method}"] = why
+            else:
+                suite.addTest(cls(method))
     return suite
 
 
@@ -311,6 +356,11 @@ def main(argv=None) -> int:
 
     out = open(args.out, "w") if args.out else sys.stdout
     faulthandler.enable()
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background by a non-interactive shell: SIGINT is inherited ignored and
+        # Python leaves it so. asyncio.Runner only handles SIGINT over Python's default handler,
+        # and test_runners interrupts itself with _thread.interrupt_main(): it would hang.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     t0 = time.monotonic()
     deselected: dict[str, str] = {}
     try:
@@ -354,6 +404,8 @@ def main(argv=None) -> int:
     }
     out.write(json.dumps(summary) + "\n")
     out.flush()
+    if out is not sys.stdout:
+        out.close()
     return 0
 
 

@@ -132,7 +132,7 @@ cdef class Loop:
         object _thread_id
         object _exception_handler
         object _task_factory
-        object _default_executor
+        readonly object _default_executor
         bint _executor_shutdown_called
         object _asyncgens
         bint _asyncgens_shutdown_called
