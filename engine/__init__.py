@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
-from typing import Any, Callable, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 try:
     from . import _loop
@@ -46,7 +47,7 @@ __all__ = [
     "Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
     "Watcher", "IO", "Timer", "Idle", "TimedIdle", "Signal", "Async",
     "Handle", "TimerHandle",
-    "READ", "WRITE", "ERROR", "TIMEOUT", "IDLE", "SIGNAL", "ASYNC", "BACKEND",
+    "READ", "WRITE", "ERROR", "TIMEOUT", "IDLE", "SIGNAL", "ASYNC", "BACKEND", "DEBUG_BUILD",
 ]
 
 _T = TypeVar("_T")
@@ -58,22 +59,19 @@ class Loop(_loop.Loop, _asyncio.AbstractEventLoop):  # type: ignore[misc]
 
 def new_event_loop() -> Loop:
     """Return a new engine event loop."""
-    return Loop()
+    return Loop()  # type: ignore[abstract]  # the network half of the ABC arrives with issue 4
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     """Run a coroutine on a new engine loop, like asyncio.run(), and close the loop."""
     if _sys.version_info >= (3, 12):
-        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)  # type: ignore[call-arg,unused-ignore]
     with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)
 
 
 class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
     """An event loop policy whose loops are engine loops (policies are deprecated in 3.14)."""
-
-    def _loop_factory(self) -> Loop:  # type: ignore[override]
-        return new_event_loop()
 
     def new_event_loop(self) -> Loop:
         return new_event_loop()

@@ -1,6 +1,5 @@
 """Watchers at C speed from Cython: a third-party extension cimports engine's declarations,
 subclasses a watcher and overrides its C-level _fire(), with no Python callback involved."""
-import os
 import socket
 import subprocess
 import sys

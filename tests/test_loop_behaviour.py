@@ -4,7 +4,6 @@ If asyncio's loop fails one of these, the test is wrong, not engine.
 """
 import asyncio
 import contextvars
-import gc
 import logging
 import os
 import signal

@@ -1,10 +1,10 @@
-"""engine's own surface: libev-style watchers, the public API, and loop internals (heap, fd table)."""
+"""engine's own surface: libev-style watchers, the public API, loop internals (heap, fd table)."""
 import asyncio
 import os
 import random
 import signal
-import subprocess
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -174,7 +174,7 @@ def test_timer_repeat_and_stop(loop):
     t.start()
     loop.run_forever()
     assert len(fired) == 4 and not t.active
-    assert all(b > a for a, b in zip(fired, fired[1:]))
+    assert all(b > a for a, b in zip(fired, fired[1:], strict=False))
 
 
 def test_timer_again_restarts_with_repeat(loop):
@@ -329,7 +329,7 @@ def test_timer_heap_with_random_cancellations(loop):
         when = base + rng.random() * 0.05
         handles.append((when, i, loop.call_at(when, fired.append, i)))
     cancelled = set()
-    for when, i, h in rng.sample(handles, 2500):
+    for _when, i, h in rng.sample(handles, 2500):
         h.cancel()
         cancelled.add(i)
     assert loop._stats()["timers"] == 2500
