@@ -1,4 +1,4 @@
-"""Command line: `engine info`."""
+"""Command line: `engine info`, `engine bench`, `engine dashboard`."""
 from __future__ import annotations
 
 import argparse
@@ -14,16 +14,65 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from engine._harness import bench
+
+    return bench.main(args, args.extra, args.argv)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from engine._harness import dashboard
+
+    return dashboard.main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `engine bench ... -- --rigorous`: everything after `--` goes to the suite script
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
     parser = argparse.ArgumentParser(prog="engine", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("info", help="show how this engine was built")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser(
+        "bench", help="run the benchmark suites (engine vs peers), print the table, write "
+                      "a results file", description="Run the pyperf benchmark suites of an "
+        "engine checkout (perf/suites.toml): engine and its peers in the same run. Needs the "
+        "perf extra: pip install '.[perf]'.")
+    from engine._harness import bench as _bench_mod  # standard library only
+
+    _bench_mod.add_arguments(p)
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "dashboard", help="render results/ into one self-contained HTML page",
+        description="Render the results files of a directory into one offline HTML page "
+        "(charts: engine vs peers per scenario, ratios, history across commits) and refresh "
+        "the latest-results table of its README.md. Needs the dashboard extra: "
+        "pip install '.[dashboard]'.")
+    from engine._harness import dashboard as _dash_mod  # matplotlib only when rendering
+
+    _dash_mod.add_arguments(p)
+    p.set_defaults(func=_dashboard)
+
     args = parser.parse_args(argv)
+    args.extra, args.argv = extra, argv + (["--", *extra] if extra else [])
+    if extra and args.command != "bench":
+        parser.error("arguments after `--` are only for `engine bench`")
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from engine._harness.suites import HarnessError
+
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"engine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

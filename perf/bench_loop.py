@@ -1,26 +1,33 @@
 #!/usr/bin/env python3
 """Event-loop micro-benchmarks: engine vs uvloop vs asyncio, in one pyperf run.
 
-Benchmark names are ``<scenario>[<impl>]``, e.g. ``call_soon[engine]``.
-Each benchmark is a pyperf ``bench_time_func`` with ``inner_loops`` set to the
-number of operations per outer loop, so pyperf's value is *seconds per
-operation* (throughput = 1 / value), except the idle scenarios, whose value is
-*CPU-seconds per wall-second* (lower is better).
+Benchmark names are ``<scenario>[<impl>]``, e.g. ``call_soon[engine]``, and every
+benchmark carries the harness's ``bench_*`` metadata (kind, unit, scale, ...; see
+engine/_harness/report.py), so ``engine bench`` turns the pyperf file into a results
+document without knowing these scenarios:
 
-Run it as a script (not ``python -m``), so ``import engine`` resolves to the
-installed package and not to the source tree:
+* throughput scenarios: ``bench_time_func`` with ``inner_loops`` = operations per
+  outer loop, so pyperf's value is *seconds per operation* (throughput = 1 / value);
+* ``wakeup`` (latency): loops = 1, every pyperf value is one wake-up latency sample;
+* idle scenarios (cost): the value is *CPU-seconds per wall-second* (lower is better).
 
-    python perf/bench_loop.py --fast -o /tmp/loop.json --results results/loop-$(date +%F).json
+Usually run through ``engine bench loop`` (progress bar, table, results file). Run
+directly as a script (not ``python -m``), so ``import engine`` resolves to the installed
+package and not to the source tree:
+
+    python perf/bench_loop.py --fast -o /tmp/loop.json --results results/loop-{date}.json
 
 All of pyperf's options work (``--fast``, ``--rigorous``, ``-o``, ``--affinity``,
-``-v``, ...). Extra options: ``--loops-impl``, ``--scenarios``, ``--idle-seconds``,
-``--results``, ``--repo``. See perf/README.md.
+``-v``, ...). Extra options: ``--quick``, ``--impls``/``--loops-impl``, ``--scenarios``,
+``--idle-seconds``, ``--results``, ``--repo``, ``--progress``. See perf/README.md.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +36,8 @@ import time
 
 import pyperf
 
+SUITE = "loop"
+SUBJECT = "engine"
 ALL_IMPLS = ("engine", "uvloop", "asyncio")
 
 # Operations per outer pyperf loop (pyperf's ``inner_loops``).
@@ -36,27 +45,63 @@ CALL_SOON_N = 10_000
 SLEEP0_N = 10_000
 GATHER_TASKS = 100
 TIMERS_N = 200_000
+TIMERS_N_QUICK = 20_000
 TIMERS_SPREAD = 0.010  # timer delays spread over [0, 10 ms)
 FAR_TIMER_DELAY = 3600.0
+WAKEUP_IDLE = 0.001    # the loop sits blocked in its poller this long before each wake-up
+IDLE_CPU_THRESHOLD_US = 10_000.0   # an idle loop should burn well under 1% of a CPU
 
-# scenario -> description (stored as pyperf metadata)
-SCENARIOS = {
-    "call_soon": "callback rescheduling itself with loop.call_soon; value = s per call",
-    "sleep0": "await asyncio.sleep(0) in a loop; value = s per sleep",
-    "gather100": f"asyncio.gather of {GATHER_TASKS} tasks each awaiting sleep(0) once; "
-                 "value = s per gather",
-    "timers": f"{TIMERS_N} call_later timers, delays spread over [0, {TIMERS_SPREAD * 1e3:g} ms), "
-              "schedule + run until all fired; value = s per timer",
-    "idle": "idle run_forever (no handles, stopped from a thread via call_soon_threadsafe); "
-            "value = process CPU-s per wall-s (lower is better)",
-    "idle_far_timer": f"as idle, with one call_later({FAR_TIMER_DELAY:g}) timer pending; "
-                      "value = process CPU-s per wall-s (lower is better)",
-}
+# --quick: fixed loops per value (no calibration process), fewer processes and values
+QUICK_LOOPS = {"call_soon": 2, "sleep0": 2, "gather100": 10, "timers": 1, "timer_cancel": 1}
+CANCEL_N = 100_000
+QUICK_IDLE_SECONDS = 0.25
+
+
+def _scenarios(timers_n):
+    """scenario -> harness metadata (bench_kind/label/unit/scale/geomean, description)."""
+    return {
+        "call_soon": dict(kind="throughput", label="call_soon chain", unit="calls/s", geomean=1,
+                          description="callback rescheduling itself with loop.call_soon; "
+                                      "value = s per call"),
+        "sleep0": dict(kind="throughput", label="await sleep(0)", unit="sleeps/s", geomean=1,
+                       description="await asyncio.sleep(0) in a loop; value = s per sleep"),
+        "gather100": dict(kind="throughput", label=f"gather({GATHER_TASKS} tasks)",
+                          unit="gathers/s", geomean=1,
+                          description=f"asyncio.gather of {GATHER_TASKS} tasks each awaiting "
+                                      "sleep(0) once; value = s per gather"),
+        "timers": dict(kind="throughput", label=f"{timers_n // 1000}k call_later",
+                       unit="timers/s", geomean=1,
+                       description=f"{timers_n} call_later timers, delays spread over "
+                                   f"[0, {TIMERS_SPREAD * 1e3:g} ms), schedule + run until all "
+                                   "fired; value = s per timer"),
+        "timer_cancel": dict(kind="throughput", label="call_later + cancel", unit="timers/s",
+                             geomean=0,
+                             description=f"{CANCEL_N} call_later timers far in the future, all "
+                                         "cancelled, then one loop iteration (the cost of "
+                                         "cancellation); value = s per timer; not in the geomean"),
+        "wakeup": dict(kind="latency", label="threadsafe wake-up", unit="µs", scale=1e6,
+                       description="latency from call_soon_threadsafe() in another thread to "
+                                   f"the callback, the loop blocked in its poller for "
+                                   f"{WAKEUP_IDLE * 1e3:g} ms before; value = one sample, s"),
+        "idle": dict(kind="cost", label="idle loop CPU", unit="CPU µs/s", scale=1e6,
+                     threshold=IDLE_CPU_THRESHOLD_US,
+                     description="idle run_forever (no handles, stopped from a thread via "
+                                 "call_soon_threadsafe); value = process CPU-s per wall-s"),
+        "idle_far_timer": dict(kind="cost", label="idle + far timer CPU", unit="CPU µs/s",
+                               scale=1e6, threshold=IDLE_CPU_THRESHOLD_US,
+                               description=f"as idle, with one call_later({FAR_TIMER_DELAY:g}) "
+                                           "timer pending; value = process CPU-s per wall-s"),
+    }
+
+
+SCENARIOS = _scenarios(TIMERS_N)
 IDLE_SCENARIOS = ("idle", "idle_far_timer")
 
-# Deterministic, scrambled delays in [0, TIMERS_SPREAD): 10007 is prime, so
-# i*7919 % 10007 is a permutation of 0..10006 (out-of-order inserts in the heap).
-_TIMER_DELAYS = [((i * 7919) % 10007) * (TIMERS_SPREAD / 10007) for i in range(TIMERS_N)]
+
+def _timer_delays(n):
+    # Deterministic, scrambled delays in [0, TIMERS_SPREAD): 10007 is prime, so
+    # i*7919 % 10007 is a permutation of 0..10006 (out-of-order inserts in the heap).
+    return [((i * 7919) % 10007) * (TIMERS_SPREAD / 10007) for i in range(n)]
 
 
 # --------------------------------------------------------------------------- loop factories
@@ -162,19 +207,19 @@ def bench_gather100(loops, factory):
     return dt
 
 
-def bench_timers(loops, factory):
+def bench_timers(loops, factory, n):
     total = 0.0
-    delays = _TIMER_DELAYS
+    delays = _timer_delays(n)
     for _ in range(loops):
         loop = factory()
         try:
             fut = loop.create_future()
             fired = 0
 
-            def cb():
+            def cb(fut=fut):
                 nonlocal fired
                 fired += 1
-                if fired == TIMERS_N:
+                if fired == n:
                     fut.set_result(None)
 
             call_later = loop.call_later
@@ -183,12 +228,52 @@ def bench_timers(loops, factory):
                 call_later(d, cb)
             loop.run_until_complete(fut)
             total += time.perf_counter() - t0
-            assert fired == TIMERS_N, fired
+            assert fired == n, fired
         finally:
             loop.close()
     return total
 
 
+def bench_timer_cancel(loops, factory, n):
+    total = 0.0
+    for _ in range(loops):
+        loop = factory()
+        try:
+            call_later = loop.call_later
+            t0 = time.perf_counter()
+            handles = [call_later(60.0 + i * 1e-6, _noop) for i in range(n)]
+            for h in handles:
+                h.cancel()
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+            total += time.perf_counter() - t0
+        finally:
+            loop.close()
+    return total
+
+
+def bench_wakeup(loops, factory):
+    """Sum of ``loops`` cross-thread wake-up latencies (run with loops=1: one sample)."""
+    loop = factory()
+    total = 0.0
+    try:
+        for _ in range(loops):
+            fut = loop.create_future()
+
+            def cb(t0, fut=fut):
+                fut.set_result(time.perf_counter() - t0)
+
+            def send():
+                time.sleep(WAKEUP_IDLE)            # the loop is blocked in its poller by now
+                loop.call_soon_threadsafe(cb, time.perf_counter())
+
+            th = threading.Thread(target=send)
+            th.start()
+            total += loop.run_until_complete(fut)
+            th.join()
+    finally:
+        loop.close()
+    return total
 def _noop():
     pass
 
@@ -241,28 +326,91 @@ def _csv(text, allowed, what):
 
 def _add_worker_args(cmd, args):
     cmd.extend(("--loops-impl", args.loops_impl, "--scenarios", args.scenarios,
-                "--idle-seconds", repr(args.idle_seconds), "--repo", args.repo))
+                "--idle-seconds", repr(args.idle_seconds), "--repo", args.repo,
+                "--bench-mode", args.bench_mode))
+    if args.quick:
+        cmd.append("--quick")
+
+
+class _Progress:
+    """JSON lines for ``engine bench``'s progress bar (parent process only).
+
+    ``{"event": "plan", "benchmarks": [[name, processes], ...]}`` once, then
+    ``{"event": "start"|"done", "name": name}`` around each benchmark. Between them the
+    bar interpolates with the dots pyperf prints per finished worker process.
+    """
+
+    def __init__(self, path):
+        self._f = open(path, "a", buffering=1, encoding="utf-8") if path else None
+
+    def emit(self, **event):
+        if self._f:
+            self._f.write(json.dumps(event) + "\n")
+
+    def close(self):
+        if self._f:
+            self._f.close()
+
+
+def _mode(args, impls, scenarios):
+    """quick / full (the standard settings: comparable across runs) / custom."""
+    if args.quick:
+        return "quick"
+    full = (set(scenarios) == set(SCENARIOS) and set(impls) == set(ALL_IMPLS)
+            and args.processes >= 20 and args.values >= 3 and not args.loops
+            and args.min_time >= 0.1 and args.idle_seconds == 1.0
+            and not args.debug_single_value)
+    return "full" if full else "custom"
+
+
+def _processes(sc, args):
+    """Worker processes of a scenario (the parent's view)."""
+    p = args.processes
+    if args.quick:
+        return 1 if sc in (*IDLE_SCENARIOS, "wakeup") else p
+    if sc in IDLE_SCENARIOS:
+        return max(3, p // 5)
+    if sc in ("timers", "wakeup"):
+        return max(3, p // 2)
+    return p
 
 
 def main():
-    runner = pyperf.Runner(add_cmdline_args=_add_worker_args)
+    quick = "--quick" in sys.argv[1:]
+    runner = pyperf.Runner(add_cmdline_args=_add_worker_args,
+                           processes=2 if quick else None,
+                           warmups=1 if quick else None)
     p = runner.argparser
-    p.add_argument("--loops-impl", default=",".join(ALL_IMPLS),
+    p.add_argument("--quick", action="store_true",
+                   help="rough numbers in well under a minute: 2 processes, fixed loops, "
+                        f"{TIMERS_N_QUICK // 1000}k timers, {QUICK_IDLE_SECONDS} s idle, "
+                        "1 process for the idle and wake-up scenarios")
+    p.add_argument("--impls", "--loops-impl", dest="loops_impl", default=",".join(ALL_IMPLS),
                    help="comma-separated loop implementations (default: %(default)s)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help="comma-separated scenarios (default: %(default)s)")
-    p.add_argument("--idle-seconds", type=float, default=1.0,
-                   help="wall time of one idle measurement (default: %(default)s)")
+    p.add_argument("--idle-seconds", type=float, default=None,
+                   help="wall time of one idle measurement (default: 1.0, "
+                        f"{QUICK_IDLE_SECONDS} with --quick)")
     p.add_argument("--results", metavar="PATH", default=None,
-                   help="after the run, write the comparison results JSON to PATH")
+                   help="after the run, write the results JSON to PATH ('{date}' is replaced "
+                        "by the UTC date); a directory: the standard name "
+                        "<suite>-<UTC time>-<commit>[-<mode>].json in it")
     p.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                    help="git repository whose commit is recorded (default: %(default)s)")
     p.add_argument("--no-table", action="store_true", help="don't print the comparison table")
+    p.add_argument("--progress", metavar="PATH", default=None,
+                   help="append progress events (JSON lines) to PATH (used by engine bench)")
+    p.add_argument("--bench-mode", default="", help=argparse.SUPPRESS)  # parent -> workers
     args = runner.parse_args()
+    if args.idle_seconds is None:
+        args.idle_seconds = QUICK_IDLE_SECONDS if args.quick else 1.0
 
     impls = _csv(args.loops_impl, ALL_IMPLS, "loop implementation")
     scenarios = _csv(args.scenarios, tuple(SCENARIOS), "scenario")
     is_worker = args.worker
+    timers_n = TIMERS_N_QUICK if args.quick else TIMERS_N
+    scenario_info = _scenarios(timers_n)
 
     factories = {}
     for impl in impls:
@@ -271,68 +419,102 @@ def main():
         except ImportError as exc:
             # workers get the parent's resolved list: they must not diverge from it
             if impl == "engine" or is_worker:
-                raise SystemExit(f"cannot import {impl}: {exc}")
+                raise SystemExit(f"cannot import {impl}: {exc}") from exc
             print(f"SKIP {impl}: not importable ({exc}); "
                   "install the peers with: pip install '.[perf]'", file=sys.stderr)
     impls = [i for i in impls if i in factories]
     if not impls:
         raise SystemExit("no loop implementation available")
     args.loops_impl = ",".join(impls)   # forwarded to workers by _add_worker_args
+    if not is_worker:
+        args.bench_mode = _mode(args, impls, scenarios)
 
-    runner.metadata["loop_impls"] = ",".join(impls)
-    # git state at run time (compare_loop.py may run later, on another checkout)
-    for key, git_args in (("loop_git_commit", ("rev-parse", "HEAD")),
-                          ("loop_git_describe", ("describe", "--always", "--dirty"))):
+    runner.metadata["bench_suite"] = SUITE
+    runner.metadata["bench_mode"] = args.bench_mode or "custom"
+    # git state at run time (the report may be made later, on another checkout)
+    for key, git_args in (("bench_git_commit", ("rev-parse", "HEAD")),
+                          ("bench_git_describe", ("describe", "--always", "--dirty"))):
         value = _git(args.repo, *git_args)
         if value:
             runner.metadata[key] = value
 
+    progress = _Progress(None if is_worker else args.progress)
+    progress.emit(event="plan", mode=args.bench_mode,
+                  benchmarks=[[f"{sc}[{impl}]", _processes(sc, args)]
+                              for sc in scenarios for impl in impls])
     benches = []
     for sc in scenarios:           # scenario outer, impl inner: drift hits all impls alike
+        info = scenario_info[sc]
         for impl in impls:
             factory, version, modfile, build = factories[impl]
             md = {
-                "loop_impl_build": build,
-                "description": SCENARIOS[sc],
-                "loop_scenario": sc,
-                "loop_impl": impl,
-                "loop_impl_version": version,
-                "loop_impl_file": modfile,
+                "description": info["description"],
+                "bench_scenario": sc,
+                "bench_impl": impl,
+                "bench_kind": info["kind"],
+                "bench_label": info["label"],
+                "bench_unit": info["unit"],
+                "bench_scale": float(info.get("scale", 1.0)),
+                "bench_geomean": int(info.get("geomean", 0)),
+                "bench_impl_version": version,
+                "bench_impl_file": modfile,
+                "bench_impl_build": build,
             }
+            if "threshold" in info:
+                md["bench_threshold"] = float(info["threshold"])
             name = f"{sc}[{impl}]"
+            progress.emit(event="start", name=name)
+            procs = {"processes": _processes(sc, args)}
             if sc in IDLE_SCENARIOS:
-                md["loop_metric"] = "cpu_seconds_per_wall_second"
-                bench = _run_idle(runner, name, factory, sc == "idle_far_timer", md)
+                bench = _run_idle(runner, name, factory, sc == "idle_far_timer", md, procs)
+            elif sc == "wakeup":
+                # one value = one sample; more values per process instead of calibration
+                n = (60, 3) if args.quick else (200, 10)
+                with _parent_args(runner, loops=1, values=n[0], warmups=n[1], **procs):
+                    bench = runner.bench_time_func(name, bench_wakeup, factory, metadata=md)
             else:
-                md["loop_metric"] = "seconds_per_op"
-                func, inner = {
-                    "call_soon": (bench_call_soon, CALL_SOON_N),
-                    "sleep0": (bench_sleep0, SLEEP0_N),
-                    "gather100": (bench_gather100, 1),
-                    "timers": (bench_timers, TIMERS_N),
+                func, inner, extra = {
+                    "call_soon": (bench_call_soon, CALL_SOON_N, ()),
+                    "sleep0": (bench_sleep0, SLEEP0_N, ()),
+                    "gather100": (bench_gather100, 1, ()),
+                    "timers": (bench_timers, timers_n, (timers_n,)),
+                    "timer_cancel": (bench_timer_cancel, CANCEL_N, (CANCEL_N,)),
                 }[sc]
-                md["loop_ops_per_value"] = inner
-                # one timers value is a whole 200k batch (0.3-2 s, >> min_time):
-                # half the worker processes keeps the suite's duration reasonable
-                overrides = {"processes": max(3, args.processes // 2)} if sc == "timers" else {}
+                overrides = dict(procs)
+                if args.quick and not args.loops:
+                    overrides["loops"] = QUICK_LOOPS[sc]
+                # (full run: one timers value is a whole 200k batch, 0.3-2 s >> min_time,
+                # so half the worker processes keeps the suite's duration reasonable)
                 with _parent_args(runner, **overrides):
-                    bench = runner.bench_time_func(name, func, factory, inner_loops=inner,
-                                                   metadata=md)
+                    bench = runner.bench_time_func(name, func, factory, *extra,
+                                                   inner_loops=inner, metadata=md)
+            progress.emit(event="done", name=name)
             if bench is not None:
                 benches.append(bench)
+    progress.close()
 
-    if is_worker or not benches:
+    if is_worker or not benches or (args.no_table and not args.results):
         return
-    import compare_loop  # perf/ is sys.path[0] when run as a script
+    from engine._harness import report as _report
+    from engine._harness import results as _results
 
-    suite = pyperf.BenchmarkSuite(benches)
-    report = compare_loop.build_report(suite, repo=args.repo)
+    doc = _report.build_result(pyperf.BenchmarkSuite(benches), suite=SUITE, subject=SUBJECT,
+                               peers=[i for i in impls if i != SUBJECT], mode=args.bench_mode,
+                               command="python " + " ".join(sys.argv), repo=args.repo)
     if not args.no_table:
         print()
-        compare_loop.print_table(report)
+        print(_results.format_table(doc))
     if args.results:
-        out = compare_loop.write_results(report, args.results)
-        print(f"\nresults written to {out}")
+        out = args.results.replace("{date}", doc["meta"]["date"][:10])
+        if out.endswith(("/", os.sep)) or os.path.isdir(out):
+            path = _results.write_result(doc, out)
+        else:
+            _results.check(doc)
+            if os.path.dirname(out):
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+            _results.write_json(doc, out)
+            path = out
+        print(f"\nresults written to {path}")
 
 
 @contextlib.contextmanager
@@ -356,15 +538,16 @@ def _parent_args(runner, **overrides):
             setattr(args, k, v)
 
 
-def _run_idle(runner, name, factory, far_timer, md):
+def _run_idle(runner, name, factory, far_timer, md, procs):
     """Idle scenarios: loops=1, no warmup, fewer processes; one value = idle_seconds wall.
 
     pyperf's loop calibration doubles loops until a value takes >= min_time, which is
     meaningless for a ~0 CPU ratio (and each loop costs idle_seconds of wall time).
     """
     args = runner.args
-    md = dict(md, loop_idle_seconds=args.idle_seconds)
-    with _parent_args(runner, loops=1, warmups=0, processes=max(3, args.processes // 5)):
+    md = dict(md, bench_idle_seconds=args.idle_seconds)
+    extra = {"values": 2} if args.quick else {}
+    with _parent_args(runner, loops=1, warmups=0, **procs, **extra):
         return runner.bench_time_func(name, bench_idle, factory, args.idle_seconds, far_timer,
                                       metadata=md)
 

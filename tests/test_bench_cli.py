@@ -1,0 +1,264 @@
+"""The benchmark harness: results schema, tables, README update, `engine bench` (a short real
+run of a tiny subset) and compare_loop.py writing the same schema."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness_data import make_doc, make_results_dir
+
+from engine._harness import bench as B
+from engine._harness import results as R
+from engine._harness.suites import HarnessError, find_repo, load_registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_engine(*args, cwd, timeout=120):
+    # `python -m engine` from a directory that is not the source tree: the installed package runs
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- schema
+
+def test_synthetic_document_is_valid():
+    assert R.validate(make_doc()) == []
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d.update(schema="other"), "schema: must be"),
+    (lambda d: d.update(schema_version=R.SCHEMA_VERSION + 1), "upgrade engine"),
+    (lambda d: d.update(mode="fast"), "mode: must be one of"),
+    (lambda d: d["meta"].update(date="2026-01-01 12:00"), "meta.date"),
+    (lambda d: d["scenarios"]["call_soon"].update(kind="speed"), "scenarios.call_soon.kind"),
+    (lambda d: d["scenarios"]["idle"].update(higher_is_better=True),
+     "scenarios.idle.higher_is_better"),
+    (lambda d: d["scenarios"]["wakeup"]["impls"]["engine"]["histogram"]["counts"].append(1),
+     "histogram"),
+    (lambda d: d["scenarios"]["wakeup"]["impls"]["uvloop"]["percentiles"].pop("p99"),
+     "percentiles.p99"),
+    (lambda d: d["scenarios"]["sleep0"]["ratios"]["uvloop"].update(value=-1.0),
+     "ratios.uvloop.value"),
+    (lambda d: d["scenarios"]["sleep0"]["impls"]["engine"].update(value=float("nan")),
+     "impls.engine.value"),
+    (lambda d: d.update(scenarios={}), "scenarios: must be a non-empty object"),
+])
+def test_validation_catches(mutate, message):
+    doc = copy.deepcopy(make_doc())
+    mutate(doc)
+    errs = R.validate(doc)
+    assert any(message in e for e in errs), errs
+    with pytest.raises(ValueError, match="invalid results document"):
+        R.check(doc)
+
+
+def test_result_file_names_and_no_overwrite(tmp_path):
+    full = make_doc(3)
+    quick = make_doc(3, mode="quick")
+    assert R.result_stem(full) == "loop-20260104T120000Z-aaaaaa3"
+    assert R.result_stem(quick) == "loop-20260104T120000Z-aaaaaa3-quick"
+    p1 = R.write_result(full, tmp_path)
+    p2 = R.write_result(full, tmp_path)
+    assert p1.name == "loop-20260104T120000Z-aaaaaa3.json"
+    assert p2.name == "loop-20260104T120000Z-aaaaaa3-2.json"
+    assert R.load_result(p1) == json.loads(p1.read_text())
+
+
+def test_load_results_sorts_skips_and_ignores(tmp_path):
+    make_results_dir(tmp_path, n_full=3)
+    runs, problems = R.load_results(tmp_path)
+    assert [d["mode"] for _, d in runs] == ["full"] * 3 + ["quick"]
+    dates = [d["meta"]["date"] for _, d in runs]
+    assert dates == sorted(dates)
+    assert len(problems) == 1 and problems[0].startswith("loop-broken.json")
+    path, doc = R.latest(runs, "loop")
+    assert doc["mode"] == "full" and path == runs[2][0]
+    assert R.latest(runs, "loop", R.MODES)[1]["mode"] == "quick"
+    assert R.latest(runs, "http") is None
+
+
+def test_tables():
+    doc = make_doc()
+    text = R.format_table(doc)
+    for s in ("call_soon chain", "calls/s", "engine/uvloop", "engine/asyncio", "geomean",
+              "threadsafe wake-up p50", "└ p99", "idle loop CPU", "(↓)", "Synthetic CPU",
+              "pinning bench=1", "mode full"):
+        assert s in text, s
+    # ratio cells: 2.0M / 900k engine vs uvloop
+    assert "2.22x" in text
+    md = R.markdown_table(doc)
+    lines = md.splitlines()
+    assert lines[0].startswith("| scenario | unit | engine | uvloop | asyncio |")
+    assert lines[1].startswith("|:---|:---|---:|")
+    assert len({line.count("|") for line in lines}) == 1    # a rectangular table
+
+
+def test_update_readme(tmp_path):
+    make_results_dir(tmp_path, n_full=2)
+    runs, _ = R.load_results(tmp_path)
+    readme = tmp_path / "README.md"
+    assert R.update_readme(readme, runs)
+    text = readme.read_text()
+    assert "old table" not in text and "before" in text and "after" in text
+    newest_full = R.latest(runs, "loop")[0].name
+    assert f"[`{newest_full}`]({newest_full})" in text
+    assert "mode full" in text and "-quick.json" not in text
+    assert not R.update_readme(readme, runs)          # idempotent
+    (tmp_path / "NOMARK.md").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="markers"):
+        R.update_readme(tmp_path / "NOMARK.md", runs)
+
+
+# --------------------------------------------------------------------------- registry, checks
+
+def test_registry_and_repo_discovery(tmp_path):
+    assert find_repo(start=REPO / "perf") == REPO
+    reg = load_registry(REPO)
+    loop = reg["loop"]
+    assert loop.script.name == "bench_loop.py" and loop.script.is_file()
+    assert loop.impls == ("engine", "uvloop", "asyncio")
+    assert set(loop.kinds) == {"throughput", "latency", "cost"}
+    with pytest.raises(HarnessError, match="no engine checkout here"):
+        find_repo(start=tmp_path)
+    with pytest.raises(HarnessError, match="not a checkout"):
+        find_repo(tmp_path)
+
+
+def test_requirements_and_cpus(tmp_path):
+    loop = load_registry(REPO)["loop"]
+    assert B.check_requirements(loop, list(loop.impls)) == []     # the test extra has the peers
+    fake = dataclasses.replace(loop, modules={"engine": "engine", "uvloop": "no_such_module_xyz"},
+                               tools=("no-such-tool-xyz",))
+    missing = B.check_requirements(fake, ["engine", "uvloop"])
+    assert any("no_such_module_xyz" in m for m in missing)
+    assert any("no-such-tool-xyz" in m for m in missing)
+
+    assert B.assign_cpus(loop, "none") == {}
+    assert B.assign_cpus(loop, "3") == {"bench": "3"}
+    auto = B.assign_cpus(loop, "auto")
+    assert auto["bench"] == str(max(os.sched_getaffinity(0)))
+    with pytest.raises(HarnessError, match="one per role"):
+        B.assign_cpus(loop, "1,0")
+    net = dataclasses.replace(loop, cpu_roles={"server": "--server-cpu",
+                                               "client": "--client-cpu"})
+    assert B.assign_cpus(net, "1,0") == {"server": "1", "client": "0"}
+
+
+def test_progress_bar_plain_text():
+    out = io.StringIO()
+    bar = B.ProgressBar("[loop]", stream=out, tty=False)
+    bar.update(0.25, 1, 4, "x running")                # not a TTY: nothing until one finishes
+    assert out.getvalue() == ""
+    bar.update(0.5, 2, 4, "call_soon[engine] done", finished=True)
+    bar.close("all done")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[loop] [##############--------------]  50% 2/4 call_soon[engine]")
+    assert lines[-1] == "all done"
+    tty = io.StringIO()
+    bar = B.ProgressBar("[loop]", stream=tty, tty=True)
+    bar.update(1.0, 4, 4, "done", finished=True)
+    bar.close()
+    assert tty.getvalue().startswith("\r[loop] [" + "#" * B.ProgressBar.WIDTH + "] 100%")
+    assert tty.getvalue().endswith("\n")
+
+
+def test_core_import_has_no_runtime_deps(tmp_path):
+    code = ("import sys, engine, engine.__main__ as m\n"
+            "assert m.main(['info']) == 0\n"
+            "heavy = {'numpy', 'pyperf', 'matplotlib', 'selenium'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- engine bench
+
+def test_bench_errors_are_clear(tmp_path):
+    r = run_engine("bench", "--quick", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no engine checkout here" in r.stderr and "--repo DIR" in r.stderr
+    r = run_engine("bench", "nosuchsuite", "--repo", str(REPO), cwd=tmp_path)
+    assert r.returncode == 2 and "unknown suite(s) nosuchsuite" in r.stderr
+    r = run_engine("bench", "--impls", "engine,trio", "--repo", str(REPO), cwd=tmp_path)
+    assert r.returncode == 2 and "unknown implementation" in r.stderr
+    r = run_engine("dashboard", "--results", str(tmp_path / "nope"), cwd=tmp_path)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_bench_missing_peer_is_never_assumed(tmp_path):
+    """A registry naming a peer module that is not installed: no run, the install command."""
+    repo = tmp_path / "repo"
+    (repo / "perf").mkdir(parents=True)
+    shutil.copy(REPO / "perf" / "bench_loop.py", repo / "perf")
+    reg = (REPO / "perf" / "suites.toml").read_text()
+    reg = reg.replace('uvloop = "uvloop"', 'uvloop = "no_such_uvloop_xyz"')
+    (repo / "perf" / "suites.toml").write_text(reg)
+    r = run_engine("bench", "--quick", "--repo", str(repo), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "no_such_uvloop_xyz" in r.stderr and "pip install '.[perf]'" in r.stderr
+    assert "never assumed" in r.stderr
+    assert not (repo / "results").exists()
+
+
+def test_bench_quick_subset_writes_valid_results(tmp_path):
+    """A real (tiny) run: every kind of scenario, engine and both peers, in a few seconds."""
+    out = tmp_path / "results"
+    r = run_engine("bench", "loop", "--quick", "--scenarios", "call_soon,wakeup,idle",
+                   "--repo", str(REPO), "--results-dir", str(out), "--",
+                   "-p", "1", "--idle-seconds", "0.1", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "100% 9/9" in r.stderr                       # the progress bar reached the end
+    assert "call_soon chain" in r.stdout and "engine/uvloop" in r.stdout
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1 and files[0].name.endswith("-quick.json")
+    doc = R.load_result(files[0])                       # validates
+    assert doc["suite"] == "loop" and doc["mode"] == "quick"
+    assert doc["peers"] == ["uvloop", "asyncio"]
+    assert set(doc["scenarios"]) == {"call_soon", "wakeup", "idle"}
+    assert {sc["kind"] for sc in doc["scenarios"].values()} == {"throughput", "latency", "cost"}
+    for sc in doc["scenarios"].values():
+        assert set(sc["impls"]) == {"engine", "uvloop", "asyncio"}
+        assert set(sc["ratios"]) == {"uvloop", "asyncio"}
+    wake = doc["scenarios"]["wakeup"]["impls"]["engine"]
+    assert wake["n_values"] == 60 and sum(wake["histogram"]["counts"]) == 60
+    assert wake["percentiles"]["p50"] <= wake["percentiles"]["p99"]
+    m = doc["meta"]
+    assert m["cpu_model"] and m["kernel"] and m["python_version"] and m["date"]
+    assert m["git"]["commit"] and len(m["git"]["short"]) == 7
+    assert m["pinning"] == {"bench": str(max(os.sched_getaffinity(0)))}
+    assert doc["command"].startswith("engine bench loop --quick")
+    assert doc["command"].endswith("-- -p 1 --idle-seconds 0.1")
+    assert doc["scenarios"]["call_soon"]["impls"]["engine"]["processes"] == 1
+    raw = out / "raw" / (files[0].stem + ".pyperf.json.gz")
+    assert raw.exists() and (out / "raw" / (files[0].stem + ".log")).exists()
+    with gzip.open(raw, "rt") as f:
+        names = {b["metadata"]["name"] for b in json.load(f)["benchmarks"]}
+    assert "wakeup[uvloop]" in names
+
+    # compare_loop.py rebuilds the same schema (and the same figures) from the raw file
+    again = tmp_path / "again.json"
+    r = subprocess.run([sys.executable, str(REPO / "perf" / "compare_loop.py"), str(raw),
+                        "--results", str(again)], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc2 = R.load_result(again)
+    assert doc2["mode"] == "quick" and doc2["suite"] == "loop"
+    for name, sc in doc["scenarios"].items():
+        for impl, d in sc["impls"].items():
+            assert doc2["scenarios"][name]["impls"][impl]["value"] == pytest.approx(d["value"])
+
+    # engine dashboard on it (matplotlib is in the test extra)
+    r = run_engine("dashboard", "--results", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (out / "index.html").read_text().count("<svg") == 4     # overview + 3 scenarios
