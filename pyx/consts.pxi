@@ -13,6 +13,7 @@ cdef enum:
     KIND_IO = 2            # public IO watcher: its _fire() runs at once
     KIND_WAKEUP = 3        # the loop's own cross-thread wake-up fd
     KIND_SIGNALS = 4       # the signal wake-up pipe (signal.set_wakeup_fd)
-    KIND_COUNT = 5
+    KIND_SOCKOP = 5        # a pending loop.sock_*() operation: retried at once
+    KIND_COUNT = 6
 
 cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block longer than a day

@@ -121,6 +121,7 @@ cdef _oserror(int neg_errno, str what=None):
 
 include "handles.pyx"
 include "watchers.pyx"
+include "sockops.pyx"
 
 
 # --- dispatch table -------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ _FD_DISPATCH[<int>KIND_HANDLE] = _dispatch_handle
 _FD_DISPATCH[<int>KIND_IO] = _dispatch_io
 _FD_DISPATCH[<int>KIND_WAKEUP] = _dispatch_wakeup
 _FD_DISPATCH[<int>KIND_SIGNALS] = _dispatch_signals
+_FD_DISPATCH[<int>KIND_SOCKOP] = _dispatch_sockop
 
 
 # --- heap helpers ---------------------------------------------------------------------------------
@@ -1264,6 +1266,123 @@ cdef class Loop:
 
     async def getnameinfo(self, sockaddr, flags=0):
         return await self.run_in_executor(None, _socket.getnameinfo, sockaddr, flags)
+
+    # --- low-level socket operations (sockops.pyx) ------------------------------------------------
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from a non-blocking socket."""
+        _check_sock(self, sock)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = aio_Future(loop=self)
+        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECV, n, None))
+        return await fut
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf; returns the number of bytes received."""
+        _check_sock(self, sock)
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = aio_Future(loop=self)
+        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECV_INTO, buf, None))
+        return await fut
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes; returns (data, address)."""
+        _check_sock(self, sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = aio_Future(loop=self)
+        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECVFROM, bufsize, None))
+        return await fut
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf; returns (nbytes, address)."""
+        _check_sock(self, sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = aio_Future(loop=self)
+        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECVFROM_INTO, buf, nbytes))
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data; returns None once the kernel has taken every byte."""
+        cdef _SockOp op
+        _check_sock(self, sock)
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        fut = aio_Future(loop=self)
+        op = _SockOp.new(self, fut, sock, OP_SENDALL, memoryview(data), None)
+        op.pos = n
+        _sockop_wait(self, op)
+        return await fut
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; returns the number of bytes sent."""
+        _check_sock(self, sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = aio_Future(loop=self)
+        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_SENDTO, data, address))
+        return await fut
+
+    async def sock_connect(self, sock, address):
+        """Connect a non-blocking socket; host names are resolved with getaddrinfo first."""
+        _check_sock(self, sock)
+        if sock.family == _AF_INET or (_AF_INET6 is not None and sock.family == _AF_INET6):
+            host, port = address[:2]
+            info = _ipaddr_info(host, port, sock.family, sock.type, sock.proto, *address[2:])
+            if info is None:
+                infos = await self.getaddrinfo(host, port, family=sock.family, type=sock.type,
+                                               proto=sock.proto)
+                if not infos:
+                    raise OSError(f'getaddrinfo({host!r}) returned empty list')
+                info = infos[0]
+            address = info[4]
+        fut = aio_Future(loop=self)
+        try:
+            sock.connect(address)
+        except (BlockingIOError, InterruptedError):
+            _sockop_wait(self, _SockOp.new(self, fut, sock, OP_CONNECT, address, None))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        try:
+            return await fut
+        finally:
+            fut = None   # break the reference cycle through the exception's traceback
+
+    async def sock_accept(self, sock):
+        """Accept a connection; returns (conn, address), conn non-blocking."""
+        _check_sock(self, sock)
+        try:
+            conn, address = sock.accept()
+            conn.setblocking(False)
+            return conn, address
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = aio_Future(loop=self)
+        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_ACCEPT, None, None))
+        return await fut
 
     # --- introspection ----------------------------------------------------------------------------
 

@@ -64,8 +64,10 @@ DESELECT_METHODS = {
         (r"create_(ssl_)?(unix_)?connection|create_(unix_)?server|connect_accepted_socket"
          r"|server_close", _TRANSPORTS),
         (r"pipe|pty", "issue 4: pipes (connect_read_pipe/connect_write_pipe)"),
-        (r"prompt_cancellation", "issue 4: sock_* methods (uses loop.sock_recv)"),
         (r"subprocess", "issue 4: subprocesses"),
+    ],
+    "test_sock_lowlevel": [
+        (r"create_connection", _TRANSPORTS),
     ],
     "test_base_events": [
         (r"subprocess", "issue 4: subprocesses"),
@@ -82,6 +84,7 @@ DESELECT_CLASSES = {
         "TestServer": "issue 4: asyncio.Server (create_server)",
         "TestAbstractServer": "issue 4: asyncio.AbstractServer (create_server)",
     },
+    "test_sock_lowlevel": {},
     "test_base_events": {
         "BaseEventTests": "asyncio.base_events helper functions (_ipaddr_info...), not the loop",
         "BaseLoopSockSendfileTests": "issue 4: sendfile",
@@ -250,6 +253,16 @@ def build_suite(name: str, engine, keep_testloop: bool,
         EngineEventLoopTests.__module__ = module.__name__
         EngineEventLoopTests.__qualname__ = "EngineEventLoopTests"
         classes.insert(0, ("EngineEventLoopTests", EngineEventLoopTests))
+    elif name == "test_sock_lowlevel":
+        from test.test_asyncio import utils as test_utils
+
+        class EngineSockTests(module.BaseSockTestsMixin, test_utils.TestCase):
+            def create_event_loop(self):
+                return engine.new_event_loop()
+
+        EngineSockTests.__module__ = module.__name__
+        EngineSockTests.__qualname__ = "EngineSockTests"
+        classes.insert(0, ("EngineSockTests", EngineSockTests))
 
     suite = unittest.TestSuite()
     for attr, cls in classes:

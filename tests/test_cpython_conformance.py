@@ -48,6 +48,7 @@ SUITES = [
     "test_pep492",
     "test_runners",
     "test_threads",              # asyncio.to_thread (the loop's default executor)
+    "test_sock_lowlevel",        # loop.sock_* (BaseSockTestsMixin on engine), minus transports
     "test_eager_task_factory",   # 3.12+
     "test_staggered",            # 3.13+
     # BaseEventLoopTests (public loop API, on an engine loop instead of a mock-selector
@@ -63,6 +64,8 @@ _DESTROYED = ("drives loop._run_once() and reads len(loop._ready) (BaseEventLoop
 # test id (without "test.test_asyncio.") -> why it cannot pass on engine's loop
 KNOWN_DIFFERENCES: dict[str, str] = {
     "test_events.EngineEventLoopTests.test_timeout_rounding": _RUN_ONCE,
+    "test_events.EngineEventLoopTests.test_prompt_cancellation":
+        _PRIVATE + "_stop_serving (BaseSelectorEventLoop's server-socket teardown)",
     # the same BaseTaskTests methods, in each Task/Future implementation combination
     **{f"test_tasks.{cls}.{meth}": reason
        for cls in ("CTask_CFuture_Tests", "CTask_CFuture_SubclassTests", "CTask_PyFuture_Tests",

@@ -541,6 +541,87 @@ class LoopBehaviour:
             with pytest.raises(KeyboardInterrupt):
                 runner.run(main())
 
+    # --- low-level socket operations --------------------------------------------------------
+
+    def test_sock_ops_tcp_roundtrip_and_large_sendall(self, loop):
+        async def main():
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen()
+            srv.setblocking(False)
+            cli = socket.socket()
+            cli.setblocking(False)
+            accept = asyncio.ensure_future(loop.sock_accept(srv))
+            await loop.sock_connect(cli, srv.getsockname())
+            conn, addr = await accept
+            assert conn.gettimeout() == 0 and addr == cli.getsockname()
+            payload = bytes(range(256)) * 20000          # 5 MB: sendall must wait for the reader
+            sender = asyncio.ensure_future(loop.sock_sendall(cli, payload))
+            got = bytearray()
+            while len(got) < len(payload):
+                got += await loop.sock_recv(conn, 65536)
+            assert await sender is None
+            assert got == payload                         # every byte, in order
+            buf = bytearray(8)
+            await loop.sock_sendall(conn, b"pong")
+            assert await loop.sock_recv_into(cli, buf) == 4 and buf[:4] == b"pong"
+            for s in (srv, cli, conn):
+                s.close()
+
+        loop.run_until_complete(main())
+
+    def test_sock_recv_cancelled_then_reused(self, loop):
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            await loop.sock_sendall(b, b"after")
+            assert await loop.sock_recv(a, 10) == b"after"
+            a.close()
+            b.close()
+
+        loop.run_until_complete(main())
+
+    def test_sock_connect_refused_and_datagrams(self, loop):
+        async def main():
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+            probe.close()                                 # nothing listens there now
+            s = socket.socket()
+            s.setblocking(False)
+            with pytest.raises(ConnectionRefusedError):
+                await loop.sock_connect(s, ("127.0.0.1", port))
+            s.close()
+            u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u1.bind(("127.0.0.1", 0))
+            u1.setblocking(False)
+            u2.setblocking(False)
+            r = asyncio.ensure_future(loop.sock_recvfrom(u1, 100))
+            await asyncio.sleep(0)
+            assert await loop.sock_sendto(u2, b"dgram", u1.getsockname()) == 5
+            data, addr = await r
+            assert data == b"dgram" and addr[1] == u2.getsockname()[1]
+            u1.close()
+            u2.close()
+
+        loop.run_until_complete(main())
+
+    def test_sock_ops_reject_blocking_socket_in_debug(self, loop):
+        loop.set_debug(True)
+        s = socket.socket()
+        try:
+            with pytest.raises(ValueError):
+                loop.run_until_complete(loop.sock_recv(s, 1))
+        finally:
+            s.close()
+
     # --- tasks, asyncgens -------------------------------------------------------------------
 
     def test_create_task_name_and_factory(self, loop):

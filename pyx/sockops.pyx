@@ -1,0 +1,157 @@
+# Low-level socket operations: loop.sock_recv / sock_recv_into / sock_recvfrom /
+# sock_recvfrom_into / sock_sendall / sock_sendto / sock_connect / sock_accept, with asyncio's
+# semantics (each is a coroutine; the socket must be non-blocking, checked in debug mode).
+#
+# Each first tries the syscall at once. Only when the kernel says EAGAIN does it park a _SockOp in
+# the fd table (kind KIND_SOCKOP): the dispatch table calls its _step() when the fd is ready,
+# which retries the syscall and resolves the future -- no Handle, no add_reader()/functools.partial
+# round trip. Cancelling the awaiting task removes the op from the fd table.
+
+cdef enum:
+    OP_RECV = 0
+    OP_RECV_INTO = 1
+    OP_RECVFROM = 2
+    OP_RECVFROM_INTO = 3
+    OP_SENDALL = 4
+    OP_SENDTO = 5
+    OP_CONNECT = 6
+    OP_ACCEPT = 7
+
+cdef object _ssl_SSLSocket = None
+try:
+    import ssl as _ssl
+    _ssl_SSLSocket = _ssl.SSLSocket
+except ImportError:  # pragma: no cover
+    pass
+
+cdef object _ipaddr_info = _base_events._ipaddr_info
+cdef object _AF_INET = _socket.AF_INET
+cdef object _AF_INET6 = getattr(_socket, 'AF_INET6', None)
+cdef object _SOL_SOCKET = _socket.SOL_SOCKET
+cdef object _SO_ERROR = _socket.SO_ERROR
+
+
+@cython.final
+@cython.freelist(64)
+cdef class _SockOp:
+    cdef:
+        Loop loop
+        object fut
+        object sock
+        object arg        # n / buffer / memoryview of data / address
+        object arg2       # nbytes / address
+        Py_ssize_t pos    # bytes sent so far (sendall)
+        int fd
+        int op
+        int which         # ENG_EV_READ or ENG_EV_WRITE
+
+    def __init__(self, *args):
+        raise TypeError("_SockOp objects are created by the event loop")
+
+    @staticmethod
+    cdef _SockOp new(Loop loop, object fut, object sock, int op, object arg, object arg2):
+        cdef _SockOp s = _SockOp.__new__(_SockOp)
+        s.loop = loop
+        s.fut = fut
+        s.sock = sock
+        s.op = op
+        s.arg = arg
+        s.arg2 = arg2
+        s.which = ENG_EV_WRITE if op in (OP_SENDALL, OP_SENDTO, OP_CONNECT) else ENG_EV_READ
+        return s
+
+    cdef int _detach(self) except -1:
+        cdef Loop loop = self.loop
+        cdef FdSlot *slot
+        if loop._closed or self.fd >= loop._fds_cap:
+            return 0
+        slot = &loop._fds[self.fd]
+        if self.which == ENG_EV_READ:
+            if slot.reader == <PyObject*>self:
+                loop._fd_clear(self.fd, ENG_EV_READ)
+        elif slot.writer == <PyObject*>self:
+            loop._fd_clear(self.fd, ENG_EV_WRITE)
+        return 0
+
+    def _on_fut_done(self, fut):
+        # cancelled (or resolved) future: stop waiting for the fd
+        self._detach()
+
+    cdef int _step(self) except -1:
+        cdef object fut = self.fut
+        cdef object sock = self.sock
+        cdef Py_ssize_t n
+        if fut.done():
+            self._detach()
+            return 0
+        try:
+            if self.op == OP_RECV:
+                result = sock.recv(self.arg)
+            elif self.op == OP_RECV_INTO:
+                result = sock.recv_into(self.arg)
+            elif self.op == OP_RECVFROM:
+                result = sock.recvfrom(self.arg)
+            elif self.op == OP_RECVFROM_INTO:
+                result = sock.recvfrom_into(self.arg, self.arg2)
+            elif self.op == OP_SENDTO:
+                result = sock.sendto(self.arg, self.arg2)
+            elif self.op == OP_ACCEPT:
+                conn, address = sock.accept()
+                conn.setblocking(False)
+                result = (conn, address)
+            elif self.op == OP_CONNECT:
+                err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                if err != 0:
+                    # the kernel's error for the connect() in progress
+                    raise OSError(err, f'Connect call failed {self.arg}')
+                result = None
+            else:  # OP_SENDALL
+                n = sock.send(self.arg[self.pos:])
+                self.pos += n
+                if self.pos < len(self.arg):
+                    return 0                       # more to send: keep waiting
+                result = None
+        except (BlockingIOError, InterruptedError):
+            return 0                               # spurious wake-up: keep waiting
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._detach()
+            fut.set_exception(exc)
+            return 0
+        self._detach()
+        fut.set_result(result)
+        return 0
+
+
+cdef int _dispatch_sockop(Loop loop, object obj, int revents) except -1:
+    return (<_SockOp>obj)._step()
+
+
+cdef inline int _check_sock(Loop loop, object sock) except -1:
+    if _ssl_SSLSocket is not None and isinstance(sock, _ssl_SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+    return 0
+
+
+cdef int _sockop_wait(Loop loop, _SockOp op) except -1:
+    """Park op in the fd table until its fd is ready; the future's completion unparks it."""
+    cdef int fd = op.sock.fileno()
+    cdef FdSlot *slot
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    loop._fd_ensure(fd)
+    slot = &loop._fds[fd]
+    if op.which == ENG_EV_READ:
+        if slot.reader != NULL and slot.rkind == KIND_IO:
+            raise RuntimeError(f"fd {fd} is watched for reading by {<object>slot.reader!r}")
+    elif slot.writer != NULL and slot.wkind == KIND_IO:
+        raise RuntimeError(f"fd {fd} is watched for writing by {<object>slot.writer!r}")
+    op.fd = fd
+    old = loop._fd_set(fd, op.which, op, KIND_SOCKOP)
+    if isinstance(old, Handle):
+        (<Handle>old).cancel()     # as asyncio's add_reader: the previous reader is replaced
+    op.fut.add_done_callback(op._on_fut_done)
+    return 0
