@@ -944,49 +944,49 @@ cdef class Loop:
 
     # --- fd watching (asyncio API) ----------------------------------------------------------------
 
+    cdef object _add_fd_handle(self, fd, int which, callback, tuple args, str method):
+        cdef int ifd = _fileobj_to_fd(fd)
+        cdef FdSlot *slot
+        self._check_closed()
+        h = self._make_handle(callback, args, None, method)
+        self._fd_ensure(ifd)
+        slot = &self._fds[ifd]
+        if (slot.rkind if which == ENG_EV_READ else slot.wkind) == KIND_IO:
+            raise RuntimeError(f"fd {ifd} is watched by an engine.IO watcher; stop it first")
+        old = self._fd_set(ifd, which, h, KIND_HANDLE)
+        if isinstance(old, Handle):
+            (<Handle>old).cancel()      # the previous reader/writer is replaced, as in asyncio
+        return None
+
+    cdef bint _remove_fd_handle(self, fd, int which) except -1:
+        cdef int ifd = _fileobj_to_fd(fd)
+        cdef int kind
+        if self._closed or ifd >= self._fds_cap:
+            return False
+        kind = self._fds[ifd].rkind if which == ENG_EV_READ else self._fds[ifd].wkind
+        # a pending sock_*() operation is a reader/writer too, as in asyncio
+        if kind != KIND_HANDLE and kind != KIND_SOCKOP:
+            return False
+        old = self._fd_clear(ifd, which)
+        if isinstance(old, Handle):
+            (<Handle>old).cancel()
+        return True
+
     def add_reader(self, fd, callback, *args):
         """Call callback(*args) whenever fd is readable (level-triggered)."""
-        cdef int ifd = _fileobj_to_fd(fd)
-        self._check_closed()
-        h = self._make_handle(callback, args, None, 'add_reader')
-        old = self._fd_set(ifd, ENG_EV_READ, h, KIND_HANDLE)
-        if old is not None:
-            if isinstance(old, Handle):
-                (<Handle>old).cancel()
-        return None
+        return self._add_fd_handle(fd, ENG_EV_READ, callback, args, 'add_reader')
 
     def remove_reader(self, fd):
         """Stop watching fd for reading; True if it was watched."""
-        cdef int ifd = _fileobj_to_fd(fd)
-        if self._closed:
-            return False
-        if ifd >= self._fds_cap or self._fds[ifd].reader == NULL or self._fds[ifd].rkind != KIND_HANDLE:
-            return False
-        old = self._fd_clear(ifd, ENG_EV_READ)
-        (<Handle>old).cancel()
-        return True
+        return self._remove_fd_handle(fd, ENG_EV_READ)
 
     def add_writer(self, fd, callback, *args):
         """Call callback(*args) whenever fd is writable (level-triggered)."""
-        cdef int ifd = _fileobj_to_fd(fd)
-        self._check_closed()
-        h = self._make_handle(callback, args, None, 'add_writer')
-        old = self._fd_set(ifd, ENG_EV_WRITE, h, KIND_HANDLE)
-        if old is not None:
-            if isinstance(old, Handle):
-                (<Handle>old).cancel()
-        return None
+        return self._add_fd_handle(fd, ENG_EV_WRITE, callback, args, 'add_writer')
 
     def remove_writer(self, fd):
         """Stop watching fd for writing; True if it was watched."""
-        cdef int ifd = _fileobj_to_fd(fd)
-        if self._closed:
-            return False
-        if ifd >= self._fds_cap or self._fds[ifd].writer == NULL or self._fds[ifd].wkind != KIND_HANDLE:
-            return False
-        old = self._fd_clear(ifd, ENG_EV_WRITE)
-        (<Handle>old).cancel()
-        return True
+        return self._remove_fd_handle(fd, ENG_EV_WRITE)
 
     # --- signals ----------------------------------------------------------------------------------
 

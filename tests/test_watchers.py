@@ -95,8 +95,11 @@ def test_io_watcher_conflicts_with_add_reader(loop):
     assert not w.active
     loop.remove_reader(a)
     w.start()
-    # add_reader does not steal a public watcher's fd silently: remove_reader reports nothing
+    # nor does add_reader steal a public watcher's fd; remove_reader reports nothing to remove
+    with pytest.raises(RuntimeError, match="IO watcher"):
+        loop.add_reader(a, lambda: None)
     assert loop.remove_reader(a) is False
+    assert w.active
     w.stop()
     a.close()
     b.close()

@@ -160,6 +160,8 @@ cdef class Loop:
     cdef int _timer_cancel(self, TimerHandle t) except -1
     # fds
     cdef int _fd_ensure(self, int fd) except -1
+    cdef object _add_fd_handle(self, fd, int which, callback, tuple args, str method)
+    cdef bint _remove_fd_handle(self, fd, int which) except -1
     cdef object _fd_set(self, int fd, int which, object obj, int kind)
     cdef object _fd_clear(self, int fd, int which)
     cdef int _fd_apply(self, int fd, bint force=*) except -1
