@@ -1066,7 +1066,7 @@ cdef class Loop:
                 task = aio_Task(coro, loop=self, name=name)
             else:
                 task = aio_Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
+            if self._debug and task._source_traceback:
                 del task._source_traceback[-1]
         else:
             if context is None:
