@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -52,7 +53,9 @@ WAKEUP_IDLE = 0.001    # the loop sits blocked in its poller this long before ea
 IDLE_CPU_THRESHOLD_US = 10_000.0   # an idle loop should burn well under 1% of a CPU
 
 # --quick: fixed loops per value (no calibration process), fewer processes and values
-QUICK_LOOPS = {"call_soon": 2, "sleep0": 2, "gather100": 10, "timers": 1, "timer_cancel": 1}
+QUICK_LOOPS = {"call_soon": 2, "sleep0": 2, "gather100": 10, "timers": 1, "timer_cancel": 1,
+               "sock_pingpong": 1}
+PINGPONG_N = 5_000
 CANCEL_N = 100_000
 QUICK_IDLE_SECONDS = 0.25
 
@@ -79,6 +82,12 @@ def _scenarios(timers_n):
                              description=f"{CANCEL_N} call_later timers far in the future, all "
                                          "cancelled, then one loop iteration (the cost of "
                                          "cancellation); value = s per timer; not in the geomean"),
+        "sock_pingpong": dict(kind="throughput", label="sock_* ping-pong", unit="round trips/s",
+                              geomean=0,
+                              description=f"{PINGPONG_N} round trips of 4 bytes over a socketpair "
+                                          "with loop.sock_sendall/sock_recv, both ends in one "
+                                          "loop (the loop's socket path, no network); value = s "
+                                          "per round trip; not in the geomean"),
         "wakeup": dict(kind="latency", label="threadsafe wake-up", unit="µs", scale=1e6,
                        description="latency from call_soon_threadsafe() in another thread to "
                                    f"the callback, the loop blocked in its poller for "
@@ -247,6 +256,40 @@ def bench_timer_cancel(loops, factory, n):
             loop.call_soon(loop.stop)
             loop.run_forever()
             total += time.perf_counter() - t0
+        finally:
+            loop.close()
+    return total
+
+
+async def _pingpong_main(loop, n):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        async def echo():
+            for _ in range(n):
+                await loop.sock_sendall(b, await loop.sock_recv(b, 64))
+
+        server = loop.create_task(echo())
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await loop.sock_sendall(a, b"ping")
+            if await loop.sock_recv(a, 64) != b"ping":
+                raise RuntimeError("ping-pong lost data")
+        dt = time.perf_counter() - t0
+        await server
+        return dt
+    finally:
+        a.close()
+        b.close()
+
+
+def bench_sock_pingpong(loops, factory, n):
+    total = 0.0
+    for _ in range(loops):
+        loop = factory()
+        try:
+            total += loop.run_until_complete(_pingpong_main(loop, n))
         finally:
             loop.close()
     return total
@@ -479,6 +522,7 @@ def main():
                     "gather100": (bench_gather100, 1, ()),
                     "timers": (bench_timers, timers_n, (timers_n,)),
                     "timer_cancel": (bench_timer_cancel, CANCEL_N, (CANCEL_N,)),
+                    "sock_pingpong": (bench_sock_pingpong, PINGPONG_N, (PINGPONG_N,)),
                 }[sc]
                 overrides = dict(procs)
                 if args.quick and not args.loops:
