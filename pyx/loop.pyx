@@ -1384,6 +1384,107 @@ cdef class Loop:
         _sockop_wait(self, _SockOp.new(self, fut, sock, OP_ACCEPT, None, None))
         return await fut
 
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send a file over a connected SOCK_STREAM socket with sendfile(2); returns bytes sent.
+
+        Where sendfile(2) can't serve the file and fallback is true: an mmap(2) of the file sent
+        with sock_sendall (no copy), else read/send in chunks as asyncio does. The file position
+        ends just past the last byte sent.
+        """
+        _check_sock(self, sock)
+        _check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except _SendfileNotAvailableError:
+            if not fallback:
+                raise
+        try:
+            return await self._sock_sendfile_mmap(sock, file, offset, count)
+        except _SendfileNotAvailableError:
+            pass
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        cdef _SockOp op
+        try:
+            fileno = file.fileno()
+        except (AttributeError, _io_UnsupportedOperation):
+            raise _SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = _os.fstat(fileno).st_size
+        except OSError:
+            raise _SendfileNotAvailableError("not a regular file")
+        if not (count if count else fsize):
+            return 0
+        fut = aio_Future(loop=self)
+        op = _SockOp.new(self, fut, sock, OP_SENDFILE, None, None)
+        op.file_fd = fileno
+        op.offset = offset
+        op.left = count if count else -1
+        try:
+            result = op._sendfile_step()           # at once: usually no wait at all
+        except BaseException:
+            _sendfile_update_filepos(fileno, op.offset, op.total)
+            raise
+        if result is not None:
+            _sendfile_update_filepos(fileno, op.offset, op.total)
+            return result
+        _sockop_wait(self, op)
+        return await fut
+
+    async def _sock_sendfile_mmap(self, sock, file, offset, count):
+        import mmap as _mmap
+        try:
+            fileno = file.fileno()
+            size = _os.fstat(fileno).st_size
+        except (AttributeError, OSError, _io_UnsupportedOperation):
+            raise _SendfileNotAvailableError("not a regular file")
+        end = size if count is None else min(size, offset + count)
+        if end <= offset:
+            return 0
+        try:
+            m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            raise _SendfileNotAvailableError("file cannot be mapped")
+        total = 0
+        try:
+            with memoryview(m) as whole:
+                pos = offset
+                while pos < end:
+                    nxt = min(end, pos + <Py_ssize_t>_FALLBACK_BLOCK * 4)
+                    with whole[pos:nxt] as chunk:
+                        await self.sock_sendall(sock, chunk)
+                    total += nxt - pos
+                    pos = nxt
+            return total
+        finally:
+            m.close()
+            if total > 0 and hasattr(file, 'seek'):
+                file.seek(offset + total)
+
+    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _FALLBACK_BLOCK) if count else _FALLBACK_BLOCK
+        buf = bytearray(blocksize)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break                               # EOF
+                await self.sock_sendall(sock, view[:read])
+                total_sent += read
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, 'seek'):
+                file.seek(offset + total_sent)
+
     # --- introspection ----------------------------------------------------------------------------
 
     @property

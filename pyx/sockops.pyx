@@ -16,6 +16,7 @@ cdef enum:
     OP_SENDTO = 5
     OP_CONNECT = 6
     OP_ACCEPT = 7
+    OP_SENDFILE = 8
 
 cdef object _ssl_SSLSocket = None
 try:
@@ -29,6 +30,12 @@ cdef object _AF_INET = _socket.AF_INET
 cdef object _AF_INET6 = getattr(_socket, 'AF_INET6', None)
 cdef object _SOL_SOCKET = _socket.SOL_SOCKET
 cdef object _SO_ERROR = _socket.SO_ERROR
+cdef object _SOCK_STREAM = _socket.SOCK_STREAM
+cdef object _SendfileNotAvailableError = _asyncio.SendfileNotAvailableError
+cdef object _io_UnsupportedOperation = __import__('io').UnsupportedOperation
+cdef object _FALLBACK_BLOCK = getattr(_asyncio.constants, 'SENDFILE_FALLBACK_READBUFFER_SIZE',
+                                      256 * 1024)
+cdef Py_ssize_t SENDFILE_CHUNK = 1 << 30      # one sendfile(2) call moves at most this much
 
 
 @cython.final
@@ -44,6 +51,11 @@ cdef class _SockOp:
         int fd
         int op
         int which         # ENG_EV_READ or ENG_EV_WRITE
+        # sendfile state: file descriptor, next file offset, bytes left (-1: to EOF), bytes sent
+        int file_fd
+        Py_ssize_t offset
+        Py_ssize_t left
+        Py_ssize_t total
 
     def __init__(self, *args):
         raise TypeError("_SockOp objects are created by the event loop")
@@ -57,7 +69,8 @@ cdef class _SockOp:
         s.op = op
         s.arg = arg
         s.arg2 = arg2
-        s.which = ENG_EV_WRITE if op in (OP_SENDALL, OP_SENDTO, OP_CONNECT) else ENG_EV_READ
+        s.which = (ENG_EV_WRITE if op in (OP_SENDALL, OP_SENDTO, OP_CONNECT, OP_SENDFILE)
+                   else ENG_EV_READ)
         return s
 
     cdef int _detach(self) except -1:
@@ -76,6 +89,35 @@ cdef class _SockOp:
     def _on_fut_done(self, fut):
         # cancelled (or resolved) future: stop waiting for the fd
         self._detach()
+        if self.op == OP_SENDFILE and fut.cancelled():
+            _sendfile_update_filepos(self.file_fd, self.offset, self.total)
+
+    cdef object _sendfile_step(self):
+        """Send until done (returns the total), EOF (total), or EAGAIN (None)."""
+        cdef Py_ssize_t n, want
+        cdef int fd = self.sock.fileno()
+        while self.left != 0:
+            want = SENDFILE_CHUNK if self.left < 0 or self.left > SENDFILE_CHUNK else self.left
+            try:
+                n = _os.sendfile(fd, self.file_fd, self.offset, want)
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as exc:
+                if self.total == 0:
+                    # e.g. not a regular, mmap(2)-able file: the caller falls back
+                    raise _SendfileNotAvailableError("os.sendfile call failed") from exc
+                if exc.errno == _errno.ENOTCONN and type(exc) is not ConnectionError:
+                    new_exc = ConnectionError("socket is not connected", _errno.ENOTCONN)
+                    new_exc.__cause__ = exc
+                    raise new_exc
+                raise
+            if n == 0:
+                break                                  # end of file
+            self.offset += n
+            self.total += n
+            if self.left > 0:
+                self.left -= n
+        return self.total
 
     cdef int _step(self) except -1:
         cdef object fut = self.fut
@@ -99,6 +141,11 @@ cdef class _SockOp:
                 conn, address = sock.accept()
                 conn.setblocking(False)
                 result = (conn, address)
+            elif self.op == OP_SENDFILE:
+                result = self._sendfile_step()
+                if result is None:
+                    return 0                           # socket buffer full: wait
+                _sendfile_update_filepos(self.file_fd, self.offset, self.total)
             elif self.op == OP_CONNECT:
                 err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
                 if err != 0:
@@ -117,11 +164,41 @@ cdef class _SockOp:
             raise
         except BaseException as exc:
             self._detach()
+            if self.op == OP_SENDFILE:
+                _sendfile_update_filepos(self.file_fd, self.offset, self.total)
             fut.set_exception(exc)
             return 0
         self._detach()
         fut.set_result(result)
         return 0
+
+
+cdef int _sendfile_update_filepos(int file_fd, Py_ssize_t offset, Py_ssize_t total) except -1:
+    # as asyncio: after a transfer the file position is just past the last byte sent
+    if total <= 0:
+        return 0
+    try:
+        _os.lseek(file_fd, offset, _os.SEEK_SET)
+    except OSError:
+        pass
+    return 0
+
+
+cdef int _check_sendfile_params(sock, file, offset, count) except -1:
+    if 'b' not in getattr(file, 'mode', 'b'):
+        raise ValueError("file should be opened in binary mode")
+    if not sock.type == _SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+    return 0
 
 
 cdef int _dispatch_sockop(Loop loop, object obj, int revents) except -1:
