@@ -4,21 +4,11 @@ import gc
 import socket
 import weakref
 
-import pytest
-
 import engine
 
 
 class Payload:
     """A callback argument we can watch die."""
-
-
-@pytest.fixture
-def loop():
-    loop = engine.new_event_loop()
-    yield loop
-    if not loop.is_closed():
-        loop.close()
 
 
 def _released(ref):

@@ -687,7 +687,7 @@ class LoopBehaviour:
                         loop.run_until_complete(loop.sock_sendfile(s, f, **kw))
                 with pytest.raises(ValueError):
                     loop.run_until_complete(loop.sock_sendfile(u, f))
-            with open(path, "r") as f:
+            with open(path) as f:
                 with pytest.raises(ValueError):
                     loop.run_until_complete(loop.sock_sendfile(s, f))
         finally:
