@@ -14,6 +14,7 @@ cdef enum:
     KIND_WAKEUP = 3        # the loop's own cross-thread wake-up fd
     KIND_SIGNALS = 4       # the signal wake-up pipe (signal.set_wakeup_fd)
     KIND_SOCKOP = 5        # a pending loop.sock_*() operation: retried at once
-    KIND_COUNT = 6
+    KIND_TRANSPORT = 6     # a stream transport: read/write handlers called at once
+    KIND_COUNT = 7
 
 cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block longer than a day

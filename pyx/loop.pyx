@@ -122,6 +122,7 @@ cdef _oserror(int neg_errno, str what=None):
 include "handles.pyx"
 include "watchers.pyx"
 include "sockops.pyx"
+include "transports.pyx"
 
 
 # --- dispatch table -------------------------------------------------------------------------------
@@ -164,6 +165,7 @@ _FD_DISPATCH[<int>KIND_IO] = _dispatch_io
 _FD_DISPATCH[<int>KIND_WAKEUP] = _dispatch_wakeup
 _FD_DISPATCH[<int>KIND_SIGNALS] = _dispatch_signals
 _FD_DISPATCH[<int>KIND_SOCKOP] = _dispatch_sockop
+_FD_DISPATCH[<int>KIND_TRANSPORT] = _dispatch_transport
 
 
 # --- heap helpers ---------------------------------------------------------------------------------
@@ -1484,6 +1486,344 @@ cdef class Loop:
         finally:
             if total_sent > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total_sent)
+
+    # --- stream transports and servers (transports.pyx) -------------------------------------------
+
+    def _start_accepting(self, protocol_factory, sock, server, backlog):
+        h = Handle.new(self, self._accept_connection, (protocol_factory, sock, server, backlog),
+                       PyContext_CopyCurrent())
+        old = self._fd_set(sock.fileno(), ENG_EV_READ, h, KIND_HANDLE)
+        if isinstance(old, Handle):
+            (<Handle>old).cancel()
+
+    def _stop_accepting(self, sock):
+        if not self._closed:
+            self._remove_fd_handle(sock.fileno(), ENG_EV_READ)
+        sock.close()
+
+    def _resume_accepting(self, protocol_factory, sock, server, backlog):
+        if server.is_serving() and not self._closed:
+            self._start_accepting(protocol_factory, sock, server, backlog)
+
+    def _accept_connection(self, protocol_factory, sock, server, backlog):
+        for _ in range(backlog):
+            try:
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM):
+                    # out of fds/memory: stop accepting for a moment instead of spinning
+                    self.call_exception_handler({
+                        'message': 'socket.accept() out of system resource',
+                        'exception': exc, 'socket': _TransportSocket(sock)})
+                    self._remove_fd_handle(sock.fileno(), ENG_EV_READ)
+                    self.call_later(_ACCEPT_RETRY_DELAY, self._resume_accepting,
+                                    protocol_factory, sock, server, backlog)
+                    return
+                raise
+            try:
+                protocol = protocol_factory()
+            except (SystemExit, KeyboardInterrupt):
+                conn.close()
+                raise
+            except BaseException as exc:
+                conn.close()
+                self.call_exception_handler({
+                    'message': 'Error on transport creation for incoming connection',
+                    'exception': exc})
+                continue
+            SocketTransport.new(self, conn, protocol, None, {'peername': addr}, server)
+
+    async def _make_transport(self, sock, protocol_factory, ssl, extra=None):
+        if ssl:
+            raise NotImplementedError("engine: TLS transports are not implemented yet (issue 4)")
+        sock.setblocking(False)
+        protocol = protocol_factory()
+        waiter = aio_Future(loop=self)
+        transport = SocketTransport.new(self, sock, protocol, waiter, extra, None)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def _connect_one(self, exceptions, addr_info, local_addr_infos=None):
+        my_exceptions = []
+        exceptions.append(my_exceptions)
+        family, type_, proto, _, address = addr_info
+        sock = None
+        try:
+            sock = _socket.socket(family=family, type=type_, proto=proto)
+            sock.setblocking(False)
+            if local_addr_infos is not None:
+                for lfamily, _, _, _, laddr in local_addr_infos:
+                    if lfamily != family:
+                        continue
+                    try:
+                        sock.bind(laddr)
+                        break
+                    except OSError as exc:
+                        my_exceptions.append(OSError(
+                            exc.errno, f'error while attempting to bind on address {laddr!r}: '
+                                       f'{exc.strerror.lower()}'))
+                else:
+                    if my_exceptions:
+                        raise my_exceptions.pop()
+                    raise OSError(f"no matching local address with family={family} found")
+            await self.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            my_exceptions.append(exc)
+            if sock is not None:
+                sock.close()
+            raise
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+
+    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None,
+                                family=0, proto=0, flags=0, sock=None, local_addr=None,
+                                server_hostname=None, ssl_handshake_timeout=None,
+                                ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
+                                interleave=None, all_errors=False):
+        """Open a stream connection (TCP); returns (transport, protocol)."""
+        if server_hostname is not None and not ssl:
+            raise ValueError('server_hostname is only meaningful with ssl')
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
+        if sock is not None:
+            _check_ssl_socket(sock)
+        if happy_eyeballs_delay is not None and interleave is None:
+            interleave = 1
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError('host/port and sock can not be specified at the same time')
+            infos = await self._resolve((host, port), family, _SOCK_STREAM, proto, flags)
+            laddr_infos = None
+            if local_addr is not None:
+                laddr_infos = await self._resolve(local_addr, family, _SOCK_STREAM, proto, flags)
+            if interleave:
+                infos = _interleave_addrinfos(infos, interleave)
+            exceptions = []
+            if happy_eyeballs_delay is None:
+                for addrinfo in infos:
+                    try:
+                        sock = await self._connect_one(exceptions, addrinfo, laddr_infos)
+                        break
+                    except OSError:
+                        continue
+            else:
+                sock, _, _ = await _staggered_race(
+                    [lambda ai=ai: self._connect_one(exceptions, ai, laddr_infos) for ai in infos],
+                    happy_eyeballs_delay, loop=self)
+            if sock is None:
+                flat = [exc for sub in exceptions for exc in sub]
+                try:
+                    if all_errors:
+                        raise ExceptionGroup("create_connection failed", flat)
+                    if len(flat) == 1:
+                        raise flat[0]
+                    model = str(flat[0])
+                    if all(str(exc) == model for exc in flat):
+                        raise flat[0]
+                    raise OSError('Multiple exceptions: {}'.format(
+                        ', '.join(str(exc) for exc in flat)))
+                finally:
+                    flat = None
+                    exceptions = None
+        else:
+            if sock is None:
+                raise ValueError('host and port was not specified and no sock specified')
+            if sock.type != _SOCK_STREAM:
+                raise ValueError(f'A Stream Socket was expected, got {sock!r}')
+        return await self._make_transport(sock, protocol_factory, ssl)
+
+    async def _resolve(self, address, family, type_, proto, flags):
+        host, port = address[:2]
+        info = _ipaddr_info(host, port, family, type_, proto, *address[2:])
+        if info is not None:
+            return [info]
+        infos = await self.getaddrinfo(host, port, family=family, type=type_, proto=proto,
+                                       flags=flags)
+        if not infos:
+            raise OSError(f'getaddrinfo({host!r}) returned empty list')
+        return infos
+
+    async def create_server(self, protocol_factory, host=None, port=None, *,
+                            family=_socket.AF_UNSPEC, flags=_socket.AI_PASSIVE, sock=None,
+                            backlog=100, ssl=None, reuse_address=None, reuse_port=None,
+                            keep_alive=None, ssl_handshake_timeout=None,
+                            ssl_shutdown_timeout=None, start_serving=True):
+        """Listen on host/port (or sock); returns a Server."""
+        if isinstance(ssl, bool):
+            raise TypeError('ssl argument must be an SSLContext or None')
+        if ssl is not None:
+            raise NotImplementedError("engine: TLS servers are not implemented yet (issue 4)")
+        if ssl_handshake_timeout is not None and ssl is None:
+            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if ssl_shutdown_timeout is not None and ssl is None:
+            raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
+        if sock is not None:
+            _check_ssl_socket(sock)
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError('host/port and sock can not be specified at the same time')
+            if reuse_address is None:
+                reuse_address = _os.name == "posix"
+            if host == '':
+                hosts = [None]
+            elif isinstance(host, str) or not isinstance(host, _abc.Iterable):
+                hosts = [host]
+            else:
+                hosts = host
+            all_infos = await _tasks.gather(*[
+                self._resolve((h, port), family, _SOCK_STREAM, 0, flags) for h in hosts])
+            infos = set()
+            for lst in all_infos:
+                infos.update(lst)
+            sockets = []
+            completed = False
+            try:
+                for af, socktype, proto, canonname, sa in infos:
+                    try:
+                        s = _socket.socket(af, socktype, proto)
+                    except OSError:
+                        if self._debug:
+                            _logger().warning('create_server() failed to create socket.socket'
+                                              '(%r, %r, %r)', af, socktype, proto, exc_info=True)
+                        continue
+                    sockets.append(s)
+                    if reuse_address:
+                        s.setsockopt(_SOL_SOCKET, _socket.SO_REUSEADDR, True)
+                    if reuse_port:
+                        _set_reuseport(s)
+                    if keep_alive:
+                        s.setsockopt(_SOL_SOCKET, _socket.SO_KEEPALIVE, True)
+                    if _AF_INET6 is not None and af == _AF_INET6 and hasattr(_socket, 'IPPROTO_IPV6'):
+                        s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, True)
+                    try:
+                        s.bind(sa)
+                    except OSError as err:
+                        msg = (f'error while attempting to bind on address {sa!r}: '
+                               f'{str(err.strerror).lower()}')
+                        if err.errno == _errno.EADDRNOTAVAIL:
+                            msg += ' (address not available)'
+                        raise OSError(err.errno, msg) from None
+                if not sockets:
+                    raise OSError('could not bind on any address out of %r' % ([i[4] for i in infos],))
+                completed = True
+            finally:
+                if not completed:
+                    for s in sockets:
+                        s.close()
+        else:
+            if sock is None:
+                raise ValueError('Neither host/port nor sock were specified')
+            if sock.type != _SOCK_STREAM:
+                raise ValueError(f'A Stream Socket was expected, got {sock!r}')
+            sockets = [sock]
+        for s in sockets:
+            s.setblocking(False)
+        server = Server(self, sockets, protocol_factory, backlog)
+        if start_serving:
+            server._start_serving()
+            await _asyncio.sleep(0)
+        return server
+
+    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
+                                      ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """Wrap an already accepted connection in a transport; returns (transport, protocol)."""
+        if sock.type != _SOCK_STREAM:
+            raise ValueError(f'A Stream Socket was expected, got {sock!r}')
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
+        _check_ssl_socket(sock)
+        return await self._make_transport(sock, protocol_factory, ssl)
+
+    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
+                                     server_hostname=None, ssl_handshake_timeout=None,
+                                     ssl_shutdown_timeout=None):
+        """Open a Unix-socket stream connection; returns (transport, protocol)."""
+        if server_hostname is not None and not ssl:
+            raise ValueError('server_hostname is only meaningful with ssl')
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if path is not None:
+            if sock is not None:
+                raise ValueError('path and sock can not be specified at the same time')
+            path = _os.fspath(path)
+            sock = _socket.socket(_AF_UNIX, _SOCK_STREAM, 0)
+            try:
+                sock.setblocking(False)
+                await self.sock_connect(sock, path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if sock is None:
+                raise ValueError('no path and sock were specified')
+            if sock.family != _AF_UNIX or sock.type != _SOCK_STREAM:
+                raise ValueError(f'A UNIX Domain Stream Socket was expected, got {sock!r}')
+        return await self._make_transport(sock, protocol_factory, ssl)
+
+    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100,
+                                 ssl=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                                 start_serving=True, cleanup_socket=True):
+        """Listen on a Unix socket path (or sock); returns a Server."""
+        import stat as _stat
+        if isinstance(ssl, bool):
+            raise TypeError('ssl argument must be an SSLContext or None')
+        if ssl is not None:
+            raise NotImplementedError("engine: TLS servers are not implemented yet (issue 4)")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        unix_path = None
+        if path is not None:
+            if sock is not None:
+                raise ValueError('path and sock can not be specified at the same time')
+            path = _os.fspath(path)
+            sock = _socket.socket(_AF_UNIX, _SOCK_STREAM)
+            # a stale socket file from a dead server: remove it (never a regular file)
+            if path[0] not in (0, '\x00'):
+                try:
+                    if _stat.S_ISSOCK(_os.stat(path).st_mode):
+                        _os.remove(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    _logger().error('Unable to check or remove stale UNIX socket %r: %r',
+                                    path, err)
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                sock.close()
+                if exc.errno == _errno.EADDRINUSE:
+                    raise OSError(_errno.EADDRINUSE, f'Address {path!r} is already in use') from None
+                raise
+            except BaseException:
+                sock.close()
+                raise
+            if cleanup_socket and path[0] not in (0, '\x00'):
+                unix_path = path
+        else:
+            if sock is None:
+                raise ValueError('path was not specified, and no sock specified')
+            if sock.family != _AF_UNIX or sock.type != _SOCK_STREAM:
+                raise ValueError(f'A UNIX Domain Stream Socket was expected, got {sock!r}')
+        sock.setblocking(False)
+        server = Server(self, [sock], protocol_factory, backlog, unix_path)
+        if start_serving:
+            server._start_serving()
+            await _asyncio.sleep(0)
+        return server
 
     # --- introspection ----------------------------------------------------------------------------
 

@@ -205,9 +205,14 @@ cdef int _dispatch_sockop(Loop loop, object obj, int revents) except -1:
     return (<_SockOp>obj)._step()
 
 
-cdef inline int _check_sock(Loop loop, object sock) except -1:
+cdef int _check_ssl_socket(object sock) except -1:
     if _ssl_SSLSocket is not None and isinstance(sock, _ssl_SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
+    return 0
+
+
+cdef inline int _check_sock(Loop loop, object sock) except -1:
+    _check_ssl_socket(sock)
     if loop._debug and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
     return 0

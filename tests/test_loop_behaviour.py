@@ -694,6 +694,95 @@ class LoopBehaviour:
             s.close()
             u.close()
 
+    # --- stream transports ------------------------------------------------------------------
+
+    def test_protocol_flow_control_and_eof(self, loop):
+        events = []
+        done = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.tr = tr
+                self.data = bytearray()
+                tr.pause_reading()                      # a slow reader: the writer must pause
+                assert not tr.is_reading()
+                loop.call_later(0.05, tr.resume_reading)
+
+            def data_received(self, data):
+                self.data += data
+
+            def eof_received(self):
+                done.set_result(bytes(self.data))
+
+        class Source(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.tr = tr
+                tr.set_write_buffer_limits(high=64 * 1024)
+                tr.writelines([b"a" * 1000, bytearray(b"b" * 1000), memoryview(b"c" * 1000)])
+                for _ in range(100):
+                    tr.write(b"x" * 65536)
+                events.append(("buffered", tr.get_write_buffer_size() > 0))
+                tr.write_eof()
+
+            def pause_writing(self):
+                events.append("pause")
+
+            def resume_writing(self):
+                events.append("resume")
+
+        async def main():
+            server = await loop.create_server(Sink, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            tr, proto = await loop.create_connection(Source, "127.0.0.1", port)
+            data = await asyncio.wait_for(done, 10)
+            tr.close()
+            server.close()
+            await server.wait_closed()
+            return data
+
+        data = loop.run_until_complete(main())
+        assert data == b"a" * 1000 + b"b" * 1000 + b"c" * 1000 + b"x" * 65536 * 100
+        assert ("buffered", True) in events
+        assert events.index("pause") < events.index("resume")
+
+    def test_buffered_protocol_receives_into_numpy(self, loop):
+        import numpy as np
+        target = np.zeros(1 << 20, dtype=np.uint8)
+        done = loop.create_future()
+
+        class Into(asyncio.BufferedProtocol):
+            pos = 0
+
+            def get_buffer(self, sizehint):
+                return memoryview(target)[self.pos:]   # straight into the array, no copy
+
+            def buffer_updated(self, nbytes):
+                self.pos += nbytes
+                if self.pos == len(target):
+                    done.set_result(self.pos)
+
+            def eof_received(self):
+                if not done.done():
+                    done.set_result(self.pos)
+
+        payload = (np.arange(1 << 20) % 251).astype(np.uint8)
+
+        async def main():
+            server = await loop.create_server(Into, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(payload.tobytes())
+            await w.drain()
+            n = await asyncio.wait_for(done, 10)
+            w.close()
+            await w.wait_closed()
+            server.close()
+            await server.wait_closed()
+            return n
+
+        assert loop.run_until_complete(main()) == len(target)
+        assert (target == payload).all()
+
     # --- tasks, asyncgens -------------------------------------------------------------------
 
     def test_create_task_name_and_factory(self, loop):

@@ -1,0 +1,579 @@
+# Stream transports over TCP and Unix sockets, the accept path and the Server object.
+#
+# A SocketTransport sits in the fd table as both reader and writer (kind KIND_TRANSPORT); the
+# dispatch table calls _on_readable / _on_writable directly, with no Handle per event.
+# Writes are tried at once; only what the kernel did not take is queued (bytes are queued without
+# copying, mutable buffers are copied because the caller may reuse them) and flushed with one
+# sendmsg(2) -- writev semantics -- per writable event. MSG_NOSIGNAL is passed on every send where
+# the platform has it, so a peer that went away gives EPIPE, never SIGPIPE.
+#
+# Not yet here (issue 4): TLS, a receive buffer pool, BufferedProtocol zero-copy into pooled
+# slabs, happy eyeballs beyond asyncio's staggered_race, pipes, subprocesses, datagrams.
+
+cdef object aio_BufferedProtocol = _asyncio.BufferedProtocol
+cdef object _TransportSocket = _asyncio.trsock.TransportSocket
+cdef object _staggered_race = _asyncio.staggered.staggered_race
+cdef object _interleave_addrinfos = _base_events._interleave_addrinfos
+cdef object _set_reuseport = _base_events._set_reuseport
+cdef int _LOG_CONNLOST_WRITES = _asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+cdef double _ACCEPT_RETRY_DELAY = _asyncio.constants.ACCEPT_RETRY_DELAY
+cdef int _MSG_NOSIGNAL = getattr(_socket, 'MSG_NOSIGNAL', 0)
+cdef object _AF_UNIX = getattr(_socket, 'AF_UNIX', None)
+cdef Py_ssize_t READ_MAX = 256 * 1024          # bytes asked of recv() per readable event
+cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water mark
+cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
+
+
+cdef _set_nodelay(sock):
+    if (sock.family in (_AF_INET, _AF_INET6) and sock.type == _SOCK_STREAM
+            and sock.proto == _socket.IPPROTO_TCP):
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+
+
+@cython.no_gc_clear
+cdef class SocketTransport:
+    """asyncio.Transport for stream sockets (TCP, Unix)."""
+    cdef:
+        Loop _loop
+        object _sock
+        int _fd
+        object _protocol
+        bint _buffered
+        object _server
+        dict _extra
+        bint _closing
+        bint _paused
+        bint _read_registered
+        bint _write_registered
+        bint _eof
+        bint _protocol_connected
+        bint _protocol_paused
+        int _conn_lost
+        list _wbuf
+        Py_ssize_t _wsize
+        Py_ssize_t _high
+        Py_ssize_t _low
+        object __weakref__
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("transports are created by the event loop")
+
+    @staticmethod
+    cdef SocketTransport new(Loop loop, object sock, object protocol, object waiter,
+                             object extra, object server):
+        cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
+        t._loop = loop
+        t._sock = sock
+        t._fd = sock.fileno()
+        t._extra = {'socket': _TransportSocket(sock)}
+        try:
+            t._extra['sockname'] = sock.getsockname()
+        except OSError:
+            t._extra['sockname'] = None
+        if 'peername' not in (extra or {}):
+            try:
+                t._extra['peername'] = sock.getpeername()
+            except OSError:
+                t._extra['peername'] = None
+        if extra:
+            t._extra.update(extra)
+        t._wbuf = []
+        t._high = WRITE_HIGH_DEFAULT
+        t._low = WRITE_HIGH_DEFAULT // 4
+        t.set_protocol(protocol)
+        t._server = server
+        if server is not None:
+            server._attach(t)
+        _set_nodelay(sock)
+        loop._fd_ensure(t._fd)
+        loop.call_soon(protocol.connection_made, t)
+        loop.call_soon(t._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        return t
+
+    def __repr__(self):
+        info = [type(self).__name__]
+        if self._sock is None:
+            info.append('closed')
+        elif self._closing:
+            info.append('closing')
+        info.append(f'fd={self._fd}')
+        if self._sock is not None:
+            info.append('read=' + ('polling' if self._read_registered else 'idle'))
+            info.append(f'write=<{"polling" if self._write_registered else "idle"}, '
+                        f'bufsize={self._wsize}>')
+        return '<' + ' '.join(info) + '>'
+
+    def __del__(self):
+        if self._sock is not None:
+            _warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+            self._sock = None
+
+    # --- fd registration ----------------------------------------------------------------------
+
+    cdef int _watch(self, int which, bint on) except -1:
+        cdef Loop loop = self._loop
+        if loop is None or loop._closed:
+            return 0
+        if which == ENG_EV_READ:
+            if on == self._read_registered:
+                return 0
+            self._read_registered = on
+        else:
+            if on == self._write_registered:
+                return 0
+            self._write_registered = on
+        if on:
+            old = loop._fd_set(self._fd, which, self, KIND_TRANSPORT)
+            if isinstance(old, Handle):
+                (<Handle>old).cancel()
+        else:
+            loop._fd_clear(self._fd, which)
+        return 0
+
+    def _start_reading(self):
+        if not self._closing and not self._paused and self._sock is not None:
+            self._watch(ENG_EV_READ, True)
+
+    # --- asyncio.BaseTransport ------------------------------------------------------------------
+
+    def get_extra_info(self, name, default=None):
+        return self._extra.get(name, default)
+
+    def is_closing(self):
+        return self._closing
+
+    def set_protocol(self, protocol):
+        self._buffered = isinstance(protocol, aio_BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self):
+        return self._protocol
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._watch(ENG_EV_READ, False)
+        if not self._wbuf:
+            self._conn_lost += 1
+            self._watch(ENG_EV_WRITE, False)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def is_reading(self):
+        return not self._paused and not self._closing
+
+    def pause_reading(self):
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._watch(ENG_EV_READ, False)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._watch(ENG_EV_READ, True)
+
+    cdef int _on_readable(self) except -1:
+        if self._conn_lost:
+            return 0
+        if self._buffered:
+            return self._read_buffered()
+        try:
+            data = self._sock.recv(READ_MAX)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal read error on socket transport')
+            return 0
+        if not data:
+            return self._on_eof()
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
+        return 0
+
+    cdef int _read_buffered(self) except -1:
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError('get_buffer() returned an empty buffer')
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.get_buffer() call failed.')
+            return 0
+        try:
+            nbytes = self._sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal read error on socket transport')
+            return 0
+        if not nbytes:
+            return self._on_eof()
+        try:
+            self._protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.buffer_updated() call failed.')
+        return 0
+
+    cdef int _on_eof(self) except -1:
+        if self._loop._debug:
+            _logger().debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.eof_received() call failed.')
+            return 0
+        if keep_open:
+            # we're keeping the connection open so the protocol can write; no more reading
+            self._watch(ENG_EV_READ, False)
+        else:
+            self.close()
+        return 0
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, data):
+        cdef Py_ssize_t n = 0, size
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f'data argument must be a bytes-like object, '
+                            f'not {type(data).__name__!r}')
+        if self._eof:
+            raise RuntimeError('Cannot call write() after write_eof()')
+        size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
+        if not size:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= _LOG_CONNLOST_WRITES:
+                _logger().warning('socket.send() raised exception.')
+            self._conn_lost += 1
+            return
+        if not self._wbuf:
+            try:
+                n = self._sock.send(data, _MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, 'Fatal write error on socket transport')
+                return
+            if n == size:
+                return
+            self._watch(ENG_EV_WRITE, True)
+        self._queue(data, n, size)
+        self._maybe_pause_protocol()
+
+    cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1:
+        # bytes are immutable: queue a view, no copy. Anything else may be reused by the caller.
+        if isinstance(data, bytes):
+            self._wbuf.append(memoryview(data)[start:] if start else data)
+        else:
+            self._wbuf.append(bytes(memoryview(data).cast('B')[start:]))
+        self._wsize += size - start
+        return 0
+
+    def writelines(self, list_of_data):
+        if self._eof:
+            raise RuntimeError('Cannot call writelines() after write_eof()')
+        if self._conn_lost:
+            for data in list_of_data:
+                self.write(data)
+            return
+        was_empty = not self._wbuf
+        for data in list_of_data:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f'data argument must be a bytes-like object, '
+                                f'not {type(data).__name__!r}')
+            size = len(data) if not isinstance(data, memoryview) else data.nbytes
+            if size:
+                self._queue(data, 0, size)
+        if was_empty and self._wbuf:
+            self._on_writable()              # one sendmsg() for the lot
+            if self._wbuf:
+                self._watch(ENG_EV_WRITE, True)
+        self._maybe_pause_protocol()
+
+    cdef int _on_writable(self) except -1:
+        cdef Py_ssize_t n, ln
+        if self._conn_lost or not self._wbuf:
+            return 0
+        try:
+            n = self._sock.sendmsg(self._wbuf[:IOV_MAX_BATCH], (), _MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._watch(ENG_EV_WRITE, False)
+            del self._wbuf[:]
+            self._wsize = 0
+            self._fatal_error(exc, 'Fatal write error on socket transport')
+            return 0
+        self._wsize -= n
+        while n:
+            first = self._wbuf[0]
+            ln = len(first) if not isinstance(first, memoryview) else first.nbytes
+            if n >= ln:
+                n -= ln
+                del self._wbuf[0]
+            else:
+                self._wbuf[0] = memoryview(first).cast('B')[n:]
+                n = 0
+        self._maybe_resume_protocol()
+        if not self._wbuf:
+            self._watch(ENG_EV_WRITE, False)
+            if self._closing:
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._sock.shutdown(_socket.SHUT_WR)
+        return 0
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._wbuf:
+            self._sock.shutdown(_socket.SHUT_WR)
+
+    def can_write_eof(self):
+        return True
+
+    def abort(self):
+        self._force_close(None)
+
+    def get_write_buffer_size(self):
+        return self._wsize
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = WRITE_HIGH_DEFAULT if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._high = high
+        self._low = low
+        self._maybe_pause_protocol()
+
+    cdef int _maybe_pause_protocol(self) except -1:
+        if self._wsize <= self._high or self._protocol_paused:
+            return 0
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': 'protocol.pause_writing() failed', 'exception': exc,
+                'transport': self, 'protocol': self._protocol})
+        return 0
+
+    cdef int _maybe_resume_protocol(self) except -1:
+        if self._protocol_paused and self._wsize <= self._low:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    'message': 'protocol.resume_writing() failed', 'exception': exc,
+                    'transport': self, 'protocol': self._protocol})
+        return 0
+
+    # --- teardown -----------------------------------------------------------------------------
+
+    cdef int _fatal_error(self, exc, str message) except -1:
+        if isinstance(exc, OSError):
+            if self._loop._debug:
+                _logger().debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message, 'exception': exc,
+                'transport': self, 'protocol': self._protocol})
+        self._force_close(exc)
+        return 0
+
+    cdef int _force_close(self, exc) except -1:
+        if self._conn_lost:
+            return 0
+        if self._wbuf:
+            del self._wbuf[:]
+            self._wsize = 0
+            self._watch(ENG_EV_WRITE, False)
+        if not self._closing:
+            self._closing = True
+            self._watch(ENG_EV_READ, False)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+        return 0
+
+    def _call_connection_lost(self, exc):
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._watch(ENG_EV_READ, False)
+            self._watch(ENG_EV_WRITE, False)
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self._protocol = None
+            server = self._server
+            self._server = None
+            if server is not None:
+                server._detach(self)
+
+
+cdef int _dispatch_transport(Loop loop, object obj, int revents) except -1:
+    cdef SocketTransport t = <SocketTransport>obj
+    if (revents & ENG_EV_READ) and t._read_registered:
+        t._on_readable()
+    if (revents & ENG_EV_WRITE) and t._write_registered:
+        t._on_writable()
+    return 0
+
+
+class Server(_asyncio.AbstractServer):
+    """asyncio.AbstractServer of engine's create_server / create_unix_server."""
+
+    def __init__(self, loop, sockets, protocol_factory, backlog, unix_path=None):
+        self._loop = loop
+        self._sockets = sockets
+        self._active_count = 0
+        self._waiters = []
+        self._protocol_factory = protocol_factory
+        self._backlog = backlog
+        self._serving = False
+        self._serving_forever_fut = None
+        self._clients = _weakref.WeakSet()
+        self._unix_path = unix_path
+
+    def __repr__(self):
+        return f'<{type(self).__name__} sockets={self.sockets!r}>'
+
+    def _attach(self, transport):
+        self._active_count += 1
+        self._clients.add(transport)
+
+    def _detach(self, transport):
+        self._active_count -= 1
+        self._clients.discard(transport)
+        if self._active_count == 0 and self._sockets is None:
+            self._wakeup()
+
+    def _wakeup(self):
+        waiters = self._waiters
+        self._waiters = None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _start_serving(self):
+        if self._serving:
+            return
+        self._serving = True
+        for sock in self._sockets:
+            sock.listen(self._backlog)
+            (<Loop>self._loop)._start_accepting(self._protocol_factory, sock, self, self._backlog)
+
+    def get_loop(self):
+        return self._loop
+
+    def is_serving(self):
+        return self._serving
+
+    @property
+    def sockets(self):
+        if self._sockets is None:
+            return ()
+        return tuple(_TransportSocket(s) for s in self._sockets)
+
+    def close(self):
+        sockets = self._sockets
+        if sockets is None:
+            return
+        self._sockets = None
+        for sock in sockets:
+            (<Loop>self._loop)._stop_accepting(sock)
+        self._serving = False
+        if self._unix_path is not None:
+            try:
+                _os.unlink(self._unix_path)
+            except OSError:
+                pass
+        if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
+            self._serving_forever_fut.cancel()
+            self._serving_forever_fut = None
+        if self._active_count == 0:
+            self._wakeup()
+
+    def close_clients(self):
+        for transport in list(self._clients):
+            transport.close()
+
+    def abort_clients(self):
+        for transport in list(self._clients):
+            transport.abort()
+
+    async def start_serving(self):
+        self._start_serving()
+        await _asyncio.sleep(0)
+
+    async def serve_forever(self):
+        if self._serving_forever_fut is not None:
+            raise RuntimeError(f'server {self!r} is already being awaited on serve_forever()')
+        if self._sockets is None:
+            raise RuntimeError(f'server {self!r} is closed')
+        self._start_serving()
+        self._serving_forever_fut = self._loop.create_future()
+        try:
+            await self._serving_forever_fut
+        except _asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever_fut = None
+
+    async def wait_closed(self):
+        """Wait until the server is closed and every connection it accepted is gone."""
+        if self._waiters is None:
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+        await self.wait_closed()
