@@ -10,6 +10,19 @@
 # Not yet here (issue 4): TLS, a receive buffer pool, BufferedProtocol zero-copy into pooled
 # slabs, happy eyeballs beyond asyncio's staggered_race, pipes, subprocesses, datagrams.
 
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_SetFromErrno
+
+
+cdef extern from "sys/socket.h" nogil:
+    ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
+
+
+# One receive buffer per process: recv() fills it and its bytes are copied into a new bytes object
+# before any Python code can run (the GIL is held throughout), so every loop can share it.
+cdef char _RBUF[262144]
+
 cdef object aio_BufferedProtocol = _asyncio.BufferedProtocol
 cdef object _TransportSocket = _asyncio.trsock.TransportSocket
 cdef object _staggered_race = _asyncio.staggered.staggered_race
@@ -183,19 +196,23 @@ cdef class SocketTransport:
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
             return 0
+        cdef ssize_t n
         if self._buffered:
             return self._read_buffered()
-        try:
-            data = self._sock.recv(READ_MAX)
-        except (BlockingIOError, InterruptedError):
+        n = c_recv(self._fd, _RBUF, sizeof(_RBUF), 0)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            try:
+                PyErr_SetFromErrno(OSError)           # the errno's OSError subclass
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, 'Fatal read error on socket transport')
             return 0
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, 'Fatal read error on socket transport')
-            return 0
-        if not data:
+        if n == 0:
             return self._on_eof()
+        data = PyBytes_FromStringAndSize(_RBUF, n)
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -269,7 +286,7 @@ cdef class SocketTransport:
             return
         if not self._wbuf:
             try:
-                n = self._sock.send(data, _MSG_NOSIGNAL)
+                n = self._send_now(data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
@@ -282,6 +299,18 @@ cdef class SocketTransport:
             self._watch(ENG_EV_WRITE, True)
         self._queue(data, n, size)
         self._maybe_pause_protocol()
+
+    cdef Py_ssize_t _send_now(self, object data) except -1:
+        cdef ssize_t r
+        if type(data) is not bytes:
+            return self._sock.send(data, _MSG_NOSIGNAL)
+        r = c_send(self._fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
+                   _MSG_NOSIGNAL)
+        if r < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            PyErr_SetFromErrno(OSError)
+        return r
 
     cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1:
         # bytes are immutable: queue a view, no copy. Anything else may be reused by the caller.
