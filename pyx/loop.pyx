@@ -21,7 +21,7 @@ from includes.poller cimport (
     eng_poller_close)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
-    eng_wakeup_drain, eng_close_wakeup)
+    eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy)
 from includes.python cimport (
     PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent, PyErr_CheckSignals,
     PyThread_get_thread_ident)
@@ -73,6 +73,20 @@ cdef bint _PY312 = _sys.version_info >= (3, 12)
 
 BACKEND = ENGINE_BACKEND_NAME.decode()
 DEBUG_BUILD = bool(ENGINE_DEBUG)
+
+
+cdef dict _probe_dict(const eng_probe *table):
+    cdef dict out = {}
+    cdef int i = 0
+    while table[i].name != NULL:
+        out[table[i].name.decode()] = bool(table[i].value)
+        i += 1
+    return out
+
+
+# What the build probes found on this platform (facts), and what the build chose to use (policy).
+PROBES = _probe_dict(eng_probe_facts)
+FEATURES = _probe_dict(eng_probe_policy)
 
 
 cdef _format_callback_source(callback, args):

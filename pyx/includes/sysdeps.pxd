@@ -11,3 +11,10 @@ cdef extern from "sysdeps.h" nogil:
     void eng_wakeup_drain(int rfd)
     void eng_close_wakeup(int fds[2])
     int eng_set_nonblock_cloexec(int fd)
+
+cdef extern from "probes.h" nogil:
+    ctypedef struct eng_probe:
+        const char *name
+        int value
+    const eng_probe *eng_probe_facts
+    const eng_probe *eng_probe_policy
