@@ -1548,21 +1548,101 @@ cdef class Loop:
                     'message': 'Error on transport creation for incoming connection',
                     'exception': exc})
                 continue
-            SocketTransport.new(self, conn, protocol, None, {'peername': addr}, server)
+            if server._ssl_context is not None:
+                self.create_task(self._accept_tls(conn, addr, protocol, server))
+            else:
+                SocketTransport.new(self, conn, protocol, None, {'peername': addr}, server)
 
-    async def _make_transport(self, sock, protocol_factory, ssl, extra=None):
-        if ssl:
-            raise NotImplementedError("engine: TLS transports are not implemented yet (issue 4)")
+    async def _accept_tls(self, conn, addr, protocol, server):
+        # asyncio's semantics: a failed handshake closes the connection; it is reported to the
+        # exception handler only in debug mode (SSLProtocol logs it itself).
+        waiter = aio_Future(loop=self)
+        transport = None
+        try:
+            transport = self._make_ssl_transport(
+                conn, protocol, server._ssl_context, waiter, server_side=True,
+                extra={'peername': addr}, server=server,
+                ssl_handshake_timeout=server._ssl_handshake_timeout,
+                ssl_shutdown_timeout=server._ssl_shutdown_timeout)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                raise
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if self._debug:
+                context = {'message': 'Error on transport creation for incoming connection',
+                           'exception': exc, 'protocol': protocol}
+                if transport is not None:
+                    context['transport'] = transport
+                self.call_exception_handler(context)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                            call_connection_made=True):
+        from asyncio import sslproto
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=call_connection_made)
+        SocketTransport.new(self, rawsock, ssl_protocol, None, extra, server)
+        return ssl_protocol._app_transport
+
+    async def _make_transport(self, sock, protocol_factory, ssl, extra=None, *,
+                              server_side=False, server_hostname=None,
+                              ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = aio_Future(loop=self)
-        transport = SocketTransport.new(self, sock, protocol, waiter, extra, None)
+        if ssl:
+            sslcontext = None if isinstance(ssl, bool) else ssl
+            transport = self._make_ssl_transport(
+                sock, protocol, sslcontext, waiter, server_side=server_side,
+                server_hostname=server_hostname, extra=extra,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout)
+        else:
+            transport = SocketTransport.new(self, sock, protocol, waiter, extra, None)
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
         return transport, protocol
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                        server_hostname=None, ssl_handshake_timeout=None,
+                        ssl_shutdown_timeout=None):
+        """Upgrade an existing transport to TLS; returns the new (TLS) transport."""
+        import ssl as _ssl
+        from asyncio import sslproto
+        if not isinstance(sslcontext, _ssl.SSLContext):
+            raise TypeError(f'sslcontext is expected to be an instance of ssl.SSLContext, '
+                            f'got {sslcontext!r}')
+        if not getattr(transport, '_start_tls_compatible', False):
+            raise TypeError(f'transport {transport!r} is not supported by start_tls()')
+        waiter = aio_Future(loop=self)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
+        # no bytes may reach the old protocol once TLS starts
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+        resume_cb = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            conmade_cb.cancel()
+            resume_cb.cancel()
+            raise
+        return ssl_protocol._app_transport
 
     async def _connect_one(self, exceptions, addr_info, local_addr_infos=None):
         my_exceptions = []
@@ -1611,6 +1691,11 @@ cdef class Loop:
             raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
+        if server_hostname is None and ssl:
+            # asyncio: use the host name unless it was not given (sock=) -- then it must be
+            if not host:
+                raise ValueError('You must set server_hostname when using ssl without a host')
+            server_hostname = host
         if sock is not None:
             _check_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
@@ -1656,7 +1741,10 @@ cdef class Loop:
                 raise ValueError('host and port was not specified and no sock specified')
             if sock.type != _SOCK_STREAM:
                 raise ValueError(f'A Stream Socket was expected, got {sock!r}')
-        return await self._make_transport(sock, protocol_factory, ssl)
+        return await self._make_transport(
+            sock, protocol_factory, ssl, server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
 
     async def _resolve(self, address, family, type_, proto, flags):
         host, port = address[:2]
@@ -1677,8 +1765,6 @@ cdef class Loop:
         """Listen on host/port (or sock); returns a Server."""
         if isinstance(ssl, bool):
             raise TypeError('ssl argument must be an SSLContext or None')
-        if ssl is not None:
-            raise NotImplementedError("engine: TLS servers are not implemented yet (issue 4)")
         if ssl_handshake_timeout is not None and ssl is None:
             raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
         if ssl_shutdown_timeout is not None and ssl is None:
@@ -1744,7 +1830,8 @@ cdef class Loop:
             sockets = [sock]
         for s in sockets:
             s.setblocking(False)
-        server = Server(self, sockets, protocol_factory, backlog)
+        server = Server(self, sockets, protocol_factory, backlog, None, ssl,
+                        ssl_handshake_timeout, ssl_shutdown_timeout)
         if start_serving:
             server._start_serving()
             await _asyncio.sleep(0)
@@ -1760,16 +1847,25 @@ cdef class Loop:
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
         _check_ssl_socket(sock)
-        return await self._make_transport(sock, protocol_factory, ssl)
+        return await self._make_transport(
+            sock, protocol_factory, ssl, server_side=True,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
                                      server_hostname=None, ssl_handshake_timeout=None,
                                      ssl_shutdown_timeout=None):
         """Open a Unix-socket stream connection; returns (transport, protocol)."""
-        if server_hostname is not None and not ssl:
-            raise ValueError('server_hostname is only meaningful with ssl')
-        if ssl_handshake_timeout is not None and not ssl:
-            raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if ssl:
+            if server_hostname is None:
+                raise ValueError('you have to pass server_hostname when using ssl')
+        else:
+            if server_hostname is not None:
+                raise ValueError('server_hostname is only meaningful with ssl')
+            if ssl_handshake_timeout is not None:
+                raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+            if ssl_shutdown_timeout is not None:
+                raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
         if path is not None:
             if sock is not None:
                 raise ValueError('path and sock can not be specified at the same time')
@@ -1786,7 +1882,10 @@ cdef class Loop:
                 raise ValueError('no path and sock were specified')
             if sock.family != _AF_UNIX or sock.type != _SOCK_STREAM:
                 raise ValueError(f'A UNIX Domain Stream Socket was expected, got {sock!r}')
-        return await self._make_transport(sock, protocol_factory, ssl)
+        return await self._make_transport(
+            sock, protocol_factory, ssl, server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
 
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100,
                                  ssl=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
@@ -1795,10 +1894,10 @@ cdef class Loop:
         import stat as _stat
         if isinstance(ssl, bool):
             raise TypeError('ssl argument must be an SSLContext or None')
-        if ssl is not None:
-            raise NotImplementedError("engine: TLS servers are not implemented yet (issue 4)")
         if ssl_handshake_timeout is not None and not ssl:
             raise ValueError('ssl_handshake_timeout is only meaningful with ssl')
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
         unix_path = None
         if path is not None:
             if sock is not None:
@@ -1833,7 +1932,8 @@ cdef class Loop:
             if sock.family != _AF_UNIX or sock.type != _SOCK_STREAM:
                 raise ValueError(f'A UNIX Domain Stream Socket was expected, got {sock!r}')
         sock.setblocking(False)
-        server = Server(self, [sock], protocol_factory, backlog, unix_path)
+        server = Server(self, [sock], protocol_factory, backlog, unix_path, ssl,
+                        ssl_handshake_timeout, ssl_shutdown_timeout)
         if start_serving:
             server._start_serving()
             await _asyncio.sleep(0)

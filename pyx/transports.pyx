@@ -7,8 +7,9 @@
 # sendmsg(2) -- writev semantics -- per writable event. MSG_NOSIGNAL is passed on every send where
 # the platform has it, so a peer that went away gives EPIPE, never SIGPIPE.
 #
-# Not yet here (issue 4): TLS, a receive buffer pool, BufferedProtocol zero-copy into pooled
-# slabs, happy eyeballs beyond asyncio's staggered_race, pipes, subprocesses, datagrams.
+# TLS is layered on top: asyncio's own SSLProtocol (ssl.MemoryBIO) runs as the BufferedProtocol of a
+# SocketTransport, so engine's TLS has exactly asyncio's semantics (handshake/shutdown timeouts,
+# start_tls, close_notify).
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_SetFromErrno
@@ -46,6 +47,7 @@ cdef _set_nodelay(sock):
 @cython.no_gc_clear
 cdef class SocketTransport:
     """asyncio.Transport for stream sockets (TCP, Unix)."""
+    _start_tls_compatible = True
     cdef:
         Loop _loop
         object _sock
@@ -388,7 +390,11 @@ cdef class SocketTransport:
         return True
 
     def abort(self):
-        self._force_close(None)
+        self._close_now(None)
+
+    def _force_close(self, exc):
+        # asyncio's SSLProtocol calls this on the transport under it
+        self._close_now(exc)
 
     def get_write_buffer_size(self):
         return self._wsize
@@ -444,10 +450,10 @@ cdef class SocketTransport:
             self._loop.call_exception_handler({
                 'message': message, 'exception': exc,
                 'transport': self, 'protocol': self._protocol})
-        self._force_close(exc)
+        self._close_now(exc)
         return 0
 
-    cdef int _force_close(self, exc) except -1:
+    cdef int _close_now(self, exc) except -1:
         if self._conn_lost:
             return 0
         if self._wbuf:
@@ -490,8 +496,12 @@ cdef int _dispatch_transport(Loop loop, object obj, int revents) except -1:
 class Server(_asyncio.AbstractServer):
     """asyncio.AbstractServer of engine's create_server / create_unix_server."""
 
-    def __init__(self, loop, sockets, protocol_factory, backlog, unix_path=None):
+    def __init__(self, loop, sockets, protocol_factory, backlog, unix_path=None,
+                 ssl_context=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         self._loop = loop
+        self._ssl_context = ssl_context
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._sockets = sockets
         self._active_count = 0
         self._waiters = []
