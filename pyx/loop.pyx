@@ -39,6 +39,8 @@ import time as _time
 import traceback as _traceback
 import warnings as _warnings
 import weakref as _weakref
+import collections as _collections
+import subprocess as _subprocess
 
 from asyncio import coroutines as _coroutines
 from asyncio import events as _events
@@ -137,6 +139,7 @@ include "handles.pyx"
 include "watchers.pyx"
 include "sockops.pyx"
 include "transports.pyx"
+include "endpoints.pyx"
 
 
 # --- dispatch table -------------------------------------------------------------------------------
@@ -1679,6 +1682,170 @@ cdef class Loop:
                 sock.close()
             raise
 
+    # --- datagrams, pipes, subprocesses (endpoints.pyx) --------------------------------------------
+
+    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None,
+                                       *, family=0, proto=0, flags=0, reuse_port=None,
+                                       allow_broadcast=None, sock=None):
+        """Open a datagram endpoint (UDP, Unix datagram); returns (transport, protocol)."""
+        r_addr = None
+        if sock is not None:
+            if sock.type != _socket.SOCK_DGRAM:
+                raise ValueError(f'A UDP Socket was expected, got {sock!r}')
+            if (local_addr or remote_addr or family or proto or flags or reuse_port
+                    or allow_broadcast):
+                opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family,
+                            proto=proto, flags=flags, reuse_port=reuse_port,
+                            allow_broadcast=allow_broadcast)
+                problems = ', '.join(f'{k}={v}' for k, v in opts.items() if v)
+                raise ValueError(f'socket modifier keyword arguments can not be used '
+                                 f'when sock is specified. ({problems})')
+            sock.setblocking(False)
+        else:
+            if not (local_addr or remote_addr):
+                if family == 0:
+                    raise ValueError('unexpected address family')
+                pairs = [((family, proto), (None, None))]
+            elif _AF_UNIX is not None and family == _AF_UNIX:
+                for addr in (local_addr, remote_addr):
+                    if addr is not None and not isinstance(addr, str):
+                        raise TypeError('string is expected')
+                if local_addr and local_addr[0] not in (0, '\x00'):
+                    try:
+                        if _stat.S_ISSOCK(_os.stat(local_addr).st_mode):
+                            _os.remove(local_addr)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as err:
+                        _logger().error('Unable to check or remove stale UNIX socket %r: %r',
+                                        local_addr, err)
+                pairs = [((family, proto), (local_addr, remote_addr))]
+            else:
+                by_key = {}                   # (family, proto) -> [local, remote], in order
+                for idx, addr in ((0, local_addr), (1, remote_addr)):
+                    if addr is None:
+                        continue
+                    if not (isinstance(addr, tuple) and len(addr) == 2):
+                        raise TypeError('2-tuple is expected')
+                    infos = await self._resolve(addr, family, _socket.SOCK_DGRAM, proto, flags)
+                    for fam, _, pro, _, address in infos:
+                        by_key.setdefault((fam, pro), [None, None])[idx] = address
+                pairs = [(key, pair) for key, pair in by_key.items()
+                         if not ((local_addr and pair[0] is None)
+                                 or (remote_addr and pair[1] is None))]
+                if not pairs:
+                    raise ValueError('can not get address information')
+            exceptions = []
+            for (fam, pro), (local_address, remote_address) in pairs:
+                sock = None
+                r_addr = None
+                try:
+                    sock = _socket.socket(family=fam, type=_socket.SOCK_DGRAM, proto=pro)
+                    if reuse_port:
+                        _set_reuseport(sock)
+                    if allow_broadcast:
+                        sock.setsockopt(_SOL_SOCKET, _socket.SO_BROADCAST, 1)
+                    sock.setblocking(False)
+                    if local_addr:
+                        sock.bind(local_address)
+                    if remote_addr:
+                        if not allow_broadcast:
+                            await self.sock_connect(sock, remote_address)
+                        r_addr = remote_address
+                except OSError as exc:
+                    if sock is not None:
+                        sock.close()
+                    exceptions.append(exc)
+                except BaseException:
+                    if sock is not None:
+                        sock.close()
+                    raise
+                else:
+                    break
+            else:
+                raise exceptions[0]
+        protocol = protocol_factory()
+        waiter = aio_Future(loop=self)
+        transport = DatagramTransport.new(self, sock, protocol, r_addr, waiter, None)
+        if self._debug:
+            _logger().debug("Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
+                            local_addr, remote_addr, transport, protocol)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def connect_read_pipe(self, protocol_factory, pipe):
+        """Wrap the read end of a pipe; returns (transport, protocol)."""
+        protocol = protocol_factory()
+        waiter = aio_Future(loop=self)
+        transport = ReadPipeTransport.new(self, pipe, protocol, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def connect_write_pipe(self, protocol_factory, pipe):
+        """Wrap the write end of a pipe; returns (transport, protocol)."""
+        protocol = protocol_factory()
+        waiter = aio_Future(loop=self)
+        transport = WritePipeTransport.new(self, pipe, protocol, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def subprocess_exec(self, protocol_factory, program, *args, stdin=_subprocess.PIPE,
+                              stdout=_subprocess.PIPE, stderr=_subprocess.PIPE,
+                              universal_newlines=False, shell=False, bufsize=0,
+                              encoding=None, errors=None, text=None, **kwargs):
+        """Run program with args in a child process; returns (transport, protocol)."""
+        if shell:
+            raise ValueError("shell must be False")
+        _check_subprocess_args(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, (program,) + args, False, stdin, stdout, stderr, bufsize, **kwargs)
+        return transport, protocol
+
+    async def subprocess_shell(self, protocol_factory, cmd, *, stdin=_subprocess.PIPE,
+                               stdout=_subprocess.PIPE, stderr=_subprocess.PIPE,
+                               universal_newlines=False, shell=True, bufsize=0,
+                               encoding=None, errors=None, text=None, **kwargs):
+        """Run cmd through the shell in a child process; returns (transport, protocol)."""
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if not shell:
+            raise ValueError("shell must be True")
+        _check_subprocess_args(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs)
+        return transport, protocol
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        waiter = aio_Future(loop=self)
+        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
+                                        bufsize, waiter=waiter, extra=extra, **kwargs)
+        watch = _ChildWatch(self, transport, transport.get_pid())
+        watch.start()
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
     async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None,
                                 family=0, proto=0, flags=0, sock=None, local_addr=None,
                                 server_hostname=None, ssl_handshake_timeout=None,
@@ -1972,6 +2139,20 @@ def _run_until_complete_cb(fut):
             # the loop stops anyway: the exception propagates from run_forever
             return
     fut.get_loop().stop()
+
+
+cdef int _check_subprocess_args(universal_newlines, bufsize, text, encoding, errors) except -1:
+    if universal_newlines:
+        raise ValueError("universal_newlines must be False")
+    if bufsize != 0:
+        raise ValueError("bufsize must be 0")
+    if text:
+        raise ValueError("text must be False")
+    if encoding is not None:
+        raise ValueError("encoding must be None")
+    if errors is not None:
+        raise ValueError("errors must be None")
+    return 0
 
 
 def _set_result_unless_cancelled(fut, result):

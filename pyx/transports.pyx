@@ -45,26 +45,23 @@ cdef _set_nodelay(sock):
 
 
 @cython.no_gc_clear
-cdef class SocketTransport:
-    """asyncio.Transport for stream sockets (TCP, Unix)."""
-    _start_tls_compatible = True
+cdef class _FdTransport:
+    """What every fd-backed transport shares: fd-table registration (kind KIND_TRANSPORT, so the
+    dispatch table calls _on_readable/_on_writable directly), protocol, extra info, reading
+    state and asyncio's write flow control (water marks, pause_writing/resume_writing)."""
     cdef:
         Loop _loop
-        object _sock
+        object _sock                # the socket or pipe file object; None once closed
         int _fd
         object _protocol
-        bint _buffered
-        object _server
         dict _extra
         bint _closing
         bint _paused
         bint _read_registered
         bint _write_registered
-        bint _eof
         bint _protocol_connected
         bint _protocol_paused
         int _conn_lost
-        list _wbuf
         Py_ssize_t _wsize
         Py_ssize_t _high
         Py_ssize_t _low
@@ -73,39 +70,16 @@ cdef class SocketTransport:
     def __init__(self, *args, **kwargs):
         raise TypeError("transports are created by the event loop")
 
-    @staticmethod
-    cdef SocketTransport new(Loop loop, object sock, object protocol, object waiter,
-                             object extra, object server):
-        cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
-        t._loop = loop
-        t._sock = sock
-        t._fd = sock.fileno()
-        t._extra = {'socket': _TransportSocket(sock)}
-        try:
-            t._extra['sockname'] = sock.getsockname()
-        except OSError:
-            t._extra['sockname'] = None
-        if 'peername' not in (extra or {}):
-            try:
-                t._extra['peername'] = sock.getpeername()
-            except OSError:
-                t._extra['peername'] = None
-        if extra:
-            t._extra.update(extra)
-        t._wbuf = []
-        t._high = WRITE_HIGH_DEFAULT
-        t._low = WRITE_HIGH_DEFAULT // 4
-        t.set_protocol(protocol)
-        t._server = server
-        if server is not None:
-            server._attach(t)
-        _set_nodelay(sock)
-        loop._fd_ensure(t._fd)
-        loop.call_soon(protocol.connection_made, t)
-        loop.call_soon(t._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
-        return t
+    cdef int _init_base(self, Loop loop, object sock, int fd, object protocol) except -1:
+        self._loop = loop
+        self._sock = sock
+        self._fd = fd
+        self._extra = {}
+        self._high = WRITE_HIGH_DEFAULT
+        self._low = WRITE_HIGH_DEFAULT // 4
+        self.set_protocol(protocol)
+        loop._fd_ensure(fd)
+        return 0
 
     def __repr__(self):
         info = [type(self).__name__]
@@ -125,6 +99,12 @@ cdef class SocketTransport:
             _warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._sock.close()
             self._sock = None
+
+    cdef int _on_readable(self) except -1:
+        return 0
+
+    cdef int _on_writable(self) except -1:
+        return 0
 
     # --- fd registration ----------------------------------------------------------------------
 
@@ -161,24 +141,11 @@ cdef class SocketTransport:
         return self._closing
 
     def set_protocol(self, protocol):
-        self._buffered = isinstance(protocol, aio_BufferedProtocol)
         self._protocol = protocol
         self._protocol_connected = True
 
     def get_protocol(self):
         return self._protocol
-
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        self._watch(ENG_EV_READ, False)
-        if not self._wbuf:
-            self._conn_lost += 1
-            self._watch(ENG_EV_WRITE, False)
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    # --- reading ------------------------------------------------------------------------------
 
     def is_reading(self):
         return not self._paused and not self._closing
@@ -194,6 +161,161 @@ cdef class SocketTransport:
             return
         self._paused = False
         self._watch(ENG_EV_READ, True)
+
+    # --- write flow control ---------------------------------------------------------------------
+
+    def get_write_buffer_size(self):
+        return self._wsize
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = WRITE_HIGH_DEFAULT if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._high = high
+        self._low = low
+        self._maybe_pause_protocol()
+
+    cdef int _maybe_pause_protocol(self) except -1:
+        if self._wsize <= self._high or self._protocol_paused:
+            return 0
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': 'protocol.pause_writing() failed', 'exception': exc,
+                'transport': self, 'protocol': self._protocol})
+        return 0
+
+    cdef int _maybe_resume_protocol(self) except -1:
+        if self._protocol_paused and self._wsize <= self._low:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    'message': 'protocol.resume_writing() failed', 'exception': exc,
+                    'transport': self, 'protocol': self._protocol})
+        return 0
+
+    # --- teardown -----------------------------------------------------------------------------
+
+    def abort(self):
+        self._close_now(None)
+
+    def _force_close(self, exc):
+        # asyncio's SSLProtocol calls this on the transport under it
+        self._close_now(exc)
+
+    cdef int _drop_write_buffer(self) except -1:
+        self._wsize = 0
+        return 0
+
+    cdef int _fatal_error(self, exc, str message) except -1:
+        if isinstance(exc, OSError):
+            if self._loop._debug:
+                _logger().debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message, 'exception': exc,
+                'transport': self, 'protocol': self._protocol})
+        self._close_now(exc)
+        return 0
+
+    cdef int _close_now(self, exc) except -1:
+        if self._conn_lost:
+            return 0
+        if self._wsize:
+            self._drop_write_buffer()
+            self._watch(ENG_EV_WRITE, False)
+        if not self._closing:
+            self._closing = True
+            self._watch(ENG_EV_READ, False)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+        return 0
+
+    cdef int _detach(self) except -1:
+        return 0
+
+    def _call_connection_lost(self, exc):
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._watch(ENG_EV_READ, False)
+            self._watch(ENG_EV_WRITE, False)
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self._protocol = None
+            self._detach()
+
+
+@cython.no_gc_clear
+cdef class SocketTransport(_FdTransport):
+    """asyncio.Transport for stream sockets (TCP, Unix)."""
+    _start_tls_compatible = True
+    cdef:
+        bint _buffered
+        object _server
+        bint _eof
+        list _wbuf
+
+    @staticmethod
+    cdef SocketTransport new(Loop loop, object sock, object protocol, object waiter,
+                             object extra, object server):
+        cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
+        t._wbuf = []
+        t._init_base(loop, sock, sock.fileno(), protocol)
+        t._extra['socket'] = _TransportSocket(sock)
+        try:
+            t._extra['sockname'] = sock.getsockname()
+        except OSError:
+            t._extra['sockname'] = None
+        if 'peername' not in (extra or {}):
+            try:
+                t._extra['peername'] = sock.getpeername()
+            except OSError:
+                t._extra['peername'] = None
+        if extra:
+            t._extra.update(extra)
+        t._server = server
+        if server is not None:
+            server._attach(t)
+        _set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, t)
+        loop.call_soon(t._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        return t
+
+    def set_protocol(self, protocol):
+        self._buffered = isinstance(protocol, aio_BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._watch(ENG_EV_READ, False)
+        if not self._wbuf:
+            self._conn_lost += 1
+            self._watch(ENG_EV_WRITE, False)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    # --- reading ------------------------------------------------------------------------------
 
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
@@ -389,103 +511,21 @@ cdef class SocketTransport:
     def can_write_eof(self):
         return True
 
-    def abort(self):
-        self._close_now(None)
-
-    def _force_close(self, exc):
-        # asyncio's SSLProtocol calls this on the transport under it
-        self._close_now(exc)
-
-    def get_write_buffer_size(self):
-        return self._wsize
-
-    def get_write_buffer_limits(self):
-        return (self._low, self._high)
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        if high is None:
-            high = WRITE_HIGH_DEFAULT if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
-        self._high = high
-        self._low = low
-        self._maybe_pause_protocol()
-
-    cdef int _maybe_pause_protocol(self) except -1:
-        if self._wsize <= self._high or self._protocol_paused:
-            return 0
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                'message': 'protocol.pause_writing() failed', 'exception': exc,
-                'transport': self, 'protocol': self._protocol})
+    cdef int _drop_write_buffer(self) except -1:
+        del self._wbuf[:]
+        self._wsize = 0
         return 0
 
-    cdef int _maybe_resume_protocol(self) except -1:
-        if self._protocol_paused and self._wsize <= self._low:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    'message': 'protocol.resume_writing() failed', 'exception': exc,
-                    'transport': self, 'protocol': self._protocol})
+    cdef int _detach(self) except -1:
+        server = self._server
+        self._server = None
+        if server is not None:
+            server._detach(self)
         return 0
-
-    # --- teardown -----------------------------------------------------------------------------
-
-    cdef int _fatal_error(self, exc, str message) except -1:
-        if isinstance(exc, OSError):
-            if self._loop._debug:
-                _logger().debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message, 'exception': exc,
-                'transport': self, 'protocol': self._protocol})
-        self._close_now(exc)
-        return 0
-
-    cdef int _close_now(self, exc) except -1:
-        if self._conn_lost:
-            return 0
-        if self._wbuf:
-            del self._wbuf[:]
-            self._wsize = 0
-            self._watch(ENG_EV_WRITE, False)
-        if not self._closing:
-            self._closing = True
-            self._watch(ENG_EV_READ, False)
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-        return 0
-
-    def _call_connection_lost(self, exc):
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._watch(ENG_EV_READ, False)
-            self._watch(ENG_EV_WRITE, False)
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
-            self._protocol = None
-            server = self._server
-            self._server = None
-            if server is not None:
-                server._detach(self)
 
 
 cdef int _dispatch_transport(Loop loop, object obj, int revents) except -1:
-    cdef SocketTransport t = <SocketTransport>obj
+    cdef _FdTransport t = <_FdTransport>obj
     if (revents & ENG_EV_READ) and t._read_registered:
         t._on_readable()
     if (revents & ENG_EV_WRITE) and t._write_registered:

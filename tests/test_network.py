@@ -3,8 +3,10 @@ engine's loop AND on asyncio's own loop. If asyncio's loop fails one of these, t
 """
 import asyncio
 import os
+import signal
 import socket
 import ssl
+import sys
 
 import pytest
 import trustme
@@ -180,6 +182,270 @@ class NetworkBehaviour:
             await server.wait_closed()
 
         self.run(loop, main())
+
+    # --- UDP ------------------------------------------------------------------------------------
+
+    def test_udp_echo_and_addresses(self, loop):
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def datagram_received(self, data, addr):
+                self.transport.sendto(data.upper(), addr)
+
+        class Client(asyncio.DatagramProtocol):
+            def __init__(self):
+                self.got = asyncio.Queue()
+                self.lost = loop.create_future()
+
+            def datagram_received(self, data, addr):
+                self.got.put_nowait((data, addr))
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        async def main():
+            st, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+            addr = st.get_extra_info("sockname")
+            assert st.get_extra_info("peername") is None
+            # unconnected client: sendto with an address
+            ct, cp = await loop.create_datagram_endpoint(Client, family=socket.AF_INET)
+            for i in range(20):
+                ct.sendto(b"msg%d" % i, addr)
+            got = [await cp.got.get() for _ in range(20)]
+            assert sorted(d for d, _ in got) == sorted(b"MSG%d" % i for i in range(20))
+            assert all(a == addr for _, a in got)
+            ct.close()
+            assert await cp.lost is None
+            # connected client: remote_addr, sendto(data) and a wrong address is refused
+            ct, cp = await loop.create_datagram_endpoint(Client, remote_addr=addr)
+            assert ct.get_extra_info("peername") == addr
+            ct.sendto(b"connected")
+            assert (await cp.got.get()) == (b"CONNECTED", addr)
+            with pytest.raises(ValueError, match="Invalid address"):
+                ct.sendto(b"x", ("127.0.0.1", 9))
+            with pytest.raises(TypeError):
+                ct.sendto("text")
+            assert ct.get_write_buffer_size() == 0
+            ct.abort()
+            assert await cp.lost is None
+            st.close()
+
+        self.run(loop, main())
+
+    def test_udp_error_received_for_refused_port(self, loop):
+        # a connected UDP socket gets ECONNREFUSED (from the ICMP port-unreachable) on its next
+        # operation: asyncio hands it to error_received and the transport stays usable
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()
+        probe.close()
+
+        class Client(asyncio.DatagramProtocol):
+            def __init__(self):
+                self.errors = asyncio.Queue()
+
+            def error_received(self, exc):
+                self.errors.put_nowait(exc)
+
+        async def main():
+            ct, cp = await loop.create_datagram_endpoint(Client, remote_addr=dead)
+            ct.sendto(b"anyone?")
+            exc = await cp.errors.get()
+            assert isinstance(exc, ConnectionRefusedError)
+            assert not ct.is_closing()
+            ct.close()
+
+        self.run(loop, main())
+
+    def test_udp_argument_checks(self, loop):
+        async def main():
+            with pytest.raises(ValueError, match="unexpected address family"):
+                await loop.create_datagram_endpoint(asyncio.DatagramProtocol)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                with pytest.raises(ValueError, match="UDP Socket"):
+                    await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=s)
+            finally:
+                s.close()
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                with pytest.raises(ValueError, match="socket modifier"):
+                    await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=s,
+                                                        local_addr=("127.0.0.1", 0))
+            finally:
+                s.close()
+            with pytest.raises(TypeError, match="2-tuple"):
+                await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                    local_addr="127.0.0.1")
+
+        self.run(loop, main())
+
+    def test_unix_datagram_endpoint(self, loop, tmp_path):
+        server_path = str(tmp_path / "srv.sock")
+        client_path = str(tmp_path / "cli.sock")
+        got = []
+
+        class Recv(asyncio.DatagramProtocol):
+            def __init__(self):
+                self.done = loop.create_future()
+
+            def datagram_received(self, data, addr):
+                got.append((data, addr))
+                if len(got) == 3:
+                    self.done.set_result(None)
+
+        async def main():
+            st, sp = await loop.create_datagram_endpoint(
+                Recv, local_addr=server_path, family=socket.AF_UNIX)
+            ct, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=client_path, remote_addr=server_path,
+                family=socket.AF_UNIX)
+            for i in range(3):
+                ct.sendto(b"d%d" % i)
+            await sp.done
+            assert got == [(b"d0", client_path), (b"d1", client_path), (b"d2", client_path)]
+            ct.close()
+            st.close()
+
+        self.run(loop, main())
+
+    # --- pipes ----------------------------------------------------------------------------------
+
+    def test_read_and_write_pipes(self, loop):
+        class Reader(asyncio.Protocol):
+            def __init__(self):
+                self.data = bytearray()
+                self.eof = False
+                self.lost = loop.create_future()
+
+            def data_received(self, data):
+                self.data += data
+
+            def eof_received(self):
+                self.eof = True
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        class Writer(asyncio.Protocol):
+            def __init__(self):
+                self.paused = 0
+                self.lost = loop.create_future()
+
+            def pause_writing(self):
+                self.paused += 1
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        async def main():
+            rfd, wfd = os.pipe()
+            rpipe, wpipe = open(rfd, "rb", 0), open(wfd, "wb", 0)
+            rt, rp = await loop.connect_read_pipe(Reader, rpipe)
+            wt, wp = await loop.connect_write_pipe(Writer, wpipe)
+            assert rt.get_extra_info("pipe") is rpipe and wt.get_extra_info("pipe") is wpipe
+            payload = os.urandom(3 << 20)       # bigger than the pipe: queued, paused, drained
+            wt.write(payload)
+            assert wt.get_write_buffer_size() > 0 and wp.paused == 1
+            assert wt.can_write_eof()
+            wt.write_eof()                       # closes once the buffer has drained
+            assert await wp.lost is None
+            assert await rp.lost is None
+            assert bytes(rp.data) == payload and rp.eof
+            assert rt.is_closing() and wt.is_closing()
+
+        self.run(loop, main())
+
+    def test_write_pipe_reader_goes_away(self, loop):
+        class Writer(asyncio.Protocol):
+            def __init__(self):
+                self.lost = loop.create_future()
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        async def main():
+            rfd, wfd = os.pipe()
+            wt, wp = await loop.connect_write_pipe(Writer, open(wfd, "wb", 0))
+            wt.write(b"x" * (1 << 20))           # the pipe fills, the rest is queued
+            assert wt.get_write_buffer_size() > 0
+            os.close(rfd)                         # the reader vanishes mid-write
+            exc = await wp.lost
+            assert isinstance(exc, BrokenPipeError)
+            wt.write(b"after close")              # ignored (logged after a few), never raises
+
+        self.run(loop, main())
+
+    def test_pipe_transports_reject_regular_files(self, loop, tmp_path):
+        path = tmp_path / "f"
+        path.write_bytes(b"x")
+
+        async def main():
+            with open(path, "rb") as f:
+                with pytest.raises(ValueError, match="pipes/sockets only"):
+                    await loop.connect_read_pipe(asyncio.Protocol, f)
+
+        self.run(loop, main())
+
+    # --- subprocesses ---------------------------------------------------------------------------
+
+    def test_subprocess_exec_communicate(self, loop):
+        code = ("import sys; data = sys.stdin.buffer.read(); "
+                "sys.stdout.buffer.write(data[::-1]); sys.stderr.write('err'); sys.exit(3)")
+
+        async def main():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", code, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            payload = os.urandom(2 << 20)
+            out, err = await proc.communicate(payload)
+            assert out == payload[::-1] and err == b"err"
+            assert proc.returncode == 3
+
+        self.run(loop, main())
+
+    def test_subprocess_shell_and_signals(self, loop):
+        async def main():
+            proc = await asyncio.create_subprocess_shell(
+                "echo $((6 * 7))", stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate()
+            assert out == b"42\n" and proc.returncode == 0
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import time; time.sleep(60)")
+            proc.terminate()
+            assert await proc.wait() == -signal.SIGTERM
+            with pytest.raises(FileNotFoundError):
+                await asyncio.create_subprocess_exec("/nonexistent/program")
+
+        self.run(loop, main())
+
+    def test_subprocess_argument_checks(self, loop):
+        async def main():
+            with pytest.raises(ValueError, match="shell must be False"):
+                await loop.subprocess_exec(asyncio.SubprocessProtocol, "true", shell=True)
+            with pytest.raises(ValueError, match="cmd must be a string"):
+                await loop.subprocess_shell(asyncio.SubprocessProtocol, ["true"])
+            with pytest.raises(ValueError, match="bufsize must be 0"):
+                await loop.subprocess_exec(asyncio.SubprocessProtocol, "true", bufsize=1)
+            with pytest.raises(ValueError, match="universal_newlines"):
+                await loop.subprocess_shell(asyncio.SubprocessProtocol, "true",
+                                            universal_newlines=True)
+
+        self.run(loop, main())
+
+    def test_many_concurrent_subprocesses(self, loop):
+        async def one(i):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", f"print({i})", stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate()
+            return int(out), proc.returncode
+
+        async def main():
+            results = await asyncio.gather(*(one(i) for i in range(20)))
+            assert results == [(i, 0) for i in range(20)]
+
+        self.run(loop, main(), timeout=60)
 
 
 class TestEngineNetwork(NetworkBehaviour):
