@@ -1423,7 +1423,59 @@ cdef class Loop:
             pass
         return await self._sock_sendfile_fallback(sock, file, offset, count)
 
-    async def _sock_sendfile_native(self, sock, file, offset, count):
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        """Send a file over a transport; returns bytes sent (asyncio's semantics).
+
+        engine's socket transports: pending writes are flushed, then sendfile(2) from the file
+        straight to the socket (write() raises meanwhile, as asyncio's); where sendfile(2) can't
+        serve the file and fallback is true, mmap(2) views written through the transport, else
+        read/write. Other transports (TLS) use the read/write fallback.
+        """
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        mode = getattr(transport, '_sendfile_compatible', _SendfileMode.UNSUPPORTED)
+        if mode is _SendfileMode.UNSUPPORTED:
+            raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
+        if mode is _SendfileMode.TRY_NATIVE and isinstance(transport, SocketTransport):
+            try:
+                return await self._sendfile_native(transport, file, offset, count)
+            except _SendfileNotAvailableError:
+                if not fallback:
+                    raise
+        if not fallback:
+            raise RuntimeError(f"fallback is disabled and native sendfile is not supported "
+                               f"for transport {transport!r}")
+        return await self._sendfile_fallback(transport, file, offset, count)
+
+    async def _sendfile_native(self, SocketTransport transport, file, offset, count):
+        _check_sendfile_params(transport._sock, file, offset, count)
+        resume_reading = transport.is_reading()
+        transport.pause_reading()
+        transport._sendfile_busy = True
+        try:
+            await transport._drained()
+            return await self._sock_sendfile_native(transport._sock, file, offset, count,
+                                                    transport)
+        finally:
+            transport._sendfile_busy = False
+            if resume_reading:
+                transport.resume_reading()
+
+    async def _sendfile_fallback(self, transport, file, offset, count):
+        if isinstance(transport, SocketTransport):
+            # zero-copy first: read-only mmap views go to the kernel without a copy
+            try:
+                return await self._sock_sendfile_mmap(
+                    None, file, offset, count, (<SocketTransport>transport)._write_drained)
+            except _SendfileNotAvailableError:
+                pass
+        drain = _SendfileDrain(self, transport)
+        try:
+            return await self._sock_sendfile_fallback(None, file, offset, count, drain.write)
+        finally:
+            await drain.restore()
+
+    async def _sock_sendfile_native(self, sock, file, offset, count, owner=None):
         cdef _SockOp op
         try:
             fileno = file.fileno()
@@ -1449,9 +1501,15 @@ cdef class Loop:
             _sendfile_update_filepos(fileno, op.offset, op.total)
             return result
         _sockop_wait(self, op)
-        return await fut
+        if owner is None:
+            return await fut
+        (<SocketTransport>owner)._sendfile_op = op     # closing the transport unparks it
+        try:
+            return await fut
+        finally:
+            (<SocketTransport>owner)._sendfile_op = None
 
-    async def _sock_sendfile_mmap(self, sock, file, offset, count):
+    async def _sock_sendfile_mmap(self, sock, file, offset, count, send=None):
         import mmap as _mmap
         try:
             fileno = file.fileno()
@@ -1472,7 +1530,10 @@ cdef class Loop:
                 while pos < end:
                     nxt = min(end, pos + <Py_ssize_t>_FALLBACK_BLOCK * 4)
                     with whole[pos:nxt] as chunk:
-                        await self.sock_sendall(sock, chunk)
+                        if send is None:
+                            await self.sock_sendall(sock, chunk)
+                        else:
+                            await send(chunk)
                     total += nxt - pos
                     pos = nxt
             return total
@@ -1481,7 +1542,7 @@ cdef class Loop:
             if total > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total)
 
-    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+    async def _sock_sendfile_fallback(self, sock, file, offset, count, send=None):
         if offset:
             file.seek(offset)
         blocksize = min(count, _FALLBACK_BLOCK) if count else _FALLBACK_BLOCK
@@ -1497,7 +1558,8 @@ cdef class Loop:
                 read = await self.run_in_executor(None, file.readinto, view)
                 if not read:
                     break                               # EOF
-                await self.sock_sendall(sock, view[:read])
+                await (self.sock_sendall(sock, view[:read]) if send is None
+                       else send(view[:read]))
                 total_sent += read
             return total_sent
         finally:
@@ -2153,6 +2215,69 @@ cdef int _check_subprocess_args(universal_newlines, bufsize, text, encoding, err
     if errors is not None:
         raise ValueError("errors must be None")
     return 0
+
+
+class _SendfileDrain(_asyncio.Protocol):
+    """Stands in for a transport's protocol during loop.sendfile()'s read/write fallback, so
+    the fallback can wait for pause_writing/resume_writing; restore() puts the protocol back."""
+
+    def __init__(self, loop, transport):
+        self._loop = loop
+        self._transport = transport
+        self._proto = transport.get_protocol()
+        self._should_resume_reading = transport.is_reading()
+        self._should_resume_writing = transport._protocol_paused
+        transport.pause_reading()
+        transport.set_protocol(self)
+        self._exc = None
+        # a transport above its high-water mark: wait for resume_writing before the first write
+        self._write_ready = loop.create_future() if self._should_resume_writing else None
+
+    async def write(self, data):
+        if self._exc is not None:
+            raise self._exc
+        if self._write_ready is not None:
+            await self._write_ready
+        if self._transport.is_closing():
+            raise ConnectionError("Connection closed by peer")
+        self._transport.write(data)
+        if self._write_ready is not None:
+            await self._write_ready
+
+    def pause_writing(self):
+        if self._write_ready is None:
+            self._write_ready = self._loop.create_future()
+
+    def resume_writing(self):
+        fut = self._write_ready
+        self._write_ready = None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def connection_lost(self, exc):
+        self._exc = exc if exc is not None else ConnectionError("Connection closed by peer")
+        fut = self._write_ready
+        self._write_ready = None
+        if fut is not None and not fut.done():
+            fut.set_exception(self._exc)
+        self._proto.connection_lost(exc)
+
+    def data_received(self, data):
+        raise RuntimeError("Invalid state: reading should be paused")
+
+    def eof_received(self):
+        raise RuntimeError("Invalid state: reading should be paused")
+
+    async def restore(self):
+        self._transport.set_protocol(self._proto)
+        if self._should_resume_reading:
+            self._transport.resume_reading()
+        fut = self._write_ready
+        self._write_ready = None
+        if fut is not None and not fut.done():
+            fut.cancel()
+        if self._should_resume_writing and not self._transport._protocol_paused:
+            self._proto.resume_writing()
 
 
 def _set_result_unless_cancelled(fut, result):

@@ -26,6 +26,7 @@ cdef char _RBUF[262144]
 
 cdef object aio_BufferedProtocol = _asyncio.BufferedProtocol
 cdef object _TransportSocket = _asyncio.trsock.TransportSocket
+cdef object _SendfileMode = _asyncio.constants._SendfileMode
 cdef object _staggered_race = _asyncio.staggered.staggered_race
 cdef object _interleave_addrinfos = _base_events._interleave_addrinfos
 cdef object _set_reuseport = _base_events._set_reuseport
@@ -60,7 +61,7 @@ cdef class _FdTransport:
         bint _read_registered
         bint _write_registered
         bint _protocol_connected
-        bint _protocol_paused
+        readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
         int _conn_lost
         Py_ssize_t _wsize
         Py_ssize_t _high
@@ -248,6 +249,9 @@ cdef class _FdTransport:
     cdef int _detach(self) except -1:
         return 0
 
+    cdef int _release_waiters(self) except -1:
+        return 0
+
     def _call_connection_lost(self, exc):
         try:
             if self._protocol_connected:
@@ -255,6 +259,7 @@ cdef class _FdTransport:
         finally:
             self._watch(ENG_EV_READ, False)
             self._watch(ENG_EV_WRITE, False)
+            self._release_waiters()
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
@@ -271,6 +276,11 @@ cdef class SocketTransport(_FdTransport):
         object _server
         bint _eof
         list _wbuf
+        object _empty_waiter        # future: the write buffer drained (loop.sendfile)
+        object _sendfile_op         # the _SockOp of a loop.sendfile() in progress
+        bint _sendfile_busy         # native sendfile in progress: write() refuses
+
+    _sendfile_compatible = _SendfileMode.TRY_NATIVE
 
     @staticmethod
     cdef SocketTransport new(Loop loop, object sock, object protocol, object waiter,
@@ -394,6 +404,11 @@ cdef class SocketTransport(_FdTransport):
     # --- writing ------------------------------------------------------------------------------
 
     def write(self, data):
+        if self._sendfile_busy:
+            raise RuntimeError('unable to write; sendfile is in progress')
+        self._write(data)
+
+    cdef int _write(self, object data) except -1:
         cdef Py_ssize_t n = 0, size
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
@@ -402,12 +417,12 @@ cdef class SocketTransport(_FdTransport):
             raise RuntimeError('Cannot call write() after write_eof()')
         size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
         if not size:
-            return
+            return 0
         if self._conn_lost:
             if self._conn_lost >= _LOG_CONNLOST_WRITES:
                 _logger().warning('socket.send() raised exception.')
             self._conn_lost += 1
-            return
+            return 0
         if not self._wbuf:
             try:
                 n = self._send_now(data)
@@ -417,12 +432,13 @@ cdef class SocketTransport(_FdTransport):
                 raise
             except BaseException as exc:
                 self._fatal_error(exc, 'Fatal write error on socket transport')
-                return
+                return 0
             if n == size:
-                return
+                return 0
             self._watch(ENG_EV_WRITE, True)
         self._queue(data, n, size)
         self._maybe_pause_protocol()
+        return 0
 
     cdef Py_ssize_t _send_now(self, object data) except -1:
         cdef ssize_t r
@@ -437,9 +453,13 @@ cdef class SocketTransport(_FdTransport):
         return r
 
     cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1:
-        # bytes are immutable: queue a view, no copy. Anything else may be reused by the caller.
+        # bytes and read-only views (of bytes, of a read-only mmap...) can't change: queue them
+        # (or a view of their rest) without copying. Writable buffers may be reused by the
+        # caller as soon as write() returns: those are copied.
         if isinstance(data, bytes):
             self._wbuf.append(memoryview(data)[start:] if start else data)
+        elif isinstance(data, memoryview) and (<object>data).readonly:
+            self._wbuf.append((<object>data).cast('B')[start:])
         else:
             self._wbuf.append(bytes(memoryview(data).cast('B')[start:]))
         self._wsize += size - start
@@ -495,10 +515,49 @@ cdef class SocketTransport(_FdTransport):
         self._maybe_resume_protocol()
         if not self._wbuf:
             self._watch(ENG_EV_WRITE, False)
+            if self._empty_waiter is not None:
+                if not self._empty_waiter.done():
+                    self._empty_waiter.set_result(None)
+                self._empty_waiter = None
             if self._closing:
                 self._call_connection_lost(None)
             elif self._eof:
                 self._sock.shutdown(_socket.SHUT_WR)
+        return 0
+
+    # --- loop.sendfile support ------------------------------------------------------------------
+
+    def _drained(self):
+        """A future resolved once everything written so far is in the kernel."""
+        if self._conn_lost or self._sock is None:
+            fut = self._loop.create_future()
+            fut.set_exception(ConnectionError("Connection is closed by peer"))
+            return fut
+        if not self._wbuf:
+            fut = self._loop.create_future()
+            fut.set_result(None)
+            return fut
+        if self._empty_waiter is None:
+            self._empty_waiter = self._loop.create_future()
+        return self._empty_waiter
+
+    async def _write_drained(self, data):
+        """Write data (bypassing the sendfile-busy check) and wait until the kernel has it."""
+        self._write(data)
+        await self._drained()
+
+    cdef int _release_waiters(self) except -1:
+        waiter = self._empty_waiter
+        self._empty_waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionError("Connection is closed by peer"))
+        op = self._sendfile_op
+        self._sendfile_op = None
+        if op is not None:
+            # unpark the sendfile before its fd is closed (and maybe reused)
+            (<_SockOp>op)._detach()
+            if not (<_SockOp>op).fut.done():
+                (<_SockOp>op).fut.set_exception(ConnectionError("Connection is closed by peer"))
         return 0
 
     def write_eof(self):
