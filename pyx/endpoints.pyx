@@ -224,6 +224,9 @@ cdef class ReadPipeTransport(_FdTransport):
     def get_write_buffer_size(self):
         raise AttributeError('get_write_buffer_size')
 
+    def __repr__(self):
+        return _pipe_repr(self)
+
 
 @cython.no_gc_clear
 cdef class WritePipeTransport(_FdTransport):
@@ -241,8 +244,11 @@ cdef class WritePipeTransport(_FdTransport):
         t._extra['pipe'] = pipe
         _os.set_blocking(t._fd, False)
         loop.call_soon(protocol.connection_made, t)
-        # readable on the write end = the reader went away (pipes and sockets on Linux/BSD)
-        loop.call_soon(t._start_reading)
+        # readable on the write end = the reader went away (pipes and sockets). Not for
+        # character devices: a pty's fd is readable whenever the other side writes.
+        mode = _os.fstat(t._fd).st_mode
+        if _stat.S_ISFIFO(mode) or _stat.S_ISSOCK(mode):
+            loop.call_soon(t._start_reading)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
         return t
@@ -327,6 +333,9 @@ cdef class WritePipeTransport(_FdTransport):
     def can_write_eof(self):
         return True
 
+    def __repr__(self):
+        return _pipe_repr(self)
+
     def write_eof(self):
         if self._closing:
             return
@@ -353,6 +362,21 @@ cdef class WritePipeTransport(_FdTransport):
         self._buf.clear()
         self._wsize = 0
         return 0
+
+
+cdef str _pipe_repr(_FdTransport t):
+    info = [type(t).__name__]
+    if t._sock is None:
+        info.append('closed')
+    elif t._closing:
+        info.append('closing')
+    info.append(f'fd={t._fd}')
+    if t._sock is not None:
+        info.append('open')
+        info.append('polling' if (t._read_registered or t._write_registered) else 'idle')
+        if t._wsize:
+            info.append(f'bufsize={t._wsize}')
+    return '<' + ' '.join(info) + '>'
 
 
 class SubprocessTransport(_base_subprocess.BaseSubprocessTransport):

@@ -1465,8 +1465,7 @@ cdef class Loop:
         if isinstance(transport, SocketTransport):
             # zero-copy first: read-only mmap views go to the kernel without a copy
             try:
-                return await self._sock_sendfile_mmap(
-                    None, file, offset, count, (<SocketTransport>transport)._write_drained)
+                return await self._sendfile_mmap(transport, file, offset, count)
             except _SendfileNotAvailableError:
                 pass
         drain = _SendfileDrain(self, transport)
@@ -1474,6 +1473,42 @@ cdef class Loop:
             return await self._sock_sendfile_fallback(None, file, offset, count, drain.write)
         finally:
             await drain.restore()
+
+    async def _sendfile_mmap(self, SocketTransport transport, file, offset, count):
+        import mmap as _mmap
+        try:
+            fileno = file.fileno()
+            size = _os.fstat(fileno).st_size
+        except (AttributeError, OSError, _io_UnsupportedOperation):
+            raise _SendfileNotAvailableError("not a regular file")
+        end = size if count is None else min(size, offset + count)
+        if end <= offset:
+            return 0
+        try:
+            m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            raise _SendfileNotAvailableError("file cannot be mapped")
+        await transport._drained()
+        start = transport._sent_total
+        try:
+            whole = memoryview(m)
+            pos = offset
+            while pos < end:
+                nxt = min(end, pos + <Py_ssize_t>_FALLBACK_BLOCK * 4)
+                transport._write(whole[pos:nxt])     # read-only view: queued uncopied
+                await transport._drained()
+                pos = nxt
+            return end - offset
+        finally:
+            # the file position: just past what the kernel took, even when the peer went away
+            sent = transport._sent_total - start
+            if sent > 0 and hasattr(file, 'seek'):
+                file.seek(offset + sent)
+            whole = None
+            try:
+                m.close()
+            except BufferError:
+                pass             # a view is still queued in a closing transport: GC frees it
 
     async def _sock_sendfile_native(self, sock, file, offset, count, owner=None):
         cdef _SockOp op
@@ -1509,7 +1544,7 @@ cdef class Loop:
         finally:
             (<SocketTransport>owner)._sendfile_op = None
 
-    async def _sock_sendfile_mmap(self, sock, file, offset, count, send=None):
+    async def _sock_sendfile_mmap(self, sock, file, offset, count):
         import mmap as _mmap
         try:
             fileno = file.fileno()
@@ -1530,10 +1565,7 @@ cdef class Loop:
                 while pos < end:
                     nxt = min(end, pos + <Py_ssize_t>_FALLBACK_BLOCK * 4)
                     with whole[pos:nxt] as chunk:
-                        if send is None:
-                            await self.sock_sendall(sock, chunk)
-                        else:
-                            await send(chunk)
+                        await self.sock_sendall(sock, chunk)
                     total += nxt - pos
                     pos = nxt
             return total
@@ -1665,11 +1697,11 @@ cdef class Loop:
         waiter = aio_Future(loop=self)
         if ssl:
             sslcontext = None if isinstance(ssl, bool) else ssl
+            kwargs = {} if extra is None else {'extra': extra}
             transport = self._make_ssl_transport(
                 sock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, extra=extra,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
+                server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout, **kwargs)
         else:
             transport = SocketTransport.new(self, sock, protocol, waiter, extra, None)
         try:

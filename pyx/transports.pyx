@@ -52,7 +52,7 @@ cdef class _FdTransport:
     state and asyncio's write flow control (water marks, pause_writing/resume_writing)."""
     cdef:
         Loop _loop
-        object _sock                # the socket or pipe file object; None once closed
+        readonly object _sock       # the socket or pipe file object; None once closed
         int _fd
         object _protocol
         dict _extra
@@ -67,6 +67,7 @@ cdef class _FdTransport:
         Py_ssize_t _high
         Py_ssize_t _low
         object __weakref__
+        dict __dict__               # attributes set by users/tests (asyncio's are Python objects)
 
     def __init__(self, *args, **kwargs):
         raise TypeError("transports are created by the event loop")
@@ -279,6 +280,7 @@ cdef class SocketTransport(_FdTransport):
         object _empty_waiter        # future: the write buffer drained (loop.sendfile)
         object _sendfile_op         # the _SockOp of a loop.sendfile() in progress
         bint _sendfile_busy         # native sendfile in progress: write() refuses
+        readonly long long _sent_total   # bytes the kernel has taken from write() so far
 
     _sendfile_compatible = _SendfileMode.TRY_NATIVE
 
@@ -433,6 +435,7 @@ cdef class SocketTransport(_FdTransport):
             except BaseException as exc:
                 self._fatal_error(exc, 'Fatal write error on socket transport')
                 return 0
+            self._sent_total += n
             if n == size:
                 return 0
             self._watch(ENG_EV_WRITE, True)
@@ -503,6 +506,7 @@ cdef class SocketTransport(_FdTransport):
             self._fatal_error(exc, 'Fatal write error on socket transport')
             return 0
         self._wsize -= n
+        self._sent_total += n
         while n:
             first = self._wbuf[0]
             ln = len(first) if not isinstance(first, memoryview) else first.nbytes
@@ -540,11 +544,6 @@ cdef class SocketTransport(_FdTransport):
         if self._empty_waiter is None:
             self._empty_waiter = self._loop.create_future()
         return self._empty_waiter
-
-    async def _write_drained(self, data):
-        """Write data (bypassing the sendfile-busy check) and wait until the kernel has it."""
-        self._write(data)
-        await self._drained()
 
     cdef int _release_waiters(self) except -1:
         waiter = self._empty_waiter

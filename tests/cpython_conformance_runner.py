@@ -14,7 +14,7 @@ are imported from the installed ``test`` package, never copied. How engine becom
   is ``engine.EventLoopPolicy`` too (test_events' policy tests instantiate it by name);
 * test_events: ``EventLoopTestsMixin`` runs in ``EngineEventLoopTests``, whose
   ``create_event_loop()`` returns ``engine.new_event_loop()``, instead of the selector-specific
-  classes; tests of features engine does not implement yet are deselected (``DESELECT_*``);
+  classes; test classes that are not about the loop are deselected (``DESELECT_*``);
 * ``test_utils.TestCase.new_test_loop()`` *without* a time generator returns an engine loop
   instead of a ``test_utils.TestLoop``: such a TestLoop cannot fire timers (its default
   generator is exhausted at the first timer), so the test does not depend on virtual time.
@@ -23,7 +23,10 @@ are imported from the installed ``test`` package, never copied. How engine becom
 * test_runners and test_pep492 (``BaseTest``), test_base_events (``BaseEventLoopTests``,
   ``BaseEventLoopWithSelectorTests``) build an ``asyncio.BaseEventLoop`` with a mock selector,
   or a ``SelectorEventLoop``: they build an engine loop instead. test_base_events runs only
-  those two classes and ``RunningLoopTests``, minus issue-4 tests;
+  those two classes and ``RunningLoopTests``;
+* test_sendfile, test_server, test_buffered_proto, test_sslproto, test_subprocess build their
+  loop as ``asyncio.SelectorEventLoop(...)``: that name is engine's loop in those suites;
+  test_subprocess's SubprocessMixin runs in ``EngineSubprocessTests`` (no child watcher);
 * ``test_utils.TestCase.close_loop()`` reads BaseEventLoop's private ``_default_executor``; for
   engine loops it shuts the default executor down, if the loop made one (``run_in_executor`` and
   ``set_default_executor`` are wrapped to know), with ``shutdown_default_executor()`` instead.
@@ -56,43 +59,57 @@ PER_TEST_TIMEOUT = 60.0
 TB_TAIL_LINES = 12
 ID_PREFIX = "test.test_asyncio."
 
-_TRANSPORTS = "issue 4: transports (create_connection/create_server, TLS)"
 # Tests not run, by suite: method names matching a pattern (first match wins) -> reason...
 DESELECT_METHODS = {
-    "test_events": [  # of EventLoopTestsMixin, features engine does not implement yet
-        (r"datagram", "issue 4: datagram endpoints (create_datagram_endpoint)"),
-        (r"ssl|tls", "issue 4: TLS"),
-        (r"pipe|pty", "issue 4: pipes (connect_read_pipe/connect_write_pipe)"),
-        (r"subprocess", "issue 4: subprocesses"),
-    ],
+    "test_events": [],
     "test_sock_lowlevel": [],
-    "test_streams": [
-        (r"ssl|tls", "issue 4: TLS"),
-        (r"pipe", "issue 4: pipes (connect_read_pipe/connect_write_pipe)"),
-    ],
-    "test_base_events": [
-        (r"subprocess", "issue 4: subprocesses"),
-        (r"create_connection|create_server|accept_connection", _TRANSPORTS),
-        (r"create_datagram", "issue 4: datagram endpoints (create_datagram_endpoint)"),
-    ],
+    "test_streams": [],
+    "test_base_events": [],
+    "test_sendfile": [],
+    "test_server": [],
+    "test_buffered_proto": [],
+    "test_sslproto": [],
+    "test_subprocess": [],
 }
 # ... and whole test classes -> reason.
+_WATCHER = ("asyncio's child watcher classes (SIGCHLD handlers, waitpid(-1)); engine reaps its "
+            "children with a pidfd per child and needs none: EngineSubprocessTests runs the mixin")
 DESELECT_CLASSES = {
     "test_events": {
         "HandleTests": "asyncio.Handle built on a mock loop: asyncio's class, not engine's",
         "TimerTests": "asyncio.TimerHandle built directly: asyncio's class, not engine's",
         "AbstractEventLoopTests": "asyncio.AbstractEventLoop's NotImplementedError stubs",
-        "TestServer": "issue 4: asyncio.Server (create_server)",
-        "TestAbstractServer": "issue 4: asyncio.AbstractServer (create_server)",
     },
     "test_sock_lowlevel": {},
     "test_streams": {},
     "test_base_events": {
         "BaseEventTests": "asyncio.base_events helper functions (_ipaddr_info...), not the loop",
-        "BaseLoopSockSendfileTests": "issue 4: sendfile",
-        "TestSelectorUtils": "issue 4: asyncio.base_events._set_nodelay (sockets)",
+        "TestSelectorUtils": "asyncio.base_events._set_nodelay (a helper function, not the loop)",
+    },
+    "test_sendfile": {
+        # SelectorEventLoop is engine's loop in this suite: one class runs the mixins on it
+        "PollEventLoopTests": "same tests as EPollEventLoopTests (SelectorEventLoop is engine's)",
+        "SelectEventLoopTests": "same tests as EPollEventLoopTests (SelectorEventLoop is engine's)",
+    },
+    "test_server": {},
+    "test_buffered_proto": {},
+    "test_sslproto": {
+        "SslProtoHandshakeTests": "asyncio.sslproto.SSLProtocol unit tests on a mock loop",
+    },
+    "test_subprocess": {
+        "SubprocessTransportTests": "asyncio.base_subprocess unit tests on a mock loop",
+        "SubprocessThreadedWatcherTests": _WATCHER,
+        "SubprocessSafeWatcherTests": _WATCHER,
+        "SubprocessFastWatcherTests": _WATCHER,
+        "SubprocessMultiLoopWatcherTests": _WATCHER,
+        "SubprocessPidfdWatcherTests": _WATCHER,
+        "GenericWatcherTests": _WATCHER,
     },
 }
+# suites whose test classes build their loop as asyncio.SelectorEventLoop(...): it is engine's
+# loop there (the selector argument is ignored)
+SELECTOR_SUITES = {"test_sendfile", "test_server", "test_buffered_proto", "test_sslproto",
+                   "test_subprocess"}
 # test_events: EventLoopTestsMixin (+ SubprocessTestsMixin) on asyncio's selector loops, not run:
 # EngineEventLoopTests runs the mixin's tests on engine
 REPLACED_CLASSES = {"KqueueEventLoopTests", "EPollEventLoopTests", "PollEventLoopTests",
@@ -235,6 +252,12 @@ def _engine_loop_in_setup(engine, cls) -> None:
 
 def build_suite(name: str, engine, keep_testloop: bool,
                 deselected: dict[str, str]) -> unittest.TestSuite:
+    if name in SELECTOR_SUITES:
+        class EngineSelectorEventLoop(engine.Loop):
+            def __init__(self, selector=None):
+                super().__init__()
+
+        asyncio.SelectorEventLoop = EngineSelectorEventLoop
     module = importlib.import_module(ID_PREFIX + name)
     loader = unittest.TestLoader()
     adapt_test_utils(engine, name, module, keep_testloop)
@@ -244,7 +267,8 @@ def build_suite(name: str, engine, keep_testloop: bool,
 
     classes = [(attr, cls) for attr, cls in sorted(vars(module).items())
                if isinstance(cls, type) and issubclass(cls, unittest.TestCase)
-               and cls.__module__ == module.__name__ and attr not in REPLACED_CLASSES]
+               and cls.__module__ == module.__name__
+               and not (name == "test_events" and attr in REPLACED_CLASSES)]
     if name == "test_events":
         from test.test_asyncio import utils as test_utils
 
@@ -255,6 +279,18 @@ def build_suite(name: str, engine, keep_testloop: bool,
         EngineEventLoopTests.__module__ = module.__name__
         EngineEventLoopTests.__qualname__ = "EngineEventLoopTests"
         classes.insert(0, ("EngineEventLoopTests", EngineEventLoopTests))
+    elif name == "test_subprocess":
+        from test.test_asyncio import utils as test_utils
+
+        class EngineSubprocessTests(module.SubprocessMixin, test_utils.TestCase):
+            def setUp(self):
+                super().setUp()
+                self.loop = engine.new_event_loop()
+                self.set_event_loop(self.loop)
+
+        EngineSubprocessTests.__module__ = module.__name__
+        EngineSubprocessTests.__qualname__ = "EngineSubprocessTests"
+        classes.insert(0, ("EngineSubprocessTests", EngineSubprocessTests))
     elif name == "test_sock_lowlevel":
         from test.test_asyncio import utils as test_utils
 

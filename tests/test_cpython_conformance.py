@@ -11,13 +11,10 @@ internals engine does not have. Genuine behaviour differences of engine's loop a
 the loop, never entries of KNOWN_DIFFERENCES.
 
 Not run: test_selector_events, test_proactor_events (internals of asyncio's own loop classes,
-with mocks), test_unix_events (selector/child-watcher internals, pipes, sendfile), and suites of
-issue-4 features not built yet or whose mixins are not wired to engine yet: test_server,
-test_sendfile, test_ssl, test_sslproto, test_subprocess, test_buffered_proto, test_protocols,
-test_transports. Within test_events, test_streams and test_base_events, the runner deselects the
-tests of issue-4 features not built yet (TLS, pipes, datagram endpoints, subprocesses) and the test
-classes that are not about the loop (asyncio.Handle/TimerHandle, helper functions); its report
-lists them.
+with mocks), test_unix_events (selector/child-watcher internals), test_protocols and
+test_transports (asyncio's base classes, no loop). The runner deselects test classes that are not
+about the loop (asyncio.Handle/TimerHandle, helper functions, SSLProtocol/BaseSubprocessTransport
+unit tests on mock loops, asyncio's child-watcher classes); its report lists them.
 
     ENGINE_CONFORMANCE_OUT=DIR   keep each suite's JSON-lines report in DIR/<suite>.jsonl
 """
@@ -36,7 +33,7 @@ RUNNER = pathlib.Path(__file__).with_name("cpython_conformance_runner.py")
 SUITE_TIMEOUT = 300  # seconds; the runner also aborts a single test hanging for 60 s
 
 SUITES = [
-    "test_events",               # EventLoopTestsMixin on engine, minus issue-4 features
+    "test_events",               # EventLoopTestsMixin on engine (incl. TLS, UDP, pipes, pty)
     "test_tasks",
     "test_taskgroups",
     "test_timeouts",
@@ -50,7 +47,13 @@ SUITES = [
     "test_runners",
     "test_threads",              # asyncio.to_thread (the loop's default executor)
     "test_sock_lowlevel",        # loop.sock_* (BaseSockTestsMixin on engine)
-    "test_streams",              # asyncio streams on engine's transports, minus TLS and pipes
+    "test_streams",              # asyncio streams on engine's transports (TCP, Unix, TLS, pipes)
+    "test_server",               # asyncio.Server: start_server, serve_forever, unix servers
+    "test_buffered_proto",       # BufferedProtocol over engine's transports
+    "test_sendfile",             # loop.sock_sendfile and loop.sendfile (native + fallbacks)
+    "test_sslproto",             # start_tls, TLS handshake/shutdown on engine's transports
+    "test_ssl",                  # TLS: create_connection/create_server(ssl=), timeouts, errors
+    "test_subprocess",           # asyncio.subprocess on engine (SubprocessMixin, pidfd reaping)
     "test_eager_task_factory",   # 3.12+
     "test_staggered",            # 3.13+
     # BaseEventLoopTests (public loop API, on an engine loop instead of a mock-selector
@@ -65,6 +68,8 @@ _NOT_TRANSPORT = ("asserts isinstance(transport, asyncio.Transport): engine's tr
 _MOCK_SOCKET = ("patches asyncio.base_events.socket and loop._start_serving/_stop_serving "
                 "(BaseEventLoop privates) to fake binding on foreign addresses")
 _PRIVATE = "reads or patches BaseEventLoop private attributes: "
+_MOCK_BASE_SOCKET = ("patches asyncio.base_events.socket (mock sockets): engine's loop does not "
+                     "create its sockets through that module attribute")
 _DESTROYED = ("drives loop._run_once() and reads len(loop._ready) (BaseEventLoop privates); "
               "the 'Task was destroyed but it is pending!' path itself works on engine")
 
@@ -73,6 +78,9 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "test_events.EngineEventLoopTests.test_timeout_rounding": _RUN_ONCE,
     "test_events.EngineEventLoopTests.test_create_connection": _NOT_TRANSPORT,
     "test_events.EngineEventLoopTests.test_create_unix_connection": _NOT_TRANSPORT,
+    "test_events.EngineEventLoopTests.test_create_datagram_endpoint": _NOT_TRANSPORT,
+    "test_events.EngineEventLoopTests.test_create_datagram_endpoint_ipv6": _NOT_TRANSPORT,
+    "test_events.EngineEventLoopTests.test_create_datagram_endpoint_sock": _NOT_TRANSPORT,
     "test_sock_lowlevel.EngineSockTests.test_create_connection_sock": _NOT_TRANSPORT,
     "test_events.EngineEventLoopTests.test_create_server_multiple_hosts_ipv4": _MOCK_SOCKET,
     "test_events.EngineEventLoopTests.test_create_server_multiple_hosts_ipv6": _MOCK_SOCKET,
@@ -96,12 +104,30 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         ("test_call_later", "asserts isinstance(h, asyncio.TimerHandle) and h in "
                             "loop._scheduled: engine's TimerHandle is its own class, heap in C"),
         ("test_custom_run_forever_integration", _PRIVATE + "_run_forever_setup/_cleanup hooks"),
-        ("test_not_implemented", _PRIVATE + "_make_socket_transport & co. (issue 4 internals)"),
+        ("test_not_implemented", _PRIVATE + "_make_socket_transport & co. (BaseEventLoop internals)"),
         ("test_run_forever_pre_stopped", _PRIVATE + "_selector, _process_events (mocks)"),
         ("test_single_selecter_event_callback_after_stopping",
          _PRIVATE + "_selector, _process_events (mocks)"),
         ("test_set_exc_handler_custom", _PRIVATE + "_run_once, _process_events"),
         ("test_set_exc_handler_broken", _PRIVATE + "_run_once, _process_events"),
+    )},
+    # BaseEventLoopWithSelectorTests: mocks in place of the sockets asyncio.base_events creates
+    # (@patch_socket patches the `socket` module *of asyncio.base_events*; engine's loop creates
+    # its sockets in C code that module patch can't reach) or of BaseEventLoop privates
+    **{f"test_base_events.BaseEventLoopWithSelectorTests.{meth}": reason for meth, reason in (
+        *((m, _MOCK_BASE_SOCKET) for m in (
+            "test_create_connection_bluetooth", "test_create_connection_ip_addr",
+            "test_create_connection_ipv6_scope", "test_create_connection_multiple_errors",
+            "test_create_connection_multiple_errors_local_addr",
+            "test_create_connection_no_inet_pton", "test_create_connection_service_name",
+            "test_create_connection_timeout", "test_create_datagram_endpoint_cant_bind",
+            "test_create_datagram_endpoint_ip_addr", "test_create_datagram_endpoint_no_addrinfo",
+            "test_create_datagram_endpoint_setblk_err",
+            "test_create_datagram_endpoint_socket_err", "test_create_server_cant_bind")),
+        ("test_accept_connection_retry",
+         _PRIVATE + "_accept_connection(protocol_factory, sock) with a mock socket"),
+        ("test_accept_connection_exception",
+         _PRIVATE + "_accept_connection, _remove_reader, mock call_later"),
     )},
 }
 
