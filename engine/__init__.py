@@ -32,6 +32,8 @@ from ._loop import (
     TIMEOUT,
     WRITE,
     Async,
+    BufferPool,
+    PooledBuffer,
     Handle,
     Idle,
     Signal,
@@ -46,7 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
     "Watcher", "IO", "Timer", "Idle", "TimedIdle", "Signal", "Async",
-    "Handle", "TimerHandle",
+    "Handle", "TimerHandle", "BufferPool", "PooledBuffer",
     "READ", "WRITE", "ERROR", "TIMEOUT", "IDLE", "SIGNAL", "ASYNC", "BACKEND", "DEBUG_BUILD",
 ]
 

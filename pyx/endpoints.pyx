@@ -18,7 +18,6 @@ from asyncio import base_subprocess as _base_subprocess
 
 
 cdef Py_ssize_t DGRAM_READ_MAX = 256 * 1024      # asyncio's max_size for datagram transports
-cdef Py_ssize_t PIPE_READ_MAX = 256 * 1024       # bytes asked of read() per readable event
 # 3.13 accepts empty datagrams and counts 8 header bytes per queued datagram; 3.11/3.12 drop
 # empty writes. engine follows the running Python.
 cdef bint _DGRAM_EMPTY_OK = _sys.version_info >= (3, 13)
@@ -185,7 +184,15 @@ cdef class ReadPipeTransport(_FdTransport):
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
             return 0
-        cdef ssize_t n = read(self._fd, _RBUF, PIPE_READ_MAX)
+        cdef BufferPool pool = <BufferPool>self._loop._rpool
+        cdef char *buf = pool._take()
+        cdef ssize_t n
+        try:
+            n = read(self._fd, buf, READ_MAX)
+            if n > 0:
+                data = PyBytes_FromStringAndSize(buf, n)
+        finally:
+            pool._give(buf)
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return 0
@@ -205,7 +212,6 @@ cdef class ReadPipeTransport(_FdTransport):
             self._loop.call_soon(self._protocol.eof_received)
             self._loop.call_soon(self._call_connection_lost, None)
             return 0
-        data = PyBytes_FromStringAndSize(_RBUF, n)
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):

@@ -138,6 +138,7 @@ cdef _oserror(int neg_errno, str what=None):
 include "handles.pyx"
 include "watchers.pyx"
 include "sockops.pyx"
+include "bufpool.pyx"
 include "transports.pyx"
 include "endpoints.pyx"
 
@@ -238,6 +239,7 @@ cdef class Loop:
         self._signal_handlers = {}
         self._signal_watchers = {}
         self._idles = []
+        self._rpool = BufferPool(256 * 1024, 1, 16)   # transports.pyx READ_MAX
         self._timed_idles = []
         self._asyncs = []
         self._idle_pending = True
@@ -2201,6 +2203,11 @@ cdef class Loop:
         return server
 
     # --- introspection ----------------------------------------------------------------------------
+
+    @property
+    def buffer_pool(self):
+        """The BufferPool this loop's transports receive into (stats() for usage)."""
+        return self._rpool
 
     @property
     def backend(self):

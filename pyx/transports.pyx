@@ -20,9 +20,6 @@ cdef extern from "sys/socket.h" nogil:
     ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
 
 
-# One receive buffer per process: recv() fills it and its bytes are copied into a new bytes object
-# before any Python code can run (the GIL is held throughout), so every loop can share it.
-cdef char _RBUF[262144]
 
 cdef object aio_BufferedProtocol = _asyncio.BufferedProtocol
 cdef object _TransportSocket = _asyncio.trsock.TransportSocket
@@ -335,7 +332,16 @@ cdef class SocketTransport(_FdTransport):
         cdef ssize_t n
         if self._buffered:
             return self._read_buffered()
-        n = c_recv(self._fd, _RBUF, sizeof(_RBUF), 0)
+        # a chunk of the loop's buffer pool: filled by recv(2), copied into the bytes object
+        # data_received() gets, and given back before any Python code runs
+        cdef BufferPool pool = <BufferPool>self._loop._rpool
+        cdef char *buf = pool._take()
+        try:
+            n = c_recv(self._fd, buf, READ_MAX, 0)
+            if n > 0:
+                data = PyBytes_FromStringAndSize(buf, n)
+        finally:
+            pool._give(buf)
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return 0
@@ -348,7 +354,6 @@ cdef class SocketTransport(_FdTransport):
             return 0
         if n == 0:
             return self._on_eof()
-        data = PyBytes_FromStringAndSize(_RBUF, n)
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):

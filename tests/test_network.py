@@ -599,3 +599,98 @@ class TestEngineNetwork(NetworkBehaviour):
 
 class TestAsyncioNetwork(NetworkBehaviour):
     factory = staticmethod(asyncio.new_event_loop)
+
+
+# --- engine.BufferPool (engine only: asyncio has none) ----------------------------------------
+
+def test_buffer_pool_bounds_views_and_stats():
+    pool = engine.BufferPool(chunk_size=1024, slab_chunks=4, max_slabs=2)
+    bufs = [pool.acquire() for _ in range(8)]
+    st = pool.stats()
+    assert (st["slabs"], st["capacity"], st["in_use"], st["free"]) == (2, 8, 8, 0)
+    with pytest.raises(BufferError, match="exhausted"):
+        pool.acquire()                              # bounded: no ninth chunk
+    assert pool.stats()["exhausted"] == 1
+    view = memoryview(bufs[0])
+    view[:5] = b"hello"                             # writable, zero-copy into the slab
+    with pytest.raises(BufferError, match="still alive"):
+        bufs[0].release()                           # never recycled under a live view
+    view.release()
+    bufs[0].release()
+    assert bufs[0].released and len(bufs[0]) == 0
+    with pytest.raises(ValueError):
+        memoryview(bufs[0])
+    again = pool.acquire()                          # the freed chunk comes back
+    assert bytes(memoryview(again)[:5]) == b"hello"
+    del bufs, again                                 # garbage-collected buffers return too
+    assert pool.stats()["in_use"] == 0
+    with pytest.raises(TypeError):
+        engine.PooledBuffer()
+    with pytest.raises(ValueError):
+        engine.BufferPool(chunk_size=0)
+
+
+def test_transports_receive_into_the_loop_pool():
+    loop = engine.new_event_loop()
+    try:
+        async def main():
+            a, b = socket.socketpair()
+            got = asyncio.Queue()
+
+            class P(asyncio.Protocol):
+                def data_received(self, data):
+                    got.put_nowait(data)
+
+            tr, _ = await loop.create_connection(P, sock=a)
+            before = loop.buffer_pool.stats()["acquired"]
+            b.sendall(b"pooled")
+            assert await got.get() == b"pooled"
+            st = loop.buffer_pool.stats()
+            assert st["acquired"] > before and st["in_use"] == 0
+            tr.close()
+            b.close()
+
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_buffered_protocol_with_pool_chunks_into_numpy():
+    import numpy as np
+    pool = engine.BufferPool(chunk_size=4096, slab_chunks=8, max_slabs=1)
+    loop = engine.new_event_loop()
+    try:
+        async def main():
+            a, b = socket.socketpair()
+            done = loop.create_future()
+            chunks = []
+
+            class P(asyncio.BufferedProtocol):
+                def get_buffer(self, sizehint):
+                    self.buf = pool.acquire()
+                    return self.buf
+
+                def buffer_updated(self, nbytes):
+                    arr = np.frombuffer(self.buf, dtype=np.uint8, count=nbytes)
+                    chunks.append(arr.copy())
+                    del arr
+                    self.buf.release()
+
+                def eof_received(self):
+                    self.buf.release()          # the chunk offered for the read that saw EOF
+                    done.set_result(None)
+
+            tr, _ = await loop.create_connection(P, sock=a)
+            payload = bytes(range(256)) * 64
+            b.sendall(payload)
+            b.shutdown(socket.SHUT_WR)
+            await done
+            assert np.concatenate(chunks).tobytes() == payload
+            assert pool.stats()["in_use"] == 0
+            tr.close()
+            b.close()
+
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+

@@ -144,6 +144,7 @@ cdef class Loop:
         dict _signal_handlers     # signum -> Handle (asyncio API)
         dict _signal_watchers     # signum -> list of Signal watchers
         list _idles               # active Idle / TimedIdle watchers
+        object _rpool             # BufferPool the transports recv(2) into
         list _timed_idles         # active TimedIdle watchers
         double _timed_deadline
         list _asyncs              # active Async watchers
