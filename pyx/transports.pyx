@@ -287,16 +287,8 @@ cdef class SocketTransport(_FdTransport):
         cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
         t._wbuf = []
         t._init_base(loop, sock, sock.fileno(), protocol)
-        t._extra['socket'] = _TransportSocket(sock)
-        try:
-            t._extra['sockname'] = sock.getsockname()
-        except OSError:
-            t._extra['sockname'] = None
-        if 'peername' not in (extra or {}):
-            try:
-                t._extra['peername'] = sock.getpeername()
-            except OSError:
-                t._extra['peername'] = None
+        # extra info is looked up when first asked for (and before the socket closes): an
+        # idle connection carries no tuples or wrapper objects it may never need
         if extra:
             t._extra.update(extra)
         t._server = server
@@ -308,6 +300,30 @@ cdef class SocketTransport(_FdTransport):
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
         return t
+
+    def get_extra_info(self, name, default=None):
+        if name in self._extra:
+            return self._extra[name]
+        if name in ('socket', 'sockname', 'peername') and self._sock is not None:
+            self._fill_extra()
+            return self._extra[name]
+        return default
+
+    cdef int _fill_extra(self) except -1:
+        sock = self._sock
+        if 'socket' not in self._extra:
+            self._extra['socket'] = _TransportSocket(sock)
+        if 'sockname' not in self._extra:
+            try:
+                self._extra['sockname'] = sock.getsockname()
+            except OSError:
+                self._extra['sockname'] = None
+        if 'peername' not in self._extra:
+            try:
+                self._extra['peername'] = sock.getpeername()
+            except OSError:
+                self._extra['peername'] = None
+        return 0
 
     def set_protocol(self, protocol):
         self._buffered = isinstance(protocol, aio_BufferedProtocol)
@@ -551,6 +567,8 @@ cdef class SocketTransport(_FdTransport):
         return self._empty_waiter
 
     cdef int _release_waiters(self) except -1:
+        if self._sock is not None:
+            self._fill_extra()          # still answerable after close, as asyncio's
         waiter = self._empty_waiter
         self._empty_waiter = None
         if waiter is not None and not waiter.done():

@@ -1,0 +1,291 @@
+"""Network benchmarks: engine vs uvloop vs asyncio, server and client in separate processes
+pinned to different CPUs (server --server-cpu, default 1; client --client-cpu, default 0).
+
+The server process runs the loop under test; the client is the same plain blocking-socket
+program for every loop, so differences come from the server's loop. Scenarios:
+
+  proto_echo_1k     asyncio.Protocol echo, 1 KiB request/response round trips     (round trips/s)
+  proto_echo_100k   the same with 100 KiB messages                                (round trips/s)
+  streams_echo_1k   asyncio streams server (read/write/drain), 1 KiB round trips  (round trips/s)
+  streams_pingpong  asyncio streams server, 64-byte round trips                   (round trips/s)
+  sock_pingpong     loop.sock_recv/sock_sendall server, 64-byte round trips       (round trips/s)
+  sendfile          loop.sendfile of a 64 MiB file, repeatedly; client discards   (MiB/s)
+  rss_per_conn      server RSS growth per idle connection, 10k connections        (bytes/conn)
+
+Each (scenario, loop) runs --rounds times (interleaved across loops); the median is kept.
+
+    python perf/bench_net.py [--scenarios a,b] [--impls engine,uvloop,asyncio] [--seconds 2]
+                             [--rounds 3] [--results results/]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SCENARIOS = {
+    "proto_echo_1k": ("round trips/s", True),
+    "proto_echo_100k": ("round trips/s", True),
+    "streams_echo_1k": ("round trips/s", True),
+    "streams_pingpong": ("round trips/s", True),
+    "sock_pingpong": ("round trips/s", True),
+    "sendfile": ("MiB/s", True),
+    "rss_per_conn": ("bytes/conn", False),
+}
+SIZES = {"proto_echo_1k": 1024, "proto_echo_100k": 100 * 1024, "streams_echo_1k": 1024,
+         "streams_pingpong": 64, "sock_pingpong": 64}
+SENDFILE_SIZE = 64 << 20
+IDLE_CONNS = 10_000
+
+
+# --- server side ------------------------------------------------------------------------------
+
+def new_loop(impl):
+    import asyncio
+    if impl == "engine":
+        import engine
+        return engine.new_event_loop()
+    if impl == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def serve(impl, scenario, cpu, path):
+    import asyncio
+    import socket
+    os.sched_setaffinity(0, {cpu})
+    loop = new_loop(impl)
+    asyncio.set_event_loop(loop)
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def data_received(self, data):
+            self.t.write(data)
+
+    async def stream_echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    class Sender(asyncio.Protocol):
+        def connection_made(self, t):
+            self.t = t
+            asyncio.ensure_future(self.send())
+
+        async def send(self):
+            with open(path, "rb") as f:
+                while not self.t.is_closing():
+                    try:
+                        await loop.sendfile(self.t, f, 0)
+                    except RuntimeError:
+                        # uvloop has no loop.sendfile: what its users do instead
+                        await self.read_write(f)
+                    except ConnectionError:
+                        break
+
+        async def read_write(self, f):
+            f.seek(0)
+            while chunk := f.read(256 * 1024):
+                if self.t.is_closing():
+                    return
+                self.t.write(chunk)
+                if self.t.get_write_buffer_size() > 1 << 20:
+                    self.drained = loop.create_future()
+                    await self.drained
+
+        def pause_writing(self):
+            pass
+
+        def resume_writing(self):
+            d = getattr(self, "drained", None)
+            if d is not None and not d.done():
+                d.set_result(None)
+
+        def connection_lost(self, exc):
+            self.resume_writing()
+
+    async def sock_server(lsock):
+        while True:
+            conn, _ = await loop.sock_accept(lsock)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            loop.create_task(sock_echo(conn))
+
+    async def sock_echo(conn):
+        while data := await loop.sock_recv(conn, 65536):
+            await loop.sock_sendall(conn, data)
+        conn.close()
+
+    async def main():
+        if scenario in ("proto_echo_1k", "proto_echo_100k", "rss_per_conn"):
+            server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=4096)
+        elif scenario in ("streams_echo_1k", "streams_pingpong"):
+            server = await asyncio.start_server(stream_echo, "127.0.0.1", 0)
+        elif scenario == "sendfile":
+            server = await loop.create_server(Sender, "127.0.0.1", 0)
+        else:
+            lsock = socket.create_server(("127.0.0.1", 0), backlog=128)
+            lsock.setblocking(False)
+            loop.create_task(sock_server(lsock))
+            server = None
+        port = (server.sockets[0] if server else lsock).getsockname()[1]
+        print(port, rss(), flush=True)
+        # the client asks for our RSS by writing a line to stdin
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            print(rss(), flush=True)
+
+    loop.run_until_complete(main())
+
+
+# --- client side ------------------------------------------------------------------------------
+
+def client(scenario, port, seconds, cpu, server_proc):
+    import socket
+    os.sched_setaffinity(0, {cpu})
+    if scenario == "rss_per_conn":
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(IDLE_CONNS)]
+        for c in conns[:100]:                          # make sure they are all accepted
+            c.sendall(b"x")
+            c.recv(1)
+        time.sleep(0.5)
+        server_proc.stdin.write(b"rss\n")
+        server_proc.stdin.flush()
+        after = int(server_proc.stdout.readline())
+        for c in conns:
+            c.close()
+        return after
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(30)
+    if scenario == "sendfile":
+        buf = bytearray(1 << 20)
+        got = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while time.perf_counter() < deadline:
+            got += s.recv_into(buf)
+        dt = time.perf_counter() - t0
+        s.close()
+        return got / dt / (1 << 20)
+    size = SIZES[scenario]
+    msg = b"m" * size
+    buf = bytearray(size)
+    view = memoryview(buf)
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        s.sendall(msg)
+        got = 0
+        while got < size:
+            got += s.recv_into(view[got:])
+        n += 1
+        if n % 16 == 0 and time.perf_counter() >= deadline:
+            break
+    dt = time.perf_counter() - t0
+    s.close()
+    return n / dt
+
+
+def run_one(impl, scenario, args, sendfile_path):
+    cmd = [sys.executable, __file__, "--serve", impl, scenario, str(args.server_cpu),
+           sendfile_path]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        port, base_rss = map(int, proc.stdout.readline().split())
+        value = client(scenario, port, args.seconds, args.client_cpu, proc)
+        if scenario == "rss_per_conn":
+            value = (value - base_rss) / IDLE_CONNS
+        return value
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--impls", default="engine,uvloop,asyncio")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--server-cpu", type=int, default=1)
+    ap.add_argument("--client-cpu", type=int, default=0)
+    ap.add_argument("--results", help="directory to write net-<UTC>-<commit>.json into")
+    args = ap.parse_args()
+    if args.serve:
+        impl, scenario, cpu, path = args.serve
+        serve(impl, scenario, int(cpu), path)
+        return
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    scenarios = args.scenarios.split(",")
+    impls = args.impls.split(",")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    with tempfile.NamedTemporaryFile(prefix="engine-sendfile-") as f:
+        f.write(os.urandom(1 << 20) * (SENDFILE_SIZE >> 20))
+        f.flush()
+        results = {}
+        for sc in scenarios:
+            samples = {impl: [] for impl in impls}
+            for _ in range(args.rounds):
+                for impl in impls:
+                    samples[impl].append(run_one(impl, sc, args, f.name))
+            results[sc] = {impl: statistics.median(v) for impl, v in samples.items()}
+            unit, higher = SCENARIOS[sc]
+            row = "  ".join(f"{impl} {results[sc][impl]:,.0f}" for impl in impls)
+            print(f"{sc:18} [{unit}] {row}", flush=True)
+    doc = {
+        "schema": "engine-net-results", "schema_version": 1,
+        "command": "python " + " ".join(sys.argv),
+        "date": started.isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "pinning": {"server": args.server_cpu, "client": args.client_cpu},
+        "seconds": args.seconds, "rounds": args.rounds,
+        "scenarios": {},
+    }
+    for sc, vals in results.items():
+        unit, higher = SCENARIOS[sc]
+        ratios = {}
+        for peer in impls[1:]:
+            if vals.get(peer):
+                ratios[peer] = (vals["engine"] / vals[peer] if higher
+                                else vals[peer] / vals["engine"])
+        doc["scenarios"][sc] = {"unit": unit, "higher_is_better": higher, "values": vals,
+                                "engine_advantage": ratios}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        sha = "unknown"
+    doc["commit"] = sha
+    print("\nengine advantage (>1 = engine better):")
+    for sc, d in doc["scenarios"].items():
+        print(f"  {sc:18} " + "  ".join(f"vs {p} {r:.2f}x" for p, r in d["engine_advantage"].items()))
+    if args.results:
+        name = f"net-{started.strftime('%Y%m%dT%H%M%SZ')}-{sha}.json"
+        path = os.path.join(args.results, name)
+        with open(path, "w") as out:
+            json.dump(doc, out, indent=1)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
