@@ -22,6 +22,8 @@ cdef Py_ssize_t DGRAM_READ_MAX = 256 * 1024      # asyncio's max_size for datagr
 # empty writes. engine follows the running Python.
 cdef bint _DGRAM_EMPTY_OK = _sys.version_info >= (3, 13)
 cdef Py_ssize_t _DGRAM_OVERHEAD = 8 if _sys.version_info >= (3, 13) else 0
+cdef str _DGRAM_SOCK_EXPECTED = ('A datagram socket was expected' if _sys.version_info >= (3, 13)
+                                 else 'A UDP Socket was expected')
 
 
 @cython.no_gc_clear

@@ -152,10 +152,14 @@ cdef int _dispatch_none(Loop loop, object obj, int revents) except -1:
     return 0
 
 cdef int _dispatch_handle(Loop loop, object obj, int revents) except -1:
-    # asyncio's add_reader/add_writer: the handle joins the ready queue, as in asyncio.
+    # asyncio's add_reader/add_writer: the handle runs now, in event order, after the callbacks
+    # that were ready before this iteration's poll (asyncio's batch order)
     cdef Handle h = <Handle>obj
     if not h._cancelled:
-        loop._ready_push(h)
+        if loop._debug:
+            loop._run_handle_debug(h)
+        else:
+            h._run()
     return 0
 
 cdef int _dispatch_io(Loop loop, object obj, int revents) except -1:
@@ -563,7 +567,15 @@ cdef class Loop:
             else:
                 raise _oserror(n)
 
-        # 3. dispatch fd events through the kind table
+        # 3. asyncio's batch order for one iteration: first the callbacks that were ready before
+        # the poll, then the fd events in the order the poller reported them (transports, sock
+        # ops, watchers and add_reader handles all run at once, no queueing), then the timers
+        # that are due. Callbacks scheduled meanwhile wait for the next iteration.
+        ntodo = ready.count
+        if ntodo or n:
+            self._idle_pending = True
+        self._run_ready(ntodo)
+
         for i in range(n):
             eng_poller_event(<eng_poller*>self._poller, i, &fd, &revents)
             self._dispatch_fd(fd, revents)
@@ -584,7 +596,7 @@ cdef class Loop:
                     except BaseException as exc:
                         self._report_watcher_error(<Watcher>w, exc)
 
-        # 4. due timers join the ready queue, in deadline order
+        # 4. due timers run, in deadline order
         if self._heap_n:
             end = eng_monotonic() + self._clock_resolution
             while self._heap_n and self._heap[0].when <= end:
@@ -593,38 +605,37 @@ cdef class Loop:
                 t = <TimerHandle>p
                 Py_DECREF(t)           # drop the heap's reference; `t` holds one
                 t._scheduled = False
-                self._ready_push(t)
-
-        # 5. run what was ready when this iteration started
-        ntodo = ready.count
-        if ntodo or n:
-            self._idle_pending = True
-        if self._debug:
-            while ntodo > 0:
-                ntodo -= 1
-                p = ready.items[ready.head]
-                ready.head = (ready.head + 1) & (ready.cap - 1)
-                ready.count -= 1
-                h = <Handle>p
-                Py_DECREF(h)
-                if not h._cancelled:
-                    self._run_handle_debug(h)
-        else:
-            while ntodo > 0:
-                ntodo -= 1
-                p = ready.items[ready.head]
-                ready.head = (ready.head + 1) & (ready.cap - 1)
-                ready.count -= 1
-                h = <Handle>p
-                Py_DECREF(h)
-                if not h._cancelled:
-                    h._run()
-        h = None
+                self._idle_pending = True
+                if not t._cancelled:
+                    if self._debug:
+                        self._run_handle_debug(t)
+                    else:
+                        t._run()
+            t = None
 
         if self._timed_idles:
             now = eng_monotonic()
             if now >= self._timed_deadline:
                 self._run_timed_idle(now)
+        return 0
+
+    cdef int _run_ready(self, Py_ssize_t ntodo) except -1:
+        """Run the first ntodo callbacks of the ready queue."""
+        cdef Ring *ready = &self._ready
+        cdef PyObject *p
+        cdef Handle h
+        while ntodo > 0:
+            ntodo -= 1
+            p = ready.items[ready.head]
+            ready.head = (ready.head + 1) & (ready.cap - 1)
+            ready.count -= 1
+            h = <Handle>p
+            Py_DECREF(h)
+            if not h._cancelled:
+                if self._debug:
+                    self._run_handle_debug(h)
+                else:
+                    h._run()
         return 0
 
     cdef int _run_handle_debug(self, Handle h) except -1:
@@ -1787,7 +1798,7 @@ cdef class Loop:
         r_addr = None
         if sock is not None:
             if sock.type != _socket.SOCK_DGRAM:
-                raise ValueError(f'A UDP Socket was expected, got {sock!r}')
+                raise ValueError(_DGRAM_SOCK_EXPECTED + f', got {sock!r}')
             if (local_addr or remote_addr or family or proto or flags or reuse_port
                     or allow_broadcast):
                 opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family,
@@ -2187,13 +2198,20 @@ cdef class Loop:
             except BaseException:
                 sock.close()
                 raise
-            if cleanup_socket and path[0] not in (0, '\x00'):
-                unix_path = path
         else:
             if sock is None:
                 raise ValueError('path was not specified, and no sock specified')
             if sock.family != _AF_UNIX or sock.type != _SOCK_STREAM:
                 raise ValueError(f'A UNIX Domain Stream Socket was expected, got {sock!r}')
+        if cleanup_socket:
+            # as 3.13: the socket file goes away with the server -- unless it was replaced by
+            # another file meanwhile (same path, other inode)
+            bound = sock.getsockname()
+            if bound and bound[0] not in (0, '\x00'):
+                try:
+                    unix_path = (bound, _os.stat(bound).st_ino)
+                except FileNotFoundError:
+                    pass
         sock.setblocking(False)
         server = Server(self, [sock], protocol_factory, backlog, unix_path, ssl,
                         ssl_handshake_timeout, ssl_shutdown_timeout)

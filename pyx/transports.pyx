@@ -683,10 +683,15 @@ class Server(_asyncio.AbstractServer):
             (<Loop>self._loop)._stop_accepting(sock)
         self._serving = False
         if self._unix_path is not None:
+            path, ino = self._unix_path
+            self._unix_path = None
             try:
-                _os.unlink(self._unix_path)
-            except OSError:
+                if _os.stat(path).st_ino == ino:
+                    _os.unlink(path)
+            except FileNotFoundError:
                 pass
+            except OSError as err:
+                _logger().error('Unable to clean up listening UNIX socket %r: %r', path, err)
         if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
             self._serving_forever_fut.cancel()
             self._serving_forever_fut = None

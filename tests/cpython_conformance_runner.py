@@ -343,6 +343,10 @@ class Result(unittest.TestResult):
     def stopTest(self, test):
         faulthandler.cancel_dump_traceback_later()
         super().stopTest(test)
+        if self._outcome is None:
+            # 3.12+: a class skipped by a decorator is reported (addSkip, recorded there)
+            # without a startTest()
+            return
         rec = {"event": "result", "test": short_id(test.id()),
                "duration": round(time.monotonic() - self._t0, 3),
                "engine_loops_created": _State.created, "engine_loops_run": _State.ran,

@@ -172,6 +172,7 @@ cdef class Loop:
     cdef int _run_idle(self) except -1
     cdef int _run_timed_idle(self, double now) except -1
     cdef int _recompute_timed_deadline(self) except -1
+    cdef int _run_ready(self, Py_ssize_t ntodo) except -1
     cdef int _run_handle_debug(self, Handle h) except -1
     cdef int _wakeup(self) except -1
     cdef int _read_signals(self) except -1
