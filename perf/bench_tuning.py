@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> dict:
         "meta": {
             "date": started.isoformat(timespec="seconds"),
             "kernel": f"{platform.system()} {platform.release()}",
-            "python_version": platform.python_version(),
+            "python_version": platform.python_version(), "python_executable": sys.executable,
             "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
             "pinning": {"server": server_cpu, "client": client_cpu},
             "git": {"commit": commit, "short": commit[:7] if commit else None,
