@@ -12,10 +12,12 @@ and a file with sendfile(2) -- under each setting:
     file-cork      the same inside tuning.cork()
 
 A client (a blocking socket, pinned to the other CPU) sends one request at a time and reads the
-whole response. Per scenario: responses/s over repeated timed runs (median, min, max), and the
-data segments the server's kernel sent per response (TCP_INFO tcpi_data_segs_out, read on the
-server side). Loopback's MTU is 64 KiB, so a body under ~64 KiB fits one segment: the segment
-counts show the coalescing; a real NIC's 1500-byte MTU multiplies the small-segment cost.
+whole response. Per scenario: responses/s over repeated timed runs (median, min, max); the
+server process's CPU time per response (over loopback that includes delivering its segments
+into the client's socket, work done in the sender's context); and the data segments the
+server's kernel sent per response (TCP_INFO tcpi_data_segs_out, read on the server side).
+Loopback's MTU is 64 KiB, so a body under ~64 KiB fits one segment: the segment counts show
+the coalescing; a real NIC's 1500-byte MTU multiplies the small-segment cost.
 
     python perf/bench_tuning.py                   # full run, writes results/tuning-<UTC>-<sha>.json
     python perf/bench_tuning.py --quick --no-save # a rough look
@@ -82,6 +84,8 @@ def serve(port_file: str, body_sizes: list[int]) -> None:
                     mode = words[1]
                     tuning.nodelay(sock, mode != "nagle")
                     await loop.sock_sendall(sock, b"OK\n")
+                elif words[0] == "CPU":             # this process's CPU time, ns
+                    await loop.sock_sendall(sock, b"%d\n" % time.process_time_ns())
                 elif words[0] == "INFO":
                     await loop.sock_sendall(sock, json.dumps(tuning.tcp_info(sock)).encode()
                                             + b"\n")
@@ -165,10 +169,12 @@ def measure_size(port: int, size: int, runs: int, seconds: float) -> dict[str, d
                 conn.get(size)
         info0 = {mode: json.loads(conn.line(b"INFO\n")) for mode, conn in conns.items()}
         rates: dict[str, list[float]] = {mode: [] for mode in SCENARIOS}
+        cpu: dict[str, list[float]] = {mode: [] for mode in SCENARIOS}
         totals = dict.fromkeys(SCENARIOS, 0)
         for _ in range(runs):
             for mode, conn in conns.items():
                 n = 0
+                cpu0 = int(conn.line(b"CPU\n"))
                 t0 = time.perf_counter()
                 deadline = t0 + seconds
                 while True:
@@ -177,6 +183,7 @@ def measure_size(port: int, size: int, runs: int, seconds: float) -> dict[str, d
                     if (n % 8 == 0 or mode == "nagle") and time.perf_counter() >= deadline:
                         break
                 rates[mode].append(n / (time.perf_counter() - t0))
+                cpu[mode].append((int(conn.line(b"CPU\n")) - cpu0) / n / 1e3)
                 totals[mode] += n
         info1 = {mode: json.loads(conn.line(b"INFO\n")) for mode, conn in conns.items()}
     finally:
@@ -185,8 +192,9 @@ def measure_size(port: int, size: int, runs: int, seconds: float) -> dict[str, d
     out = {}
     for mode in SCENARIOS:
         key = "data_segs_out" if "data_segs_out" in info1[mode] else "segs_out"
-        # the first INFO reply is one data segment sent between the two readings
-        segs = info1[mode][key] - info0[mode][key] - 1
+        # the first INFO reply and two CPU replies per run are data segments sent between
+        # the two readings
+        segs = info1[mode][key] - info0[mode][key] - 1 - 2 * runs
         total = totals[mode]
         out[mode] = {
             "label": SCENARIOS[mode], "mode": mode, "header_bytes": HEADER, "body_bytes": size,
@@ -194,6 +202,9 @@ def measure_size(port: int, size: int, runs: int, seconds: float) -> dict[str, d
             "responses_per_s": {"median": statistics.median(rates[mode]),
                                 "min": min(rates[mode]), "max": max(rates[mode]),
                                 "runs": rates[mode]},
+            "server_cpu_us_per_response": {"median": statistics.median(cpu[mode]),
+                                           "min": min(cpu[mode]), "max": max(cpu[mode]),
+                                           "runs": cpu[mode]},
             "segments_per_response": segs / total,
             "bytes_per_segment": (HEADER + size) * total / segs if segs else None,
             "segment_counter": key,
@@ -270,16 +281,19 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(doc: dict) -> str:
-    rows = ["| response | setting | responses/s (median, min-max) | segments/response | "
-            "bytes/segment |", "|:---|:---|---:|---:|---:|"]
+    rows = ["| response | setting | responses/s (median, min-max) | server CPU µs/response "
+            "(median, min-max) | segments/response | bytes/segment |",
+            "|:---|:---|---:|---:|---:|---:|"]
     for r in doc["scenarios"].values():
         rps = r["responses_per_s"]
         size = r["body_bytes"]
         body = f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
         what = f"{r['header_bytes']} B header + {body}"
         bps = f"{r['bytes_per_segment']:.0f}" if r["bytes_per_segment"] else "-"
+        cpu = r["server_cpu_us_per_response"]
         rows.append(f"| {what} | {r['label']} | {rps['median']:,.0f} "
-                    f"({rps['min']:,.0f}-{rps['max']:,.0f}) | {r['segments_per_response']:.2f} "
+                    f"({rps['min']:,.0f}-{rps['max']:,.0f}) | {cpu['median']:.1f} "
+                    f"({cpu['min']:.1f}-{cpu['max']:.1f}) | {r['segments_per_response']:.2f} "
                     f"| {bps} |")
     return "\n".join(rows)
 
