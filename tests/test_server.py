@@ -638,6 +638,30 @@ def test_sigterm_loses_no_in_flight_response(spawn, workers):
         socket.create_connection(addr, timeout=WAIT).close()
 
 
+@pytest.mark.parametrize("workers", [None, 1], ids=["in-process", "1-worker"])
+def test_second_signal_stops_waiting(spawn, workers):
+    # the graceful timeout is longer than any wait here: only the second signal can end it
+    args = ["--graceful-timeout", "60"] + (["--workers", str(workers)] if workers else [])
+    sp = spawn(*args)
+    addr = _addr(sp.event("ready"))
+    c = Client(addr)
+    assert c.request("SLOW long 60") == "ACCEPTED long"
+    sp.signal(signal.SIGTERM)
+    _until(lambda: _refused(addr), "the listener to close")
+    sp.signal(signal.SIGINT)                # a second one: abort what is in flight
+    assert c.line() == ""                   # closed without its DONE
+    c.close()
+    assert sp.wait() == 0
+
+
+def _refused(addr) -> bool:
+    try:
+        socket.create_connection(addr, timeout=WAIT).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_sighup_rolls_workers_without_dropping_requests(spawn):
     sp = spawn("--workers", "2", "--graceful-timeout", "10")
     old = _worker_pids(sp, 2)
