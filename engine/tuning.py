@@ -20,15 +20,17 @@ When each one helps (numbers: ``perf/bench_tuning.py``, README "engine.tuning"):
 
 * :func:`nodelay` -- request/response traffic. With Nagle on, the second piece of a response
   written in two waits until the first is acknowledged, and the peer delays that ACK (at least
-  40 ms on Linux): every such response costs a delayed-ACK timeout. engine's and asyncio's transports already set
-  TCP_NODELAY on every TCP connection; ``nodelay(t, False)`` only suits senders of many tiny
-  writes that do not care about latency.
-* :func:`cork` -- a response written in pieces: header + body, header + ``sendfile``. With
-  TCP_NODELAY every write leaves at once as its own segment (a small header segment, then the
-  body); corked, the kernel holds partial segments until the block ends, so the response leaves
-  in full-sized segments: fewer packets, and the header rides with the first body bytes. Most
-  useful for file serving (header + sendfile cannot be joined in user space). Useless around a
-  single write; costs three system calls.
+  40 ms on Linux): every such response costs a delayed-ACK timeout. engine's and asyncio's
+  transports already set TCP_NODELAY on every TCP connection; ``nodelay(t, False)`` only suits
+  senders of many tiny writes that do not care about latency.
+* :func:`cork` -- a response written in pieces over a network: header + body, header +
+  ``sendfile``. With TCP_NODELAY every write leaves at once as its own segment (a small header
+  segment, then the body); corked, the kernel holds partial segments until the block ends, so
+  the response leaves in full-sized segments: fewer packets, and the header rides with the
+  first body bytes. Most useful for file serving (header + sendfile cannot be joined in user
+  space); a body in memory is cheaper joined (one write, or ``transport.writelines()``, which
+  engine sends with one sendmsg). Useless around a single write; costs three system calls,
+  which over loopback (packets almost free) is more than it saves.
 * :func:`quickack` -- the receiving side of a peer that still uses Nagle: ACK at once instead of
   delaying. Linux clears it again on its own, so set it after each read where it matters.
 * :func:`notsent_lowat` -- streaming and bulk to many clients (server-sent events, websockets,
