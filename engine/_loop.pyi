@@ -16,6 +16,10 @@ _FileDescriptorLike = int | _HasFileno
 
 BACKEND: str
 DEBUG_BUILD: bool
+PROBES: dict[str, bool]                          # build-probe facts (pyx/probes.h)
+FEATURES: dict[str, bool]                        # what the build chose to use (policy)
+SOCKOPTS: dict[str, int]                         # socket option numbers from the build's headers
+TCP_INFO_FIELDS: dict[str, tuple[int, int]]      # struct tcp_info member -> (offset, size)
 READ: int
 WRITE: int
 ERROR: int

@@ -21,7 +21,8 @@ from includes.poller cimport (
     eng_poller_close)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
-    eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy)
+    eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy,
+    eng_probe_sockopts, eng_field, eng_tcp_info_fields)
 from includes.python cimport (
     PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent, PyErr_CheckSignals,
     PyThread_get_thread_ident)
@@ -89,6 +90,19 @@ cdef dict _probe_dict(const eng_probe *table):
 # What the build probes found on this platform (facts), and what the build chose to use (policy).
 PROBES = _probe_dict(eng_probe_facts)
 FEATURES = _probe_dict(eng_probe_policy)
+# For engine.tuning: option numbers from this build's headers, and where the struct tcp_info
+# members the probes found sit (name -> (offset, size in bytes)); see pyx/sockopts.c.
+SOCKOPTS = {}
+TCP_INFO_FIELDS = {}
+cdef int _i = 0
+while eng_probe_sockopts[_i].name != NULL:
+    SOCKOPTS[eng_probe_sockopts[_i].name.decode()] = eng_probe_sockopts[_i].value
+    _i += 1
+_i = 0
+while eng_tcp_info_fields[_i].name != NULL:
+    TCP_INFO_FIELDS[eng_tcp_info_fields[_i].name.decode()] = (
+        eng_tcp_info_fields[_i].offset, eng_tcp_info_fields[_i].size)
+    _i += 1
 
 
 cdef _format_callback_source(callback, args):

@@ -102,6 +102,16 @@ static const eng_probe eng_probe_facts[] = {
 #else
     {"so_nosigpipe", 0},
 #endif
+#ifdef HAVE_SO_REUSEPORT
+    {"so_reuseport", 1},
+#else
+    {"so_reuseport", 0},
+#endif
+#ifdef HAVE_SO_REUSEPORT_LB
+    {"so_reuseport_lb", 1},
+#else
+    {"so_reuseport_lb", 0},
+#endif
 #ifdef HAVE_TCP_CORK
     {"tcp_cork", 1},
 #else
@@ -112,10 +122,25 @@ static const eng_probe eng_probe_facts[] = {
 #else
     {"tcp_info", 0},
 #endif
+#ifdef HAVE_TCP_KEEPALIVE
+    {"tcp_keepalive", 1},
+#else
+    {"tcp_keepalive", 0},
+#endif
+#ifdef HAVE_TCP_KEEPCNT
+    {"tcp_keepcnt", 1},
+#else
+    {"tcp_keepcnt", 0},
+#endif
 #ifdef HAVE_TCP_KEEPIDLE
     {"tcp_keepidle", 1},
 #else
     {"tcp_keepidle", 0},
+#endif
+#ifdef HAVE_TCP_KEEPINTVL
+    {"tcp_keepintvl", 1},
+#else
+    {"tcp_keepintvl", 0},
 #endif
 #ifdef HAVE_TCP_NOPUSH
     {"tcp_nopush", 1},
@@ -153,5 +178,11 @@ static const eng_probe eng_probe_policy[] = {
     {"tcp_nopush", ENGINE_USE_TCP_NOPUSH},
     {0, 0}
 };
+
+/* Defined in sockopts.c, a unit of its own so that its TCP headers (<linux/tcp.h> where the
+ * probes found it: glibc's <netinet/tcp.h> has an older struct tcp_info) stay out of this one. */
+typedef struct { const char *name; int offset; int size; } eng_field;
+extern const eng_probe eng_probe_sockopts[];     /* option name -> number, options found only */
+extern const eng_field eng_tcp_info_fields[];    /* struct tcp_info member -> offset, size */
 
 #endif

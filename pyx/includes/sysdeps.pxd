@@ -18,3 +18,9 @@ cdef extern from "probes.h" nogil:
         int value
     const eng_probe *eng_probe_facts
     const eng_probe *eng_probe_policy
+    const eng_probe *eng_probe_sockopts
+    ctypedef struct eng_field:
+        const char *name
+        int offset
+        int size
+    const eng_field *eng_tcp_info_fields
