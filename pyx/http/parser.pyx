@@ -300,9 +300,12 @@ cdef inline Py_ssize_t _find_lf(HttpParser p) noexcept:
 
 
 cdef int _request_line_too_long(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
-    """The first n bytes of a request-line exceed max_request_line: 414 if the target is what
-    is long, 400 if the method or the version is junk."""
+    """A request-line longer than max_request_line: 414 if the target is what is long, 400 if
+    the method or the version is junk. Only the first max_request_line + 2 bytes are looked at,
+    so the answer is the same however the line was split across reads."""
     cdef Py_ssize_t i = 0, j
+    if n > p._max_request_line + 2:
+        n = p._max_request_line + 2
     while i < n and CHAR_CLASS[s[i]] & CC_TCHAR:
         i += 1
     if i == 0 or i >= n or s[i] != 0x20:
@@ -579,6 +582,9 @@ cdef int _headers_complete(HttpParser p) except -1:
     """Framing and connection decisions at the end of the header section, then on_request()."""
     if p._v11 and p._host_count == 0:
         return _fail(p, 400, "missing Host")
+    if p._is_connect and (p._has_te or (p._has_cl and p.content_length > 0)):
+        # a CONNECT request has no content (RFC 9110 §9.3.6); framing it is ambiguous
+        return _fail(p, 400, "CONNECT request with content")
     if p._has_te:
         if not p._v11:
             return _fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -618,17 +624,17 @@ cdef int _headers_complete(HttpParser p) except -1:
 
 
 cdef int st_request_line(HttpParser p) except -1:
+    # The checks run in the same order whether or not the LF has arrived (first byte, length,
+    # then the rest), so a request is refused for the same reason however it was split.
     cdef Py_ssize_t lf = _find_lf(p)
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n = (lf if lf >= 0 else p._end) - p._pos      # bytes before the LF
     cdef const unsigned char *s = p._data + p._pos
+    if n > 0 and not (CHAR_CLASS[s[0]] & CC_TCHAR or s[0] == 0x0D):
+        return _fail(p, 400, "invalid request method")
+    if n > p._max_request_line + 1:                   # content + CR
+        return _request_line_too_long(p, s, n)
     if lf < 0:
-        n = p._end - p._pos
-        if n > 0 and not (CHAR_CLASS[s[0]] & CC_TCHAR or s[0] == 0x0D):
-            return _fail(p, 400, "invalid request method")
-        if n > p._max_request_line + 1:
-            _request_line_too_long(p, s, n)
         return 0
-    n = lf - p._pos                                   # bytes before LF
     if n == 0 or s[n - 1] != 0x0D:
         return _fail(p, 400, "line not terminated by CRLF")
     n -= 1
@@ -638,8 +644,6 @@ cdef int st_request_line(HttpParser p) except -1:
             return _fail(p, 400, "too many empty lines before the request-line")
         p._pos = lf + 1
         return 1
-    if n > p._max_request_line:
-        return _request_line_too_long(p, s, n)
     p.headers = []
     p.content_length = -1
     p.chunked = False
@@ -743,21 +747,13 @@ cdef int _check_chunk_ext(HttpParser p, const unsigned char *s, Py_ssize_t n) ex
     return 0
 
 
-cdef int st_chunk_size(HttpParser p) except -1:
-    cdef Py_ssize_t lf = _find_lf(p)
-    cdef Py_ssize_t n, i
-    cdef const unsigned char *s = p._data + p._pos
+cdef int64_t _chunk_size(HttpParser p, const unsigned char *s, Py_ssize_t n,
+                         Py_ssize_t *digits) except -2:
+    """The hex chunk-size at the start of s[:n] (sets *digits); refuses an absent or too
+    large one."""
+    cdef Py_ssize_t i = 0
     cdef uint64_t size = 0
     cdef unsigned char c
-    if lf < 0:
-        if p._end - p._pos > MAX_CHUNK_SIZE_DIGITS + p._max_chunk_ext + 1:
-            return _fail(p, 400, "chunk size line too long")
-        return 0
-    n = lf - p._pos
-    if n == 0 or s[n - 1] != 0x0D:
-        return _fail(p, 400, "line not terminated by CRLF")
-    n -= 1
-    i = 0
     while i < n and CHAR_CLASS[s[i]] & CC_HEX:
         c = s[i]
         size = size * 16 + (c - 0x30 if c <= 0x39 else (c | 0x20) - 0x61 + 10)
@@ -768,6 +764,27 @@ cdef int st_chunk_size(HttpParser p) except -1:
         return _fail(p, 400, "invalid chunk size line")
     if size > <uint64_t>INT64_MAX:
         return _fail(p, 400, "chunk size too large")
+    digits[0] = i
+    return <int64_t>size
+
+
+cdef int st_chunk_size(HttpParser p) except -1:
+    # As for the request-line: the same checks in the same order with or without the LF.
+    cdef Py_ssize_t lf = _find_lf(p)
+    cdef Py_ssize_t n = (lf if lf >= 0 else p._end) - p._pos      # bytes before the LF
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t line_max = MAX_CHUNK_SIZE_DIGITS + p._max_chunk_ext + 1
+    cdef const unsigned char *s = p._data + p._pos
+    cdef int64_t size
+    if n > line_max:
+        _chunk_size(p, s, line_max, &i)
+        return _fail(p, 400, "chunk extensions too long")
+    if lf < 0:
+        return 0
+    if n == 0 or s[n - 1] != 0x0D:
+        return _fail(p, 400, "line not terminated by CRLF")
+    n -= 1
+    size = _chunk_size(p, s, n, &i)
     if n - i > p._max_chunk_ext:
         return _fail(p, 400, "chunk extensions too long")
     _check_chunk_ext(p, s + i, n - i)
