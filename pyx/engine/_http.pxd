@@ -32,10 +32,11 @@ cdef class HttpParser:
         readonly list headers            # [(lowercased name, value), ...] in received order
         readonly bint keep_alive         # the connection may carry another request after this one
         readonly bint expect_continue    # HTTP/1.1 request with Expect: 100-continue
-        readonly object upgrade          # Upgrade value (bytes) if the request asks to upgrade, else None
+        readonly object upgrade          # the Upgrade value (bytes) if it upgrades, else None
         readonly int64_t content_length  # -1 if the request has no Content-Length
         readonly bint chunked            # Transfer-Encoding: chunked
-        readonly object authority        # absolute/authority-form target's authority, else Host (bytes or None)
+        readonly object authority        # the target's authority (absolute/authority-form), else
+                                         # Host (bytes), or None
         readonly Limits limits
 
         # -- machinery --

@@ -29,7 +29,8 @@
 #   with Content-Length is rejected (9112 §6.1 allows rejecting it, and it is the classic
 #   request-smuggling vector); TE in an HTTP/1.0 request means faulty framing (9112 §6.1): 400.
 #   Content-Length = 1*DIGIT; a list or a repeated field is rejected (9110 §8.6 allows that).
-#   A request with neither has no body (9112 §6.3).
+#   A request with neither has no body (9112 §6.3). A CONNECT request has no content
+#   (9110 §9.3.6): one with Content-Length > 0 or Transfer-Encoding is refused.
 # * chunked-body (9112 §7.1): chunk-size = 1*HEXDIG, chunk-ext = *( BWS ";" BWS name [ BWS "="
 #   BWS ( token / quoted-string ) ] ), CRLF after the data, last-chunk "0", trailer fields, CRLF.
 # * Persistence (9112 §9.3): HTTP/1.1 persists unless "Connection: close"; HTTP/1.0 only with
@@ -129,7 +130,8 @@ cdef tuple _COMMON_NAMES = (
     b"keep-alive", b"content-md5", b"x-requested-with", b"accept-ranges",
 )
 cdef tuple _NAMES_BY_LEN             # _COMMON_NAMES sorted by length
-cdef Py_ssize_t _NAME_START[NAME_STACK + 2]   # _NAMES_BY_LEN[_NAME_START[n]:_NAME_START[n+1]] have length n
+# _NAMES_BY_LEN[_NAME_START[n]:_NAME_START[n + 1]] are the names of length n
+cdef Py_ssize_t _NAME_START[NAME_STACK + 2]
 
 cdef bytes M_GET = b"GET"
 cdef bytes M_HEAD = b"HEAD"
@@ -192,7 +194,8 @@ cdef inline bytes _method(const unsigned char *s, Py_ssize_t n):
     cdef PyObject *cand
     for k in range(PyTuple_GET_SIZE(_METHODS)):
         cand = PyTuple_GET_ITEM(_METHODS, k)
-        if PyBytes_GET_SIZE(<object>cand) == n and memcmp(PyBytes_AS_STRING(<object>cand), s, n) == 0:
+        if (PyBytes_GET_SIZE(<object>cand) == n
+                and memcmp(PyBytes_AS_STRING(<object>cand), s, n) == 0):
             return <bytes>cand
     return PyBytes_FromStringAndSize(<const char *>s, n)
 
@@ -1077,6 +1080,10 @@ cdef class HttpParser:
                     self._buf_len -= consumed
             elif consumed < n:
                 self._buf_append(data + consumed, n - consumed)
+            if self._buf_len == 0 and self._buf_cap > BUFFER_KEEP_CAPACITY:
+                free(self._buf)         # don't keep a burst's worth of memory per connection
+                self._buf = NULL
+                self._buf_cap = 0
         return 0
 
     cdef int _execute(self) except -1:

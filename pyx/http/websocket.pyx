@@ -260,6 +260,7 @@ cdef int _finish_header(FrameParser p) except -1:
     cdef int len7 = p._hdr[1] & 0x7F
     cdef int i = 2, j
     cdef uint64_t length
+    cdef Py_ssize_t room
     if len7 == 126:
         length = (<uint64_t>p._hdr[2] << 8) | p._hdr[3]
         i = 4
@@ -279,8 +280,8 @@ cdef int _finish_header(FrameParser p) except -1:
     if p._masked:
         memcpy(p._mask, p._hdr + i, 4)
     if p._opcode < OPC_CLOSE:
-        if p.max_message_size >= 0 and \
-                length > <uint64_t>(p.max_message_size - (p._msg_len if p._opcode == OPC_CONT else 0)):
+        room = p.max_message_size - (p._msg_len if p._opcode == OPC_CONT else 0)
+        if p.max_message_size >= 0 and length > <uint64_t>room:
             return _fail(p, 1009, "message too big")
         if p._opcode != OPC_CONT:
             p._msg_opcode = p._opcode
