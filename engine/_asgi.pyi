@@ -1,0 +1,34 @@
+"""Type stubs for engine._asgi (the ASGI HTTP/1.1 + WebSocket server protocol)."""
+import asyncio
+from typing import Any
+
+class ServerConfig:
+    app: Any
+    state: Any
+    root_path: str
+    keep_alive: float
+    header_timeout: float
+    body_timeout: float
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_max_size: int
+    limits: Any
+    default_headers: list[tuple[bytes, bytes]]
+    date_header: bool
+    access_log: bool
+    limit_concurrency: int
+    lifespan_state: dict[str, Any] | None
+    connections: set[Any]
+    scheme: str
+    def __init__(self, app: Any, *, state: Any = ..., root_path: str = ...,
+                 keep_alive: float = ..., header_timeout: float = ..., body_timeout: float = ...,
+                 ws_ping_interval: float = ..., ws_ping_timeout: float = ...,
+                 ws_max_size: int = ..., limits: Any = ...,
+                 default_headers: list[tuple[bytes, bytes]] | None = ...,
+                 date_header: bool = ..., access_log: bool = ..., limit_concurrency: int = ...,
+                 lifespan_state: dict[str, Any] | None = ..., connections: set[Any] | None = ...,
+                 scheme: str = ...) -> None: ...
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, cfg: ServerConfig, loop: asyncio.AbstractEventLoop | None = ...) -> None: ...
+    def shutdown(self) -> None: ...

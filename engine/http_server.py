@@ -1,0 +1,104 @@
+"""The built-in ``http`` protocol of ``engine serve``: HTTP/1.1 + WebSocket for ASGI apps.
+
+The protocol itself is compiled (``engine._asgi``, on the IO-free parser ``engine._http`` and the
+WebSocket codec ``engine._ws``); this module turns a server configuration into its protocol
+factory, for ``engine serve`` (``--protocol http``, the default) and for direct use::
+
+    import asyncio, engine
+    from engine.http_server import serve_app
+
+    engine.run(serve_app(app, host="127.0.0.1", port=8000))
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import _http
+from ._asgi import HttpProtocol, ServerConfig
+
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
+                    Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+__all__ = ["HttpPlugin", "plugin", "server_config", "serve_app", "HttpProtocol", "ServerConfig"]
+
+
+def _opt(config: Any, name: str, default: Any) -> Any:
+    value = getattr(config, name, default) if config is not None else default
+    return default if value is None else value
+
+
+def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> ServerConfig:
+    """A ServerConfig for the protocol from an engine.config.Config-like object (any object
+    with those attribute names; missing ones take their defaults) and an optional
+    engine.protocols.ServerState."""
+    limits = _http.Limits(
+        max_request_line=_opt(config, "max_request_line", 8192),
+        max_header_count=_opt(config, "max_header_count", 100),
+        max_header_bytes=_opt(config, "max_header_bytes", 65536),
+        max_body=getattr(config, "max_body", None) if config is not None else None,
+    )
+    default_headers: list[tuple[bytes, bytes]] = []
+    if state is not None and getattr(state, "default_headers", None):
+        default_headers = list(state.default_headers)
+    elif _opt(config, "server_header", True):
+        default_headers = [(b"server", b"engine")]
+    ssl = None
+    if config is not None and hasattr(config, "ssl_context"):
+        try:
+            ssl = config.ssl_context()
+        except TypeError:
+            ssl = None
+    lifespan_state = getattr(state, "lifespan_state", None) if state is not None else None
+    connections = getattr(state, "connections", None) if state is not None else None
+    return ServerConfig(
+        app, state=state,
+        root_path=_opt(config, "root_path", ""),
+        keep_alive=float(_opt(config, "timeout_keep_alive", 5.0)),
+        header_timeout=float(_opt(config, "timeout_request_header", 10.0)),
+        body_timeout=float(_opt(config, "timeout_request_body", 30.0)),
+        ws_ping_interval=float(_opt(config, "ws_ping_interval", 20.0)),
+        ws_ping_timeout=float(_opt(config, "ws_ping_timeout", 20.0)),
+        ws_max_size=int(_opt(config, "ws_max_size", 16 * 1024 * 1024)),
+        limits=limits, default_headers=default_headers,
+        date_header=bool(_opt(config, "date_header", True)),
+        access_log=bool(_opt(config, "access_log", False)),
+        limit_concurrency=int(_opt(config, "limit_concurrency", 0)),
+        lifespan_state=lifespan_state, connections=connections,
+        scheme="https" if ssl is not None else "http",
+    )
+
+
+class HttpPlugin:
+    """engine.protocols plugin ``http``."""
+
+    name = "http"
+    needs_app = True
+
+    def create_protocol_factory(self, app: ASGIApp, config: Any,
+                                state: Any) -> Callable[[], asyncio.BaseProtocol]:
+        cfg = server_config(app, config, state)
+
+        def factory() -> asyncio.BaseProtocol:
+            return HttpProtocol(cfg, asyncio.get_running_loop())  # type: ignore[no-any-return]
+
+        return factory
+
+
+plugin = HttpPlugin()
+
+
+async def serve_app(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000, *,
+                    config: Any = None, ready: Callable[[asyncio.AbstractServer], object]
+                    | None = None) -> None:
+    """Serve app on the running loop until cancelled (no lifespan, no workers: engine serve
+    does those)."""
+    loop = asyncio.get_running_loop()
+    cfg = server_config(app, config)
+    server = await loop.create_server(lambda: HttpProtocol(cfg, loop), host, port,
+                                      backlog=2048)
+    if ready is not None:
+        ready(server)
+    async with server:
+        await server.serve_forever()

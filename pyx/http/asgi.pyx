@@ -1,0 +1,755 @@
+# engine._asgi: the ASGI 3.0 HTTP/1.1 (+ WebSocket) server protocol, on engine._http's parser.
+#
+# One HttpProtocol per connection. It *is* the parser (a Cython subclass of engine._http's
+# HttpParser whose hooks are C calls), and an asyncio.Protocol for any loop. Per request it
+# builds the scope and a RequestCycle whose receive()/send() are the ASGI callables; the app runs
+# as a task started eagerly (3.12+: asyncio's eager_start -- a hello-world app answers inside
+# data_received, no extra loop iteration).
+#
+# Facts from RFC 9112 this file relies on:
+#   * responses go out in request order: the parser is paused at the end of a request whose
+#     response is not finished, and resumed (it then parses what was pipelined) when it is;
+#   * a response without Content-Length to an HTTP/1.1 request is chunked; to HTTP/1.0 it is
+#     delimited by closing the connection;
+#   * HEAD responses carry the headers of the GET response and no body;
+#   * 1xx/204/304 responses have no body and no Content-Length framing.
+# Timeouts (keep-alive idle, request header, request body) run on one re-armed loop timer.
+
+cimport cython
+from engine._http cimport HttpParser
+from engine._ws cimport FrameParser
+
+cdef class RequestCycle
+cdef class WebSocketSession(FrameParser)
+
+import asyncio as _asyncio
+import logging as _logging
+import os as _os
+import sys as _sys
+import time as _time
+from urllib.parse import unquote as _unquote
+
+from engine import _http
+from engine import _ws
+
+cdef object HttpParserError = _http.HttpParserError
+cdef object build_response_head = _http.build_response_head
+cdef object http_chunk = _http.chunk
+cdef object last_chunk = _http.last_chunk
+cdef object http_date = _http.http_date
+cdef object Limits = _http.Limits
+
+cdef object _logger = _logging.getLogger("engine.http")
+cdef object _access_logger = _logging.getLogger("engine.access")
+
+cdef bint _EAGER = _sys.version_info >= (3, 12)
+cdef object _Task = _asyncio.Task
+cdef object _CancelledError = _asyncio.CancelledError
+
+cdef dict _ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
+cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024    # buffered request body that pauses reading
+
+# connection states for the timer
+cdef enum:
+    T_NONE = 0
+    T_IDLE = 1          # keep-alive: waiting for a request
+    T_HEADER = 2        # a request started, its header section is not complete
+    T_BODY = 3          # the app waits for request body
+
+
+cdef class _Date:
+    """The Date header value, formatted once per second."""
+    cdef double _second
+    cdef bytes _value
+
+    cdef bytes get(self):
+        cdef double now = _time.time()
+        if now - self._second >= 1.0 or self._value is None:
+            self._second = <double><long>now
+            self._value = http_date(now)
+        return self._value
+
+
+cdef _Date _date = _Date()
+
+
+cdef inline str _decode_path(bytes raw):
+    if b"%" in raw:
+        return _unquote(raw.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
+    return raw.decode("latin-1")
+
+
+@cython.final
+cdef class ServerConfig:
+    """What the protocol needs from engine.config.Config, resolved once per worker."""
+    cdef public object app
+    cdef public object state                 # engine.protocols.ServerState (or None)
+    cdef public str root_path
+    cdef public double keep_alive
+    cdef public double header_timeout
+    cdef public double body_timeout
+    cdef public double ws_ping_interval
+    cdef public double ws_ping_timeout
+    cdef public Py_ssize_t ws_max_size
+    cdef public object limits
+    cdef public list default_headers         # [(name, value)] bytes, e.g. server
+    cdef public bint date_header
+    cdef public bint access_log
+    cdef public Py_ssize_t limit_concurrency  # 0: none
+    cdef public object lifespan_state        # dict copied into each scope["state"], or None
+    cdef public object connections           # set of live protocols (shutdown, concurrency)
+    cdef public str scheme                   # "http" or "https"
+    cdef public bint zerocopy
+
+    def __init__(self, app, *, state=None, root_path="", keep_alive=5.0, header_timeout=10.0,
+                 body_timeout=30.0, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+                 ws_max_size=16 * 1024 * 1024, limits=None, default_headers=None,
+                 date_header=True, access_log=False, limit_concurrency=0, lifespan_state=None,
+                 connections=None, scheme="http"):
+        self.app = app
+        self.state = state
+        self.root_path = root_path
+        self.keep_alive = keep_alive
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.ws_ping_interval = ws_ping_interval or 0.0
+        self.ws_ping_timeout = ws_ping_timeout or 0.0
+        self.ws_max_size = ws_max_size
+        self.limits = limits if limits is not None else Limits()
+        self.default_headers = list(default_headers or [])
+        self.date_header = date_header
+        self.access_log = access_log
+        self.limit_concurrency = limit_concurrency or 0
+        self.lifespan_state = lifespan_state
+        self.connections = connections if connections is not None else set()
+        self.scheme = scheme
+        self.zerocopy = True
+
+
+@cython.final
+cdef class HttpProtocol(HttpParser):
+    """asyncio.Protocol: HTTP/1.1 for one connection, requests handed to an ASGI app."""
+    cdef:
+        ServerConfig cfg
+        object loop
+        object transport
+        object server_addr
+        object client_addr
+        str scheme
+        RequestCycle cycle            # the request being answered, or None
+        bint closing
+        bint draining                 # shutdown(): close once the current response is done
+        bint write_paused
+        object drain_waiter           # future: resume_writing()
+        bint read_paused_body         # reading paused because of request body backpressure
+        object timer
+        int timer_kind
+        bint tls
+        object ws                     # WebSocketSession after an upgrade
+        object __weakref__
+
+    def __init__(self, ServerConfig cfg, loop=None):
+        HttpParser.__init__(self, cfg.limits)
+        self.cfg = cfg
+        self.loop = loop if loop is not None else _asyncio.get_event_loop()
+        self.scheme = cfg.scheme
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.cfg.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        self.server_addr = _addr(transport.get_extra_info("sockname"))
+        self.client_addr = _addr(transport.get_extra_info("peername"))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+            self.tls = True
+        if self.cfg.limit_concurrency and len(self.cfg.connections) > self.cfg.limit_concurrency:
+            self._reject(503, b"Service Unavailable")
+            return
+        self._arm(T_IDLE)
+
+    def data_received(self, data):
+        if self.ws is not None:
+            (<WebSocketSession>self.ws).data_received(data)
+            return
+        if self.closing:
+            return
+        if self.cycle is None and self.timer_kind != T_HEADER:
+            self._arm(T_HEADER)          # a new request starts: headers must arrive in time
+        try:
+            self.feed_data(data)
+        except HttpParserError as exc:
+            self._parse_error(exc)
+        if self.paused and not self.closing and self.ws is None:
+            # pipelined bytes wait in the parser: stop reading until the response is done
+            self.transport.pause_reading()
+
+    def eof_received(self):
+        if self.ws is not None:
+            return (<WebSocketSession>self.ws).eof_received()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # a half-closed client may still read the answer (HTTP/1.0 style)
+            self.cycle.disconnected_on_read = True
+            self.cycle._wake_receiver()
+            return True
+        return False
+
+    def connection_lost(self, exc):
+        self.closing = True
+        self.cfg.connections.discard(self)
+        self._disarm()
+        if self.ws is not None:
+            (<WebSocketSession>self.ws).connection_lost(exc)
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle._wake_receiver()
+        self._wake_drain()
+        self.transport = None
+
+    def pause_writing(self):
+        self.write_paused = True
+
+    def resume_writing(self):
+        self.write_paused = False
+        self._wake_drain()
+
+    cdef _wake_drain(self):
+        w = self.drain_waiter
+        if w is not None:
+            self.drain_waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self):
+        if self.write_paused and not self.closing:
+            if self.drain_waiter is None:
+                self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+
+    def shutdown(self):
+        """engine.server's drain contract: close now if idle, else after the current response."""
+        self.draining = True
+        if self.ws is not None:
+            (<WebSocketSession>self.ws).shutdown()
+        elif self.cycle is None or self.cycle.response_complete:
+            self._close()
+
+    # --- timers -----------------------------------------------------------------------------
+
+    cdef _arm(self, int kind):
+        cdef double delay
+        self._disarm()
+        if kind == T_IDLE:
+            delay = self.cfg.keep_alive
+        elif kind == T_HEADER:
+            delay = self.cfg.header_timeout
+        else:
+            delay = self.cfg.body_timeout
+        if delay > 0:
+            self.timer_kind = kind
+            self.timer = self.loop.call_later(delay, self._on_timeout)
+
+    cdef _disarm(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.timer_kind = T_NONE
+
+    def _on_timeout(self):
+        cdef int kind = self.timer_kind
+        self.timer = None
+        self.timer_kind = T_NONE
+        if self.closing:
+            return
+        if kind == T_IDLE:
+            self._close()
+        elif kind == T_HEADER:
+            if self.message_in_progress or self.buffered_bytes:
+                self._reject(408, b"Request Timeout")
+            else:
+                self._close()
+        elif kind == T_BODY and self.cycle is not None:
+            # the client stopped sending the body the app is waiting for
+            self.cycle.body_timed_out = True
+            self.cycle.disconnected = True
+            self.cycle._wake_receiver()
+            if not self.cycle.response_started:
+                self._reject(408, b"Request Timeout")
+            else:
+                self._abort()
+
+    # --- parser hooks -----------------------------------------------------------------------
+
+    cdef int on_request(self) except -1:
+        cdef RequestCycle cycle
+        self._disarm()
+        if self.upgrade is not None and self.upgrade.lower() == b"websocket":
+            self._start_websocket()
+            return 0
+        if self.upgrade is not None:
+            self.decline_upgrade()           # not a protocol we speak: plain HTTP request
+        cfg = self.cfg
+        scope = {
+            "type": "http",
+            "asgi": _ASGI_INFO,
+            "http_version": "1.1" if self.http_version == b"1.1" else "1.0",
+            "server": self.server_addr,
+            "client": self.client_addr,
+            "scheme": self.scheme,
+            "method": self.method.decode("ascii"),
+            "root_path": cfg.root_path,
+            "path": cfg.root_path + _decode_path(self.path) if cfg.root_path
+                    else _decode_path(self.path),
+            "raw_path": self.path,
+            "query_string": self.query,
+            "headers": self.headers,
+            "extensions": _EXTENSIONS_TLS if self.tls else _EXTENSIONS,
+        }
+        if cfg.lifespan_state is not None:
+            scope["state"] = cfg.lifespan_state.copy()
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle.proto = self
+        cycle.scope = scope
+        cycle.keep_alive = self.keep_alive and not self.draining
+        cycle.head = self.method == b"HEAD"
+        cycle.http11 = self.http_version == b"1.1"
+        cycle.expect_continue = self.expect_continue
+        cycle.more_body = self.content_length > 0 or self.chunked
+        cycle.body = []
+        cycle.t0 = _time.monotonic() if cfg.access_log else 0.0
+        self.cycle = cycle
+        st = cfg.state
+        if st is not None:
+            st.total_requests += 1
+        task = _start_task(self.loop, cycle.run(cfg.app))
+        if not task.done():
+            cycle.task = task
+        return 0
+
+    cdef int on_body(self, object chunk) except -1:
+        cdef RequestCycle cycle = self.cycle
+        if cycle is None or cycle.disconnected:
+            return 0
+        cycle.body.append(chunk)
+        cycle.body_size += len(chunk)
+        if cycle.body_size > BODY_HIGH_WATER and not self.read_paused_body:
+            self.read_paused_body = True
+            self.transport.pause_reading()
+        cycle._wake_receiver()
+        return 0
+
+    cdef int on_message_complete(self, list trailers) except -1:
+        cdef RequestCycle cycle = self.cycle
+        if cycle is None:
+            return 0
+        cycle.more_body = False
+        cycle.request_complete = True
+        cycle._wake_receiver()
+        if not cycle.response_complete:
+            self.pause()                     # responses in order: the next request waits
+        return 0
+
+    # --- responses ----------------------------------------------------------------------------
+
+    cdef _response_done(self, RequestCycle cycle):
+        """The current response is complete: keep the connection or close it."""
+        if self.cycle is not cycle:
+            return
+        if self.cfg.access_log:
+            _log_access(cycle)
+        if self.closing:
+            return
+        if not cycle.keep_alive or self.draining or not cycle.request_complete:
+            # a request body the app did not read stays unread: the connection can't be reused
+            self._close()
+            return
+        self.cycle = None
+        if self.read_paused_body:
+            self.read_paused_body = False
+        self._arm(T_IDLE)
+        self.transport.resume_reading()
+        if self.paused:
+            try:
+                self.resume()                 # pipelined requests parse (and may start) now
+            except HttpParserError as exc:
+                self._parse_error(exc)
+
+    cdef _parse_error(self, exc):
+        cdef int status = exc.status_code
+        reason = exc.reason.encode("latin-1", "replace") if isinstance(exc.reason, str) \
+            else bytes(exc.reason)
+        if self.cycle is not None and self.cycle.response_started:
+            self._abort()
+            return
+        self._reject(status, reason)
+
+    cdef _reject(self, int status, bytes message):
+        """An error answer the app never sees, then close."""
+        if self.transport is None or self.closing:
+            return
+        body = message + b"\n"
+        head = build_response_head(status, [(b"content-type", b"text/plain; charset=utf-8")]
+                                   + self.cfg.default_headers, False, b"1.1",
+                                   content_length=len(body),
+                                   date=_date.get() if self.cfg.date_header else None)
+        self.transport.write(head + body)
+        self._close()
+
+    cdef _close(self):
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            self._disarm()
+            self.transport.close()
+
+    cdef _abort(self):
+        if self.transport is not None:
+            self.closing = True
+            self._disarm()
+            self.transport.abort()
+
+    # --- websocket -------------------------------------------------------------------------------
+
+    cdef _start_websocket(self):
+        session = WebSocketSession(self)
+        self.ws = session
+        (<WebSocketSession>session).start()
+
+
+cdef dict _EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+cdef dict _EXTENSIONS_TLS = {"http.response.pathsend": {}, "http.response.zerocopysend": {},
+                             "tls": {}}
+
+
+cdef object _addr(object a):
+    if a is None:
+        return None
+    if isinstance(a, tuple):
+        return (a[0], a[1])
+    if isinstance(a, str) and a:
+        return (a, None)                          # a Unix socket path: (path, None)
+    return None
+
+
+cdef object _start_task(object loop, object coro):
+    if _EAGER:
+        return _Task(coro, loop=loop, eager_start=True)
+    return loop.create_task(coro)
+
+
+cdef _log_access(RequestCycle c):
+    scope = c.scope
+    client = scope.get("client")
+    addr = f"{client[0]}:{client[1]}" if client else "-"
+    qs = scope["query_string"]
+    path = scope["raw_path"].decode("latin-1") + (("?" + qs.decode("latin-1")) if qs else "")
+    _access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms', addr, scope["method"], path,
+                        scope["http_version"], c.status, c.bytes_sent,
+                        (_time.monotonic() - c.t0) * 1000.0)
+
+
+@cython.final
+cdef class RequestCycle:
+    """One request/response exchange: the ASGI receive() and send() callables."""
+    cdef:
+        HttpProtocol proto
+        public dict scope
+        object task
+        object receiver              # future a receive() waits on
+        list body                    # request body chunks not yet received by the app
+        Py_ssize_t body_size
+        bint more_body               # more request body may come
+        bint request_complete        # the parser saw the end of the request
+        bint body_done_sent          # the app got more_body=False
+        bint expect_continue
+        bint continue_sent
+        public bint disconnected
+        bint disconnected_on_read
+        bint body_timed_out
+        bint keep_alive
+        bint head
+        bint http11
+        public bint response_started
+        public bint response_complete
+        bint chunked
+        bint close_delimited
+        int status
+        list headers
+        Py_ssize_t content_length    # declared by the app, -1 if none
+        Py_ssize_t bytes_sent
+        double t0
+
+    async def run(self, app):
+        proto = self.proto
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if not self.response_started:
+                if not isinstance(exc, _CancelledError):
+                    _logger.error("Exception in ASGI application", exc_info=exc)
+                if not proto.closing:
+                    self.keep_alive = False
+                    self._send_500()
+            else:
+                if not isinstance(exc, _CancelledError):
+                    _logger.error("Exception in ASGI application", exc_info=exc)
+                proto._abort()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if not self.response_complete and not proto.closing:
+            if not self.response_started:
+                _logger.error("ASGI callable returned without starting response.")
+                self.keep_alive = False
+                self._send_500()
+            else:
+                _logger.error("ASGI callable returned without completing response.")
+                proto._abort()
+
+    cdef _send_500(self):
+        self.response_started = True
+        self.response_complete = True
+        self.status = 500
+        proto = self.proto
+        body = b"Internal Server Error\n"
+        head = build_response_head(500, [(b"content-type", b"text/plain; charset=utf-8")]
+                                   + proto.cfg.default_headers, False,
+                                   b"1.1" if self.http11 else b"1.0", content_length=len(body),
+                                   date=_date.get() if proto.cfg.date_header else None)
+        if proto.transport is not None:
+            proto.transport.write(head + (b"" if self.head else body))
+        proto._response_done(self)
+
+    # --- receive ------------------------------------------------------------------------------
+
+    cdef _wake_receiver(self):
+        r = self.receiver
+        if r is not None:
+            self.receiver = None
+            if not r.done():
+                r.set_result(None)
+
+    async def receive(self):
+        proto = self.proto
+        while True:
+            if self.disconnected or (self.response_complete and self.body_done_sent):
+                return {"type": "http.disconnect"}
+            if self.body:
+                return self._take_body()
+            if not self.more_body and not self.body_done_sent:
+                self.body_done_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.disconnected_on_read:
+                self.disconnected = True
+                continue
+            if self.expect_continue and not self.continue_sent and not self.response_started:
+                self.continue_sent = True
+                proto.transport.write(_CONTINUE)
+            if proto.read_paused_body:
+                proto.read_paused_body = False
+                proto.transport.resume_reading()
+            if self.more_body and proto.timer_kind != T_BODY:
+                proto._arm(T_BODY)
+            self.receiver = proto.loop.create_future()
+            await self.receiver
+            if proto.timer_kind == T_BODY:
+                proto._disarm()
+
+    cdef dict _take_body(self):
+        proto = self.proto
+        if len(self.body) == 1:
+            data = self.body[0]
+        else:
+            data = b"".join(self.body)
+        self.body = []
+        self.body_size = 0
+        if proto.read_paused_body:
+            proto.read_paused_body = False
+            proto.transport.resume_reading()
+        more = self.more_body
+        if not more:
+            self.body_done_sent = True
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    # --- send ---------------------------------------------------------------------------------
+
+    async def send(self, message):
+        proto = self.proto
+        t = message["type"]
+        if not self.response_started:
+            if t != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
+            self._start(message)
+            return
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response already "
+                               f"completed.")
+        if proto.closing:
+            return                            # the client went away: nothing to write to
+        if t == "http.response.body":
+            self._body(message.get("body", b""), message.get("more_body", False))
+            if proto.write_paused:
+                await proto.drain()
+        elif t == "http.response.pathsend":
+            await self._pathsend(message["path"])
+        elif t == "http.response.zerocopysend":
+            await self._zerocopysend(message)
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response started.")
+
+    cdef _start(self, dict message):
+        cdef Py_ssize_t cl = -1
+        self.status = message["status"]
+        headers = message.get("headers", ())
+        hl = []
+        for name, value in headers:
+            name = bytes(name).lower()
+            if name == b"content-length":
+                cl = int(value)
+            elif name == b"connection":
+                if bytes(value).lower() == b"close":
+                    self.keep_alive = False
+                continue                       # the server decides Connection
+            elif name == b"transfer-encoding":
+                continue                       # the server decides the framing
+            hl.append((name, bytes(value)))
+        self.headers = hl
+        self.content_length = cl
+        self.response_started = True
+
+    cdef bytes _head(self, Py_ssize_t content_length, bint chunked):
+        cfg = self.proto.cfg
+        if self.proto.draining:
+            self.keep_alive = False          # shutting down: this is the last response
+        return build_response_head(
+            self.status, self.headers + cfg.default_headers, self.keep_alive,
+            b"1.1" if self.http11 else b"1.0", content_length=content_length,
+            chunked=chunked, date=_date.get() if cfg.date_header else None)
+
+    cdef _body(self, body, bint more):
+        cdef Py_ssize_t n = len(body)
+        proto = self.proto
+        transport = proto.transport
+        if self.headers is not None:
+            # first body message: the head goes out with it
+            status = self.status
+            nobody = self.head or status < 200 or status == 204 or status == 304
+            if self.content_length >= 0:
+                head = self._head(self.content_length, False)
+            elif not more:
+                head = self._head(-1 if (status < 200 or status == 204 or status == 304)
+                                  else n, False)
+            elif self.http11:
+                self.chunked = not nobody
+                head = self._head(-1, self.chunked)
+            else:
+                self.close_delimited = True
+                self.keep_alive = False
+                head = self._head(-1, False)
+            self.headers = None
+            if nobody:
+                transport.write(head)
+            elif self.chunked:
+                if n:
+                    transport.writelines((head, http_chunk(body)))
+                else:
+                    transport.write(head)
+            elif n:
+                transport.writelines((head, body))
+            else:
+                transport.write(head)
+            if not nobody:
+                self.bytes_sent += n
+            self.head = nobody
+        elif not self.head and n:
+            transport.write(http_chunk(body) if self.chunked else body)
+            self.bytes_sent += n
+        if not more:
+            if self.chunked:
+                transport.write(last_chunk())
+            self.response_complete = True
+            proto._response_done(self)
+
+    async def _pathsend(self, path):
+        f = open(path, "rb")
+        try:
+            size = _os.fstat(f.fileno()).st_size
+            await self._send_file(f, 0, size, False)
+        finally:
+            f.close()
+
+    async def _zerocopysend(self, dict message):
+        f = message["file"]
+        offset = message.get("offset")
+        count = message.get("count")
+        more = message.get("more_body", False)
+        if offset is None:
+            offset = f.tell() if hasattr(f, "tell") else 0
+        if count is None:
+            count = _os.fstat(f.fileno()).st_size - offset
+        await self._send_file(f, offset, count, more)
+
+    async def _send_file(self, f, Py_ssize_t offset, Py_ssize_t count, bint more):
+        proto = self.proto
+        transport = proto.transport
+        if self.headers is not None:
+            if self.content_length < 0 and not more:
+                self.content_length = count
+            if self.content_length >= 0:
+                head = self._head(self.content_length, False)
+            elif self.http11:
+                self.chunked = True
+                head = self._head(-1, True)
+            else:
+                self.keep_alive = False
+                head = self._head(-1, False)
+            self.headers = None
+            sock = transport.get_extra_info("socket")
+            if self.head or self.chunked or count <= 0 or proto.tls:
+                transport.write(head)
+                if not self.head and count > 0:
+                    await self._file_body(f, offset, count)
+            else:
+                # the head and the file leave in full segments together (TCP_CORK)
+                _cork(sock, True)
+                try:
+                    transport.write(head)
+                    await proto.loop.sendfile(transport, f, offset, count)
+                finally:
+                    _cork(sock, False)
+                self.bytes_sent += count
+        elif not self.head and count > 0:
+            await self._file_body(f, offset, count)
+        if not more:
+            if self.chunked:
+                transport.write(last_chunk())
+            self.response_complete = True
+            proto._response_done(self)
+
+    async def _file_body(self, f, Py_ssize_t offset, Py_ssize_t count):
+        proto = self.proto
+        transport = proto.transport
+        if self.chunked:
+            transport.write(b"%x\r\n" % count)
+        await proto.loop.sendfile(transport, f, offset, count)
+        if self.chunked:
+            transport.write(b"\r\n")
+        self.bytes_sent += count
+
+
+cdef object _TCP_CORK = getattr(__import__("socket"), "TCP_CORK", None)
+cdef object _IPPROTO_TCP = __import__("socket").IPPROTO_TCP
+
+
+cdef _cork(sock, bint on):
+    if _TCP_CORK is None or sock is None:
+        return
+    try:
+        sock.setsockopt(_IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
+    except OSError:
+        pass
+
+
+include "ws_session.pxi"

@@ -1,0 +1,529 @@
+"""engine's ASGI HTTP/1.1 + WebSocket protocol (engine._asgi), driven over real sockets with raw
+bytes. The protocol is an asyncio.Protocol: every test runs on engine's loop AND asyncio's."""
+import asyncio
+import os
+import socket
+
+import pytest
+
+import engine
+from engine import _ws
+from engine.http_server import HttpProtocol, server_config
+
+
+class Cfg:
+    """A Config-like object (engine.config.Config has these attribute names)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+async def read_response(reader):
+    """One HTTP/1.1 response: (status, headers dict, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    body = b""
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            data = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += data[:-2]
+    return status, headers, body
+
+
+async def echo_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    if scope["path"].startswith("/sleep/"):
+        await asyncio.sleep(float(scope["path"].rsplit("/", 1)[1]))
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body",
+                "body": scope["method"].encode() + b" " + scope["path"].encode() + b" " + body})
+
+
+class HttpBehaviour:
+    factory = None
+
+    @pytest.fixture
+    def loop(self):
+        loop = type(self).factory()
+        yield loop
+        if not loop.is_closed():
+            loop.close()
+
+    def run(self, loop, coro, timeout=30):
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    async def serve(self, loop, app, **cfg):
+        config = server_config(app, Cfg(**cfg) if cfg else None)
+        server = await loop.create_server(lambda: HttpProtocol(config, loop), "127.0.0.1", 0)
+        return server, server.sockets[0].getsockname()[1]
+
+    async def connect(self, port):
+        return await asyncio.open_connection("127.0.0.1", port)
+
+    # --- framing, keep-alive, pipelining ---------------------------------------------------------
+
+    def test_pipelined_responses_come_back_in_request_order(self, loop):
+        async def main():
+            server, port = await self.serve(loop, echo_app)
+            r, w = await self.connect(port)
+            # the first response is the slowest: order must hold anyway
+            w.write(b"GET /sleep/0.2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz"
+                    b"GET /three HTTP/1.1\r\nHost: a\r\n\r\n")
+            got = [await read_response(r) for _ in range(3)]
+            assert [b for _, _, b in got] == [b"GET /sleep/0.2 ", b"POST /two xyz",
+                                              b"GET /three "]
+            assert all(s == 200 for s, _, _ in got)
+            assert got[0][1]["content-length"] == "15" and "date" in got[0][1]
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
+    def test_streaming_chunked_response_and_close_delimited_for_http10(self, loop):
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for i in range(3):
+                await send({"type": "http.response.body", "body": b"p%d" % i, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, headers, body = await read_response(r)
+            assert headers["transfer-encoding"] == "chunked" and body == b"p0p1p2"
+            w.close()
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.0\r\n\r\n")
+            raw = await r.read()                      # HTTP/1.0: ends when the server closes
+            head, body = raw.split(b"\r\n\r\n", 1)
+            assert b"transfer-encoding" not in head.lower() and body == b"p0p1p2"
+            server.close()
+
+        self.run(loop, main())
+
+    def test_head_has_headers_but_no_body(self, loop):
+        async def main():
+            server, port = await self.serve(loop, echo_app)
+            r, w = await self.connect(port)
+            w.write(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            assert b"content-length: 8" in head.lower()   # that of "HEAD /x "
+            status, _, body = await read_response(r)      # next bytes: the GET's response
+            assert body == b"GET /y "
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
+    def test_large_request_body_streams_with_backpressure(self, loop):
+        seen = []
+
+        async def app(scope, receive, send):
+            total = 0
+            chunks = 0
+            while True:
+                m = await receive()
+                total += len(m["body"])
+                chunks += 1
+                await asyncio.sleep(0)                 # a slowish consumer
+                if not m["more_body"]:
+                    break
+            seen.append((total, chunks))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": str(total).encode()})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            size = 16 << 20
+            w.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            block = os.urandom(1 << 16)
+            for _ in range(size // len(block)):
+                w.write(b"%x\r\n" % len(block) + block + b"\r\n")
+                await w.drain()
+            w.write(b"0\r\n\r\n")
+            status, _, body = await read_response(r)
+            assert status == 200 and int(body) == size
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+        assert seen[0][0] == 16 << 20 and seen[0][1] > 1
+
+    def test_expect_100_continue_only_when_the_app_reads(self, loop):
+        async def reject(scope, receive, send):
+            await send({"type": "http.response.start", "status": 417, "headers": []})
+            await send({"type": "http.response.body", "body": b"no"})
+
+        async def main():
+            server, port = await self.serve(loop, echo_app)
+            r, w = await self.connect(port)
+            w.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+            assert await r.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            w.write(b"data")
+            assert (await read_response(r))[2] == b"POST /up data"
+            w.close()
+            server.close()
+            server2, port2 = await self.serve(loop, reject)
+            r, w = await self.connect(port2)
+            w.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+            status, _, body = await read_response(r)
+            assert status == 417                      # no 100 Continue before it
+            w.close()
+            server2.close()
+
+        self.run(loop, main())
+
+    # --- the ASGI scope -------------------------------------------------------------------------
+
+    def test_scope_fields(self, loop):
+        scopes = []
+
+        async def app(scope, receive, send):
+            scopes.append(scope)
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def main():
+            server, port = await self.serve(loop, app, root_path="/api")
+            r, w = await self.connect(port)
+            w.write(b"GET /caf%C3%A9/a%2Fb?x=1&y=%20 HTTP/1.1\r\nHost: example\r\n"
+                    b"X-Custom: One\r\nx-custom: two\r\n\r\n")
+            status, headers, body = await read_response(r)
+            assert status == 204 and "content-length" not in headers and body == b""
+            local = w.get_extra_info("sockname")
+            w.close()
+            server.close()
+            return local
+
+        local = self.run(loop, main())
+        s = scopes[0]
+        assert s["type"] == "http" and s["asgi"]["version"] == "3.0"
+        assert s["http_version"] == "1.1" and s["method"] == "GET" and s["scheme"] == "http"
+        assert s["path"] == "/api/café/a/b" and s["raw_path"] == b"/caf%C3%A9/a%2Fb"
+        assert s["root_path"] == "/api" and s["query_string"] == b"x=1&y=%20"
+        assert s["headers"] == [(b"host", b"example"), (b"x-custom", b"One"),
+                                (b"x-custom", b"two")]
+        assert s["client"] == (local[0], local[1])
+        assert s["server"][0] == "127.0.0.1"
+        assert "http.response.pathsend" in s["extensions"]
+
+    # --- errors and bad input -------------------------------------------------------------------
+
+    @pytest.mark.parametrize("raw,status", [
+        (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"h%d: v\r\n" % i for i in range(200)) + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n\r\n", 413),
+    ])
+    def test_malformed_requests_get_4xx_and_close(self, loop, raw, status):
+        calls = []
+
+        async def app(scope, receive, send):
+            calls.append(scope["path"])
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def main():
+            server, port = await self.serve(loop, app, max_body=1 << 20)
+            r, w = await self.connect(port)
+            w.write(raw)
+            st, _, _ = await read_response(r)
+            assert st == status
+            assert await r.read() == b""              # and the connection is closed
+            # the server keeps answering other clients
+            r2, w2 = await self.connect(port)
+            w2.write(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+            st2, _, body2 = await read_response(r2)
+            assert (st2, body2) == (200, b"ok")
+            w.close()
+            w2.close()
+            server.close()
+
+        self.run(loop, main())
+        assert calls == ["/fine"]                     # the bad request never reached the app
+
+    def test_app_errors_become_500_or_a_close(self, loop, caplog):
+        async def app(scope, receive, send):
+            if scope["path"] == "/before":
+                raise ValueError("boom")
+            if scope["path"] == "/nothing":
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            raise ValueError("after start")
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            for path in (b"/before", b"/nothing"):
+                r, w = await self.connect(port)
+                w.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                status, headers, _ = await read_response(r)
+                assert status == 500 and headers.get("connection") == "close"
+                w.close()
+            r, w = await self.connect(port)
+            w.write(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+            raw = await r.read()                      # cut short: no terminating chunk
+            assert raw.endswith(b"partial\r\n") and b"0\r\n\r\n" not in raw
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+        assert "Exception in ASGI application" in caplog.text
+
+    def test_disconnect_reaches_the_app(self, loop):
+        got = []
+
+        async def app(scope, receive, send):
+            got.append(await receive())               # the body ("abc") ...
+            got.append(await receive())               # ... then the client goes away
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            while not got:
+                await asyncio.sleep(0.01)
+            w.close()
+            while len(got) < 2:
+                await asyncio.sleep(0.01)
+            server.close()
+
+        self.run(loop, main())
+        assert got[0] == {"type": "http.request", "body": b"abc", "more_body": True}
+        assert got[1] == {"type": "http.disconnect"}
+
+    def test_slow_headers_time_out_with_408_and_idle_connections_close(self, loop):
+        async def main():
+            server, port = await self.serve(loop, echo_app, timeout_request_header=0.3,
+                                            timeout_keep_alive=0.3)
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n")   # ... and never the blank line
+            status, _, _ = await read_response(r)
+            assert status == 408
+            assert await r.read() == b""
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            await read_response(r)
+            assert await r.read() == b""              # keep-alive idle timeout closes
+            server.close()
+
+        self.run(loop, main())
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def test_pathsend_and_zerocopysend(self, loop, tmp_path):
+        data = os.urandom((1 << 20) + 123)
+        path = tmp_path / "blob"
+        path.write_bytes(data)
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/octet-stream")]})
+            if scope["path"] == "/path":
+                await send({"type": "http.response.pathsend", "path": str(path)})
+            else:
+                with open(path, "rb") as f:
+                    await send({"type": "http.response.zerocopysend", "file": f,
+                                "offset": 100, "count": 1000})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"GET /path HTTP/1.1\r\nHost: a\r\n\r\nGET /zc HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"HEAD /path HTTP/1.1\r\nHost: a\r\n\r\n")
+            s1, h1, b1 = await read_response(r)
+            s2, h2, b2 = await read_response(r)
+            head = await r.readuntil(b"\r\n\r\n")
+            assert b1 == data and int(h1["content-length"]) == len(data)
+            assert b2 == data[100:1100]
+            assert b"content-length: %d" % len(data) in head
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
+    # --- websocket ------------------------------------------------------------------------------
+
+    async def ws_connect(self, port, path=b"/ws", extra=b""):
+        r, w = await self.connect(port)
+        w.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
+        head = await r.readuntil(b"\r\n\r\n")
+        return r, w, head
+
+    async def ws_read(self, r):
+        parser = _ws.MessageParser(is_server=False)
+        while True:
+            parser.feed_data(await r.read(65536))
+            ev = parser.events()
+            if ev:
+                return ev
+
+    def test_websocket_echo_ping_and_close(self, loop):
+        async def app(scope, receive, send):
+            assert scope["type"] == "websocket" and scope["path"] == "/ws"
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept", "subprotocol": None})
+            while True:
+                m = await receive()
+                if m["type"] == "websocket.disconnect":
+                    closed.append(m["code"])
+                    return
+                if m.get("text") is not None:
+                    await send({"type": "websocket.send", "text": m["text"].upper()})
+                else:
+                    await send({"type": "websocket.send", "bytes": m["bytes"][::-1]})
+
+        closed = []
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w, head = await self.ws_connect(port)
+            assert head.startswith(b"HTTP/1.1 101")
+            assert b"\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
+            w.write(_ws.build_frame(_ws.OP_TEXT, "héllo", mask=True))
+            assert await self.ws_read(r) == [("text", "HÉLLO")]
+            w.write(_ws.build_frame(_ws.OP_BINARY, b"\x01\x02\x03", mask=True))
+            assert await self.ws_read(r) == [("binary", b"\x03\x02\x01")]
+            w.write(_ws.build_frame(_ws.OP_PING, b"hi", mask=True))
+            assert await self.ws_read(r) == [("pong", b"hi")]
+            w.write(_ws.build_close(1000, "bye", mask=True))
+            ev = await self.ws_read(r)
+            assert ev[0][0] == "close" and ev[0][1] == 1000
+            assert await r.read() == b""
+            while not closed:
+                await asyncio.sleep(0.01)
+            server.close()
+
+        self.run(loop, main())
+        assert closed == [1000]
+
+    def test_websocket_deny_and_bad_handshakes(self, loop):
+        async def app(scope, receive, send):
+            await receive()
+            if scope["path"] == "/deny":
+                await send({"type": "websocket.close"})
+            else:
+                await send({"type": "websocket.http.response.start", "status": 401,
+                            "headers": [(b"content-length", b"4")]})
+                await send({"type": "websocket.http.response.body", "body": b"nope"})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w, head = await self.ws_connect(port, b"/deny")
+            assert head.startswith(b"HTTP/1.1 403")
+            w.close()
+            r, w, head = await self.ws_connect(port, b"/custom")
+            assert head.startswith(b"HTTP/1.1 401") and await r.read() == b"nope"
+            w.close()
+            r, w = await self.connect(port)
+            w.write(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")   # no key
+            status, _, _ = await read_response(r)
+            assert status == 400
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
+    def test_websocket_protocol_errors_close_with_the_right_code(self, loop):
+        codes = []
+
+        async def app(scope, receive, send):
+            await receive()
+            await send({"type": "websocket.accept"})
+            while True:
+                m = await receive()
+                if m["type"] == "websocket.disconnect":
+                    codes.append(m["code"])
+                    return
+
+        async def main():
+            server, port = await self.serve(loop, app, ws_max_size=1024)
+            # unmasked client frame: 1002
+            r, w, _ = await self.ws_connect(port)
+            w.write(_ws.build_frame(_ws.OP_TEXT, "x"))
+            ev = await self.ws_read(r)
+            assert ev[0][:2] == ("close", 1002)
+            w.close()
+            # invalid UTF-8 in a text message: 1007
+            r, w, _ = await self.ws_connect(port)
+            w.write(_ws.build_frame(_ws.OP_TEXT, b"\xff\xfe", mask=True))
+            assert (await self.ws_read(r))[0][:2] == ("close", 1007)
+            w.close()
+            # bigger than ws_max_size: 1009
+            r, w, _ = await self.ws_connect(port)
+            w.write(_ws.build_frame(_ws.OP_BINARY, b"x" * 4096, mask=True))
+            assert (await self.ws_read(r))[0][:2] == ("close", 1009)
+            w.close()
+            while len(codes) < 3:
+                await asyncio.sleep(0.01)
+            server.close()
+
+        self.run(loop, main())
+        assert sorted(codes) == [1002, 1007, 1009]
+
+    # --- graceful shutdown ------------------------------------------------------------------------
+
+    def test_shutdown_finishes_the_in_flight_response(self, loop):
+        protos = []
+
+        async def main():
+            config = server_config(echo_app)
+
+            def factory():
+                p = HttpProtocol(config, loop)
+                protos.append(p)
+                return p
+
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            r, w = await self.connect(port)
+            w.write(b"GET /sleep/0.3 HTTP/1.1\r\nHost: a\r\n\r\n")
+            r2, w2 = await self.connect(port)              # an idle keep-alive connection
+            await asyncio.sleep(0.1)
+            for p in protos:
+                p.shutdown()
+            status, headers, body = await read_response(r)
+            assert status == 200 and body == b"GET /sleep/0.3 "
+            assert headers.get("connection") == "close"
+            assert await r.read() == b"" and await r2.read() == b""
+            server.close()
+
+        self.run(loop, main())
+
+
+class TestEngineHttp(HttpBehaviour):
+    factory = staticmethod(engine.new_event_loop)
+
+
+class TestAsyncioHttp(HttpBehaviour):
+    factory = staticmethod(asyncio.new_event_loop)
