@@ -608,6 +608,7 @@ cdef class RequestCycle:
             name = bytes(name).lower()
             if name == b"content-length":
                 cl = int(value)
+                continue                       # re-added by the head builder, validated
             elif name == b"connection":
                 if bytes(value).lower() == b"close":
                     self.keep_alive = False
