@@ -1475,9 +1475,9 @@ cdef class Loop:
         return await self._sendfile_fallback(transport, file, offset, count)
 
     async def _sendfile_native(self, SocketTransport transport, file, offset, count):
+        # Unlike asyncio's selector loop, reading goes on meanwhile: the sendfile waits in the
+        # fd table's writer slot, the transport keeps the reader slot (no epoll_ctl per call)
         _check_sendfile_params(transport._sock, file, offset, count)
-        resume_reading = transport.is_reading()
-        transport.pause_reading()
         transport._sendfile_busy = True
         try:
             await transport._drained()
@@ -1485,8 +1485,6 @@ cdef class Loop:
                                                     transport)
         finally:
             transport._sendfile_busy = False
-            if resume_reading:
-                transport.resume_reading()
 
     async def _sendfile_fallback(self, transport, file, offset, count):
         if isinstance(transport, SocketTransport):

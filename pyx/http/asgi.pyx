@@ -588,16 +588,24 @@ cdef class RequestCycle:
                                f"completed.")
         if proto.closing:
             return                            # the client went away: nothing to write to
-        if t == "http.response.body":
-            self._body(message.get("body", b""), message.get("more_body", False))
-            if proto.write_paused:
-                await proto.drain()
-        elif t == "http.response.pathsend":
-            await self._pathsend(message["path"])
-        elif t == "http.response.zerocopysend":
-            await self._zerocopysend(message)
-        else:
-            raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response started.")
+        try:
+            if t == "http.response.body":
+                self._body(message.get("body", b""), message.get("more_body", False))
+                if proto.write_paused:
+                    await proto.drain()
+            elif t == "http.response.pathsend":
+                await self._pathsend(message["path"])
+            elif t == "http.response.zerocopysend":
+                await self._zerocopysend(message)
+            else:
+                raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response "
+                                   f"started.")
+        except (ConnectionError, BrokenPipeError) as exc:
+            # the client went away mid-response: not the app's error; the app sees
+            # http.disconnect from receive()
+            self.disconnected = True
+            self._wake_receiver()
+            proto._abort()
 
     cdef _start(self, dict message):
         cdef Py_ssize_t cl = -1

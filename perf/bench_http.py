@@ -1,0 +1,272 @@
+"""HTTP benchmarks with wrk: engine's ASGI server vs granian, uvicorn (uvloop + httptools) and
+nginx, same machine, same run. The server runs pinned to --server-cpu (default 1, one worker),
+wrk to --client-cpu (default 0).
+
+Scenarios:
+  hello       ASGI hello-world (13 bytes), 64 connections keep-alive      requests/s + latency
+  pipelined   the same, 16 requests pipelined per connection (wrk Lua)    requests/s
+  file_1m     a 1 MiB file: engine by http.response.pathsend (sendfile), granian/uvicorn by
+              the same ASGI app (they do not advertise pathsend: the app streams the file),
+              nginx static with `sendfile on`                              requests/s, MiB/s
+
+Each (scenario, server) runs --rounds times, interleaved; the median is kept. Needs wrk (and
+nginx for its column): apt-get install -y wrk nginx-light.
+
+    python perf/bench_http.py [--servers engine,granian,uvicorn,nginx] [--duration 5]
+                              [--rounds 3] [--results results/]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+APP = textwrap.dedent('''
+    import os
+    FILE = os.environ.get("BENCH_FILE", "")
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while True:
+                    m = await receive()
+                    if m["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    else:
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+            return
+        if scope["path"] == "/file":
+            size = os.path.getsize(FILE)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/octet-stream"),
+                                    (b"content-length", str(size).encode())]})
+            if "http.response.pathsend" in scope.get("extensions", {}):
+                await send({"type": "http.response.pathsend", "path": FILE})
+            else:
+                with open(FILE, "rb") as f:
+                    while True:
+                        chunk = f.read(256 * 1024)
+                        more = f.tell() < size
+                        await send({"type": "http.response.body", "body": chunk,
+                                    "more_body": more})
+                        if not more:
+                            break
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"Hello, world!"})
+''')
+
+PIPELINE_LUA = textwrap.dedent('''
+    init = function(args)
+       local r = {}
+       for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+       req = table.concat(r)
+    end
+    request = function() return req end
+''')
+
+ENGINE_SERVER = textwrap.dedent('''
+    import sys, engine
+    sys.path.insert(0, sys.argv[2])
+    from benchapp import app
+    from engine.http_server import serve_app
+    engine.run(serve_app(app, "127.0.0.1", int(sys.argv[1])))
+''')
+
+NGINX_CONF = textwrap.dedent('''
+    worker_processes 1;
+    daemon off;
+    pid {dir}/nginx.pid;
+    error_log {dir}/error.log crit;
+    events {{ worker_connections 4096; }}
+    http {{
+        access_log off;
+        sendfile on;
+        tcp_nopush on;
+        keepalive_requests 1000000;
+        server {{
+            listen 127.0.0.1:{port};
+            location = / {{ default_type text/plain; return 200 "Hello, world!"; }}
+            location = /file {{ alias {file}; default_type application/octet-stream; }}
+        }}
+    }}
+''')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def start_server(name, port, workdir, cpu):
+    env = dict(os.environ, BENCH_FILE=os.path.join(workdir, "file.bin"))
+    taskset = ["taskset", "-c", str(cpu)]
+    py = sys.executable
+    bindir = os.path.dirname(py)
+    if name == "engine":
+        cmd = taskset + [py, os.path.join(workdir, "engine_server.py"), str(port), workdir]
+    elif name == "uvicorn":
+        cmd = taskset + [py, "-m", "uvicorn", "benchapp:app", "--port", str(port),
+                         "--loop", "uvloop", "--http", "httptools", "--log-level", "error",
+                         "--no-access-log", "--app-dir", workdir]
+    elif name == "granian":
+        exe = shutil.which("granian", path=bindir) or "granian"
+        cmd = taskset + [exe, "--interface", "asgi", "--port", str(port), "--workers", "1",
+                         "--log-level", "error", "--no-ws", "benchapp:app"]
+    elif name == "nginx":
+        conf = os.path.join(workdir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=workdir, port=port,
+                                      file=os.path.join(workdir, "file.bin")))
+        cmd = taskset + [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-p", workdir]
+    else:
+        raise ValueError(name)
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    if not wait_port(port):
+        proc.kill()
+        raise RuntimeError(f"{name} did not start: {proc.stderr.read().decode()[-2000:]}")
+    return proc
+
+
+def stop_server(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def parse_wrk(out):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    scale = {"B": 1 / (1 << 20), "KB": 1 / 1024, "MB": 1, "GB": 1024}[m.group(2)]
+    lat = {}
+    for p in ("50", "90", "99"):
+        mm = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if mm:
+            v = float(mm.group(1))
+            lat[f"p{p}_ms"] = v / 1000 if mm.group(2) == "us" else v * 1000 \
+                if mm.group(2) == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockerr = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "mib_s": float(m.group(1)) * scale, **lat,
+            "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sockerr.group(1) if sockerr else None}
+
+
+def run_wrk(port, scenario, duration, cpu, workdir):
+    path = "/file" if scenario == "file_1m" else "/"
+    conns = 16 if scenario == "file_1m" else 64
+    cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s",
+           "--latency", f"http://127.0.0.1:{port}{path}"]
+    if scenario == "pipelined":
+        cmd[5:5] = ["-s", os.path.join(workdir, "pipeline.lua")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    if "Requests/sec" not in proc.stdout:
+        raise RuntimeError(f"wrk failed on {scenario}: {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    return parse_wrk(proc.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--servers", default="engine,granian,uvicorn,nginx")
+    ap.add_argument("--scenarios", default="hello,pipelined,file_1m")
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--server-cpu", type=int, default=1)
+    ap.add_argument("--client-cpu", type=int, default=0)
+    ap.add_argument("--results")
+    args = ap.parse_args()
+    servers = args.servers.split(",")
+    scenarios = args.scenarios.split(",")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = {sc: {s: [] for s in servers} for sc in scenarios}
+    with tempfile.TemporaryDirectory(prefix="engine-http-bench-") as wd:
+        with open(os.path.join(wd, "benchapp.py"), "w") as f:
+            f.write(APP)
+        with open(os.path.join(wd, "engine_server.py"), "w") as f:
+            f.write(ENGINE_SERVER)
+        with open(os.path.join(wd, "pipeline.lua"), "w") as f:
+            f.write(PIPELINE_LUA)
+        with open(os.path.join(wd, "file.bin"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        # nginx's workers run as an unprivileged user: let them read the file
+        os.chmod(wd, 0o755)
+        os.chmod(os.path.join(wd, "file.bin"), 0o644)
+        for _ in range(args.rounds):
+            for name in servers:
+                port = free_port()
+                proc = start_server(name, port, wd, args.server_cpu)
+                try:
+                    run_wrk(port, "hello", 1, args.client_cpu, wd)        # warm-up
+                    for sc in scenarios:
+                        results[sc][name].append(
+                            run_wrk(port, sc, args.duration, args.client_cpu, wd))
+                finally:
+                    stop_server(proc)
+    doc = {"schema": "engine-http-results", "schema_version": 1,
+           "command": "python " + " ".join(sys.argv),
+           "date": started.isoformat(timespec="seconds"), "python": sys.version.split()[0],
+           "pinning": {"server": args.server_cpu, "client": args.client_cpu},
+           "duration_s": args.duration, "rounds": args.rounds, "scenarios": {}}
+    print(f"{'scenario':10} " + " ".join(f"{s:>18}" for s in servers))
+    for sc in scenarios:
+        row = {}
+        for s in servers:
+            runs = results[sc][s]
+            med = {k: statistics.median(r[k] for r in runs)
+                   for k in ("rps", "mib_s", "p50_ms", "p99_ms") if all(k in r for r in runs)}
+            med["non2xx"] = sum(r["non2xx"] for r in runs)
+            if med["non2xx"]:
+                print(f"WARNING: {s} answered {med['non2xx']} non-2xx responses in {sc}")
+            med["runs"] = runs
+            row[s] = med
+        ratios = {p: row["engine"]["rps"] / row[p]["rps"]
+                  for p in servers if p != "engine" and row[p]["rps"]}
+        doc["scenarios"][sc] = {"servers": row, "engine_rps_ratio": ratios}
+        print(f"{sc:10} " + " ".join(f"{row[s]['rps']:>12,.0f} rps" for s in servers))
+        print(f"{'':10} " + "  ".join(f"engine/{p} {r:.2f}x" for p, r in ratios.items()))
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=os.path.dirname(os.path.abspath(__file__))
+                             ).stdout.strip()
+    except OSError:
+        sha = "unknown"
+    doc["commit"] = sha
+    if args.results:
+        path = os.path.join(args.results,
+                            f"http-{started.strftime('%Y%m%dT%H%M%SZ')}-{sha}.json")
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=1)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
