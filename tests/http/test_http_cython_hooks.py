@@ -41,6 +41,27 @@ EXT_SOURCE = textwrap.dedent('''
             self.pause()
             return 0
 
+    cdef class Upgrader(HttpParser):
+        """Accepts (or declines) an upgrade from inside on_message_complete."""
+        cdef public bint accept
+        cdef public object remaining
+        cdef public list targets
+
+        def __cinit__(self, *args, **kwargs):
+            self.targets = []
+
+        cdef int on_request(self) except -1:
+            self.targets.append(self.target)
+            return 0
+
+        cdef int on_message_complete(self, list trailers) except -1:
+            if self.upgrade is not None:
+                if self.accept:
+                    self.remaining = self.take_remaining()
+                else:
+                    self.decline_upgrade()
+            return 0
+
     cdef class Raising(HttpParser):
         cdef int on_request(self) except -1:
             raise ValueError("application bug")
@@ -130,3 +151,27 @@ def test_frame_parser_subclass(consumer) -> None:  # type: ignore[no-untyped-def
     f.feed_data(build_frame(1, "hé", mask=key) + build_frame(9, b"!", mask=key)
                 + build_frame(2, b"\x00", mask=key) + build_frame(8, b"\x03\xe8ok", mask=key))
     assert f.log == ["hé", ("ping", b"!"), b"\x00", ("close", 1000, "ok")]
+
+
+UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+
+
+def test_upgrade_accepted_or_declined_from_inside_a_hook(consumer) -> None:  # type: ignore[no-untyped-def]
+    for wrap in (bytes, bytearray):
+        p = consumer.Upgrader()
+        p.accept = True
+        p.feed_data(wrap(UPGRADE + b"\x81\x80frames"))
+        assert p.remaining == b"\x81\x80frames"
+        assert p.state == "upgraded" and p.buffered_bytes == 0
+    # fed in two pieces: the second arrives while the first is still being parsed from the
+    # carry-over buffer
+    p = consumer.Upgrader()
+    p.accept = True
+    p.feed_data(UPGRADE[:20])
+    p.feed_data(UPGRADE[20:] + b"tail")
+    assert p.remaining == b"tail"
+    p = consumer.Upgrader()
+    p.accept = False
+    p.feed_data(UPGRADE + b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert p.targets == [b"/ws", b"/next"]
+    assert p.remaining is None and p.state == "request-line"
