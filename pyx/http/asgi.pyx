@@ -49,6 +49,8 @@ cdef object _CancelledError = _asyncio.CancelledError
 cdef dict _ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024    # buffered request body that pauses reading
+cdef long long DISCARD_MAX = 64 * 1024          # unread request body we read and drop to keep
+                                                # the connection after an early response
 
 # connection states for the timer
 cdef enum:
@@ -145,6 +147,7 @@ cdef class HttpProtocol(HttpParser):
         bint read_paused_body         # reading paused because of request body backpressure
         object timer
         int timer_kind
+        double deadline
         bint tls
         object ws                     # WebSocketSession after an upgrade
         object __weakref__
@@ -200,7 +203,7 @@ cdef class HttpProtocol(HttpParser):
     def connection_lost(self, exc):
         self.closing = True
         self.cfg.connections.discard(self)
-        self._disarm()
+        self._cancel_timer()
         if self.ws is not None:
             (<WebSocketSession>self.ws).connection_lost(exc)
         if self.cycle is not None:
@@ -240,30 +243,42 @@ cdef class HttpProtocol(HttpParser):
     # --- timers -----------------------------------------------------------------------------
 
     cdef _arm(self, int kind):
+        # One lazily re-armed loop timer per connection: arming only moves a deadline; a timer
+        # is created only when none is pending, and one that fires early re-arms for the
+        # deadline. Two arm/disarm pairs per request cost no timer churn.
         cdef double delay
-        self._disarm()
         if kind == T_IDLE:
             delay = self.cfg.keep_alive
         elif kind == T_HEADER:
             delay = self.cfg.header_timeout
         else:
             delay = self.cfg.body_timeout
-        if delay > 0:
-            self.timer_kind = kind
-            self.timer = self.loop.call_later(delay, self._on_timeout)
+        if delay <= 0:
+            self.timer_kind = T_NONE
+            return
+        self.timer_kind = kind
+        self.deadline = self.loop.time() + delay
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._on_timeout)
 
     cdef _disarm(self):
+        self.timer_kind = T_NONE
+
+    cdef _cancel_timer(self):
+        self.timer_kind = T_NONE
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.timer_kind = T_NONE
 
     def _on_timeout(self):
         cdef int kind = self.timer_kind
         self.timer = None
-        self.timer_kind = T_NONE
-        if self.closing:
+        if kind == T_NONE or self.closing:
             return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._on_timeout)
+            return
+        self.timer_kind = T_NONE
         if kind == T_IDLE:
             self._close()
         elif kind == T_HEADER:
@@ -333,6 +348,9 @@ cdef class HttpProtocol(HttpParser):
         cdef RequestCycle cycle = self.cycle
         if cycle is None or cycle.disconnected:
             return 0
+        cycle.body_seen += len(chunk)
+        if cycle.response_complete:
+            return 0                           # answered already: the body is dropped
         cycle.body.append(chunk)
         cycle.body_size += len(chunk)
         if cycle.body_size > BODY_HIGH_WATER and not self.read_paused_body:
@@ -350,6 +368,8 @@ cdef class HttpProtocol(HttpParser):
         cycle._wake_receiver()
         if not cycle.response_complete:
             self.pause()                     # responses in order: the next request waits
+        elif not self.closing:
+            self._next_request(cycle)        # answered early: go on with the next request
         return 0
 
     # --- responses ----------------------------------------------------------------------------
@@ -362,10 +382,19 @@ cdef class HttpProtocol(HttpParser):
             _log_access(cycle)
         if self.closing:
             return
-        if not cycle.keep_alive or self.draining or not cycle.request_complete:
-            # a request body the app did not read stays unread: the connection can't be reused
+        if not cycle.keep_alive or self.draining:
             self._close()
             return
+        if not cycle.request_complete:
+            # answered before the request ended (an eager app answers inside on_request; or
+            # the app ignored the body): the rest of a small body is read and dropped, then
+            # the connection carries on; a large or unknown one is not worth it
+            if self.chunked or self.content_length - cycle.body_seen > DISCARD_MAX:
+                self._close()
+            return                             # on_message_complete() continues
+        self._next_request(cycle)
+
+    cdef _next_request(self, RequestCycle cycle):
         self.cycle = None
         if self.read_paused_body:
             self.read_paused_body = False
@@ -401,13 +430,13 @@ cdef class HttpProtocol(HttpParser):
     cdef _close(self):
         if not self.closing and self.transport is not None:
             self.closing = True
-            self._disarm()
+            self._cancel_timer()
             self.transport.close()
 
     cdef _abort(self):
         if self.transport is not None:
             self.closing = True
-            self._disarm()
+            self._cancel_timer()
             self.transport.abort()
 
     # --- websocket -------------------------------------------------------------------------------
@@ -460,6 +489,7 @@ cdef class RequestCycle:
         object receiver              # future a receive() waits on
         list body                    # request body chunks not yet received by the app
         Py_ssize_t body_size
+        long long body_seen          # request body bytes parsed so far
         bint more_body               # more request body may come
         bint request_complete        # the parser saw the end of the request
         bint body_done_sent          # the app got more_body=False
