@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     _dash_mod.add_arguments(p)
     p.set_defaults(func=_dashboard)
 
+    from engine import serve as _serve_mod  # engine.server only when serving
+
+    _serve_mod.add_parser(sub)
+
     args = parser.parse_args(argv)
     args.extra, args.argv = extra, argv + (["--", *extra] if extra else [])
     if extra and args.command != "bench":
