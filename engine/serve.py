@@ -271,8 +271,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.fd is not None:
         listeners = [server.Listener.fd(args.fd)]
     else:
-        listeners = [server.Listener.tcp(args.host, args.port, backlog=args.backlog,
-                                         reuse_port=bool(args.workers and args.workers > 1))]
+        # one listening socket, inherited by every worker (no SO_REUSEPORT: with port 0 each
+        # worker would get a port of its own, and a restart would drop queued connections)
+        listeners = [server.Listener.tcp(args.host, args.port, backlog=args.backlog)]
     ssl_ctx = None
     if args.ssl_certfile:
         ssl_ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)

@@ -4,6 +4,7 @@ fails on numbers, and --benchmark-json carries the ratios."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,13 @@ SUITE = REPO / "perf" / "test_regression.py"
 
 def run_perf(tmp_path, *args):
     # cwd outside the source tree: the installed engine is the one measured
+    # and a plain pytest run: no xdist worker state inherited from the outer run (-n)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_XDIST", "PYTEST_ADDOPTS")) and k != "PYTEST_CURRENT_TEST"}
     return subprocess.run([sys.executable, "-m", "pytest", str(SUITE), "-p", "no:randomly",
-                           "-k", "call_soon and not uvloop", "--regression-rounds", "3", *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                           "-p", "no:xdist", "-k", "call_soon and not uvloop",
+                           "--regression-rounds", "3", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_gate(tmp_path):

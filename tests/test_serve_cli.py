@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -10,10 +11,29 @@ import textwrap
 import time
 import urllib.request
 
-import pytest
 from websockets.sync.client import connect as ws_connect
 
 ENGINE = os.path.join(os.path.dirname(sys.executable), "engine")
+
+
+def read_lines(stream, until, timeout=30.0):
+    """Lines from a subprocess pipe (raw fd reads, so select() sees every byte) until
+    until(lines) is true or the timeout passes."""
+    fd = stream.fileno()
+    buf = b""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while not until(lines) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *done, buf = buf.split(b"\n")
+        lines += [d.decode() for d in done]
+    return lines
 
 
 class Served:
@@ -21,15 +41,10 @@ class Served:
         self.proc = subprocess.Popen([ENGINE, "serve", "--port", "0", *args], cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.port = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        for line in read_lines(self.proc.stdout, lambda ls: any("engine serve:" in x for x in ls)):
             m = re.search(r"engine serve: \S+ on .*?(\d+)\)", line)
             if m:
                 self.port = int(m.group(1))
-                break
         if self.port is None:
             self.proc.kill()
             raise AssertionError(f"engine serve did not start: {self.proc.stderr.read()}")
@@ -154,9 +169,9 @@ def test_two_workers_share_the_port():
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ports, pids = set(), set()
-        deadline = time.monotonic() + 30
-        while len(pids) < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
+        lines = read_lines(proc.stdout,
+                           lambda ls: sum("engine serve:" in x for x in ls) >= 2)
+        for line in lines:
             m = re.search(r"on .*?(\d+)\) \(\w+, pid (\d+)\)", line)
             if m:
                 ports.add(int(m.group(1)))
