@@ -588,6 +588,9 @@ cdef class Loop:
         ntodo = ready.count
         if ntodo or n:
             self._idle_pending = True
+        # which timers are due is decided now, as asyncio does right after its select(): a timer
+        # that falls due while the callbacks below run waits for the next iteration
+        end = eng_monotonic() + self._clock_resolution if self._heap_n else 0.0
         self._run_ready(ntodo)
 
         for i in range(n):
@@ -611,8 +614,7 @@ cdef class Loop:
                         self._report_watcher_error(<Watcher>w, exc)
 
         # 4. due timers run, in deadline order
-        if self._heap_n:
-            end = eng_monotonic() + self._clock_resolution
+        if end != 0.0:
             while self._heap_n and self._heap[0].when <= end:
                 p = self._heap[0].timer
                 self._heap_remove(0)

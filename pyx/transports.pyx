@@ -636,13 +636,16 @@ class Server(_asyncio.AbstractServer):
     def __repr__(self):
         return f'<{type(self).__name__} sockets={self.sockets!r}>'
 
-    def _attach(self, transport):
+    def _attach(self, transport=None):
+        # (3.12's asyncio.Server._attach() takes no transport; 3.13's does)
         self._active_count += 1
-        self._clients.add(transport)
+        if transport is not None:
+            self._clients.add(transport)
 
-    def _detach(self, transport):
+    def _detach(self, transport=None):
         self._active_count -= 1
-        self._clients.discard(transport)
+        if transport is not None:
+            self._clients.discard(transport)
         if self._active_count == 0 and self._sockets is None:
             self._wakeup()
 
