@@ -184,6 +184,8 @@ class DefaultApp:
             real = os.path.realpath(os.path.join(real, "index.html"))
             if not _inside(real, root):
                 return None
+        elif path.endswith("/"):
+            return None                                       # "/file.txt/" is not a file
         if not os.path.isfile(real):
             return None
         return real, False

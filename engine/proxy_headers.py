@@ -13,7 +13,8 @@ the ``http`` and ``websocket`` scopes:
   ``ws``/``wss`` for WebSockets; other values are ignored.
 
 Headers from an untrusted peer are ignored. A peer without an address (a Unix socket) is
-trusted only with ``*``. The scope is changed in place and the app's own coroutine is
+trusted only with ``*``; the IPv4 peers of a dual-stack listener (``::ffff:a.b.c.d``) are
+matched as IPv4. The scope is changed in place and the app's own coroutine is
 returned, so the middleware adds no coroutine frame per request.
 """
 from __future__ import annotations
@@ -59,12 +60,16 @@ class TrustedHosts:
             return False
         if host in self.addresses:
             return True
+        if host[:7].lower() == "::ffff:" and host[7:] in self.addresses:
+            return True                        # an IPv4 peer of a dual-stack listener
         if not self.networks:
             return False
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return any(ip in net or ip.ipv4_mapped in net for net in self.networks)
         return any(ip in net for net in self.networks)
 
     def client_from(self, forwarded_for: Sequence[str]) -> str | None:
