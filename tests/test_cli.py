@@ -308,6 +308,27 @@ def test_limits_reach_the_http_protocol():
         assert srv.stop() == 0
 
 
+def test_more_limits_and_timeouts_reach_the_http_protocol():
+    from websockets.exceptions import ConnectionClosed
+    with Served("--max-header-count", "10", "--timeout-request-header", "0.2",
+                "--ws-max-size", "10") as srv:
+        assert srv.request("GET", "/echo", headers={f"x-{i}": "1" for i in range(12)})[0] == 431
+        with srv.connect() as slow:                     # headers that never finish
+            slow.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
+            data = b""
+            while chunk := slow.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 408")
+        with ws_connect(f"ws://127.0.0.1:{srv.port}/ws") as ws:
+            ws.send("small")
+            assert ws.recv(timeout=WAIT) == "small"
+            ws.send("x" * 11)
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=WAIT)
+            assert info.value.rcvd.code == 1009          # message too big
+        assert srv.stop() == 0
+
+
 def test_tls(tmp_path):
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
