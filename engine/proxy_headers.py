@@ -48,7 +48,10 @@ class TrustedHosts:
                 if "/" in item:
                     self.networks.append(ipaddress.ip_network(item, strict=False))
                 else:
-                    self.addresses.add(str(ipaddress.ip_address(item)))
+                    ip = ipaddress.ip_address(item)
+                    self.addresses.add(str(ip))
+                    if ip.version == 4:            # as a dual-stack listener reports it
+                        self.addresses.add(f"::ffff:{ip}")
             except ValueError:
                 raise ValueError(f"forwarded_allow_ips: {item!r} is not an IP address or "
                                  "network") from None
@@ -60,8 +63,6 @@ class TrustedHosts:
             return False
         if host in self.addresses:
             return True
-        if host[:7].lower() == "::ffff:" and host[7:] in self.addresses:
-            return True                        # an IPv4 peer of a dual-stack listener
         if not self.networks:
             return False
         try:
@@ -103,7 +104,12 @@ class ProxyHeadersMiddleware:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             client = scope.get("client")
-            if self.trusted.always or (client is not None and client[0] in self.trusted):
+            trusted = self.trusted
+            if client is None:
+                if trusted.always:
+                    self._rewrite(scope, kind)
+            elif (client[0] in trusted.addresses or trusted.always
+                    or (trusted.networks and client[0] in trusted)):
                 self._rewrite(scope, kind)
         return self.app(scope, receive, send)
 
