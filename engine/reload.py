@@ -11,7 +11,8 @@ next change. Hidden directories, ``__pycache__``, ``node_modules``, ``site-packa
 virtual environments are not watched, and at most :data:`MAX_FILES` files are (a warning says
 when a tree is larger). Polling needs no extra dependency; it costs a directory walk per
 interval, which is why this is for development. SIGTERM/SIGINT stop the server and the
-reloader; SIGHUP restarts the server at once.
+reloader; SIGHUP restarts the server at once. On Linux the server gets SIGTERM (a graceful
+drain) if the reloader itself is killed.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import select
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .config import Config, ConfigError
 
@@ -33,6 +34,25 @@ logger = logging.getLogger("engine.reload")
 MAX_FILES = 10_000
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 KILL_GRACE = 5.0
+PR_SET_PDEATHSIG = 1                 # <linux/prctl.h>
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """Linux: a function for the child (between fork and exec) asking the kernel to SIGTERM it
+    when the reloader dies, so that a killed reloader leaves no server behind; elsewhere None.
+    Resolved here, in the parent: the child only makes the call."""
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_pdeathsig() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:          # the reloader died before the call
+            os.kill(os.getpid(), signal.SIGTERM)
+    return set_pdeathsig
 
 
 class Reloader:
@@ -97,7 +117,8 @@ class Reloader:
         # -P: the working directory does not shadow the installed engine (the app's directory
         # is put on sys.path by Config.load_app, as in the reloader itself)
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "engine", *self.argv], env=env,
-                                     pass_fds=(fd,), process_group=0)
+                                     pass_fds=(fd,), process_group=0,
+                                     preexec_fn=_parent_death_signal())
         logger.info("reload: started server process %d", self.proc.pid)
 
     def _stop(self) -> int | None:

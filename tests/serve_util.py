@@ -126,12 +126,14 @@ class Served:
             self.proc.kill()
         self.proc.wait(WAIT)
         for t in self._threads:
-            t.join(WAIT)
+            # a process it left behind may still hold the pipes: don't wait long for EOF
+            t.join(5)
 
     def __enter__(self) -> Served:
         return self
 
     def __exit__(self, *exc) -> None:
         self.kill()
-        for s in (self.proc.stdout, self.proc.stderr):
-            s.close()
+        for t, s in zip(self._threads, (self.proc.stdout, self.proc.stderr), strict=True):
+            if not t.is_alive():                # closing under a blocked reader would hang
+                s.close()

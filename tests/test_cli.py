@@ -385,6 +385,27 @@ def test_reload_restarts_on_change(tmp_path):
         assert srv.stop() == 0
 
 
+def test_killed_reloader_takes_its_server_down(tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    with Served("--protocol", "echo", "--reload", "--reload-dir", str(tmp_path),
+                cwd=tmp_path) as srv:
+        with srv.connect() as c:
+            c.sendall(b"up")
+            assert c.recv(10) == b"up"
+        srv.proc.kill()                                   # SIGKILL: no chance to clean up
+        srv.proc.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:                # the server drains and closes
+            try:
+                socket.create_connection((srv.host, srv.port), timeout=WAIT).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the server outlived its reloader")
+
+
 # --------------------------------------------------------------------------- engine.config
 
 def test_config_listeners():
