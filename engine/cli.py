@@ -407,7 +407,7 @@ class _Worker:
                  report_fd: int | None) -> None:
         self.config = config
         self.plugin = plugin
-        self.line = line                    # the startup line (in-process) or None
+        self.line = line                    # the startup line, printed once listening
         self.report_fd = report_fd          # workers: where a startup failure is reported
         self.state: ServerState | None = None
         self.app: ASGIApp | None = None
