@@ -1,4 +1,4 @@
-"""Command line: `engine info`, `engine bench`, `engine dashboard`."""
+"""Command line: `engine serve`, `engine info`, `engine bench`, `engine dashboard`."""
 from __future__ import annotations
 
 import argparse
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     _dash_mod.add_arguments(p)
     p.set_defaults(func=_dashboard)
 
-    from engine import serve as _serve_mod  # engine.server only when serving
+    from engine import cli as _serve_cli  # engine.server and the app only when serving
 
-    _serve_mod.add_parser(sub)
+    _serve_cli.add_parser(sub)
 
     args = parser.parse_args(argv)
     args.extra, args.argv = extra, argv + (["--", *extra] if extra else [])
