@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import stat
 import sys
@@ -55,6 +54,9 @@ EXIT_LIFESPAN_FAILED = 3         # lifespan.startup.failed (uvicorn's STARTUP_FA
 RELOAD_FD_ENV = "ENGINE_SERVE_RELOAD_FD"     # set by the reloader for the server it runs
 
 logging.addLevelName(TRACE, "TRACE")
+
+
+_WORKER_STARTUP_FAILED = 3       # a worker's exit status when its startup failed (not restarted)
 
 
 class StartupFailure(Exception):
@@ -429,11 +431,11 @@ class _Worker:
                 logger.error("%s", exc)
             if self.report_fd is None:
                 raise
-            # tell the supervisor, so that it stops instead of restarting this worker
+            # the supervisor returns this code; the worker's own exit status is one it
+            # treats as fatal (drains the others, no restart)
             with contextlib.suppress(OSError):
                 os.write(self.report_fd, bytes([exc.code]))
-                os.kill(os.getppid(), signal.SIGTERM)
-            raise SystemExit(exc.code) from None
+            raise SystemExit(_WORKER_STARTUP_FAILED) from None
 
     async def _startup(self) -> None:
         from .lifespan import Lifespan
@@ -551,7 +553,8 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
             worker.factory, listeners, workers=workers,
             graceful_timeout=config.timeout_graceful_shutdown,
             max_connections=config.max_connections, loop_factory=config.loop_factory(),
-            startup=worker.startup, shutdown=worker.shutdown, ready=worker.ready)
+            startup=worker.startup, shutdown=worker.shutdown, ready=worker.ready,
+            fatal_statuses=(_WORKER_STARTUP_FAILED,))
     except StartupFailure as exc:                     # in this process: logged by _Worker
         status = exc.code
     finally:

@@ -83,7 +83,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Union
 
 __all__ = [
@@ -666,6 +666,7 @@ class _Spec:
     startup: Hook | None
     shutdown: Hook | None
     ready: Callable[[ServerHandle], object] | None
+    fatal_statuses: frozenset[int] = frozenset()
 
 
 def _resolve_app(app: ProtocolFactory | str) -> ProtocolFactory:
@@ -789,7 +790,8 @@ def serve(app: ProtocolFactory | str, listeners: Sequence[ListenerLike], *,
           max_connections: int | None = None,
           loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
           startup: Hook | None = None, shutdown: Hook | None = None,
-          ready: Callable[[ServerHandle], object] | None = None) -> int:
+          ready: Callable[[ServerHandle], object] | None = None,
+          fatal_statuses: Collection[int] = ()) -> int:
     """Serve until SIGTERM/SIGINT, then drain; returns the exit status (0 = clean).
 
     ``app``: a protocol factory, or ``"module:attribute"`` naming one (imported in each worker,
@@ -799,7 +801,10 @@ def serve(app: ProtocolFactory | str, listeners: Sequence[ListenerLike], *,
     limit). ``max_connections``: per process. ``loop_factory``: makes each worker's loop
     (default ``engine.new_event_loop``). ``startup`` / ``shutdown``: coroutine functions run in
     each worker on its loop, before listening and after draining. ``ready(handle)``: called in
-    each worker once it listens. Call from the main thread, with no event loop running.
+    each worker once it listens. ``fatal_statuses``: a worker exiting with one of these
+    statuses (say, a startup that cannot succeed) is not restarted: the supervisor drains the
+    other workers and returns that status. Call from the main thread, with no event loop
+    running.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() must be called from the main thread (it handles signals)")
@@ -814,7 +819,7 @@ def serve(app: ProtocolFactory | str, listeners: Sequence[ListenerLike], *,
     if workers is not None and workers < 1:
         raise ValueError("workers must be None or >= 1")
     spec = _Spec(app, graceful_timeout, max_connections, loop_factory or _default_loop_factory,
-                 startup, shutdown, ready)
+                 startup, shutdown, ready, frozenset(fatal_statuses))
     if workers is None:
         return _run_worker(spec, list(listeners), in_process=True)
     return _Supervisor(spec, list(listeners), workers).run()
@@ -1010,7 +1015,7 @@ class _Supervisor:
         how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
         if self.draining:
             logger.info("supervisor: worker %d exited (%s)", worker.pid, how)
-            if code != 0:
+            if code != 0 and self.exit_status == 0:
                 self.exit_status = 1
             return
         if worker.retiring:
@@ -1022,6 +1027,12 @@ class _Supervisor:
             self.incoming = None
             self.rolling.clear()
             self.failures[worker.slot] += 1
+            return
+        if code in self.spec.fatal_statuses:
+            logger.error("supervisor: worker %d exited with fatal status %d: stopping",
+                         worker.pid, code)
+            self.exit_status = code
+            self._drain(None)
             return
         logger.warning("supervisor: worker %d died (%s)", worker.pid, how)
         if self.slots[worker.slot] is worker:
@@ -1074,15 +1085,18 @@ class _Supervisor:
                 logger.info("supervisor: SIGHUP, rolling restart of %d worker(s)", self.n)
                 self.rolling = collections.deque(range(self.n))
 
-    def _drain(self, sig: int) -> None:
+    def _drain(self, sig: int | None) -> None:
+        """Stop: on SIGTERM/SIGINT, or (sig None) when a worker exited with a fatal status."""
+        if self.draining and sig is None:
+            return
         if self.draining:
             logger.warning("supervisor: second %s, aborting open connections",
                            signal.Signals(sig).name)
             for worker in self.workers.values():
                 self._kill(worker, signal.SIGQUIT)
             return
-        logger.info("supervisor: %s, draining %d worker(s)", signal.Signals(sig).name,
-                    len(self.workers))
+        logger.info("supervisor: %s, draining %d worker(s)",
+                    "stopping" if sig is None else signal.Signals(sig).name, len(self.workers))
         self.draining = True
         self.restart_at.clear()
         self.rolling.clear()

@@ -537,9 +537,15 @@ class LoopBehaviour:
             loop.call_later(0.02, os.kill, os.getpid(), signal.SIGINT)
             await asyncio.sleep(10)
 
-        with asyncio.Runner(loop_factory=type(self).factory) as runner:
-            with pytest.raises(KeyboardInterrupt):
-                runner.run(main())
+        # asyncio.Runner only takes over SIGINT from Python's default handler; a test process
+        # started in the background by a shell inherits SIGINT ignored
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with asyncio.Runner(loop_factory=type(self).factory) as runner:
+                with pytest.raises(KeyboardInterrupt):
+                    runner.run(main())
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     # --- low-level socket operations --------------------------------------------------------
 
