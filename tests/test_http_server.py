@@ -122,6 +122,50 @@ class HttpBehaviour:
 
         self.run(loop, main())
 
+    def test_send_result_is_awaitable_every_way_and_headers_are_normalized(self, loop):
+        # send() returns a finished awaitable when it did the work at once (not a coroutine);
+        # it must still work under wait_for / ensure_future / gather, and errors raise
+        errors = []
+
+        async def app(scope, receive, send):
+            await asyncio.wait_for(send({
+                "type": "http.response.start", "status": 201,
+                "headers": [(b"X-Mixed-Case", b"v1"), [b"x-list-pair", bytearray(b"v2")],
+                            (b"Content-Length", b"5"), (b"connection", b"keep-alive")]}), 5)
+            try:
+                await send({"type": "http.response.start", "status": 200})
+            except RuntimeError as exc:
+                errors.append(str(exc))
+            await asyncio.gather(asyncio.ensure_future(
+                send({"type": "http.response.body", "body": b"ab", "more_body": True})))
+            aw = send({"type": "http.response.body", "body": b"cde"})
+            assert await aw is None
+            try:
+                await send({"type": "http.response.body", "body": b"x"})
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 201 Created\r\n")
+            assert b"\r\nx-mixed-case: v1\r\n" in head and b"\r\nx-list-pair: v2\r\n" in head
+            assert head.lower().count(b"content-length") == 1 and b"content-length: 5" in head
+            assert b"connection:" not in head.lower()     # the server decides Connection
+            assert await r.readexactly(5) == b"abcde"
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")   # the connection was kept
+            assert (await r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 201")
+            await r.readexactly(5)
+            w.close()
+            server.close()
+            assert len(errors) == 4
+            assert "'http.response.start' sent, after response started" in errors[0]
+            assert "after response already completed" in errors[1] and errors[2:] == errors[:2]
+
+        self.run(loop, main())
+
     def test_head_has_headers_but_no_body(self, loop):
         async def main():
             server, port = await self.serve(loop, echo_app)

@@ -12,6 +12,13 @@
 from libc.stdint cimport int64_t
 
 
+# Response serialization for Cython callers (see build_response_head / http_date).
+cdef bytes response_head(int status, list headers, list more_headers, bint keep_alive,
+                         bint v10, long long content_length, bint chunked, bytes date,
+                         bytes status_line=*, bytes server=*)
+cdef bytes current_date()
+
+
 cdef class Limits:
     cdef readonly Py_ssize_t max_request_line
     cdef readonly Py_ssize_t max_header_count

@@ -16,7 +16,8 @@
 # Timeouts (keep-alive idle, request header, request body) run on one re-armed loop timer.
 
 cimport cython
-from engine._http cimport HttpParser
+from engine._http cimport HttpParser, response_head, current_date
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from engine._ws cimport FrameParser
 
 cdef class RequestCycle
@@ -61,19 +62,39 @@ cdef enum:
 
 
 cdef class _Date:
-    """The Date header value, formatted once per second."""
-    cdef double _second
-    cdef bytes _value
+    """The Date header value (engine._http caches it for the second)."""
 
-    cdef bytes get(self):
-        cdef double now = _time.time()
-        if now - self._second >= 1.0 or self._value is None:
-            self._second = <double><long>now
-            self._value = http_date(now)
-        return self._value
+    cdef inline bytes get(self):
+        return current_date()
 
 
 cdef _Date _date = _Date()
+
+
+cdef inline double _now() noexcept:
+    """CLOCK_MONOTONIC seconds: the connection deadlines' clock (any loop's time() may differ:
+    timers are scheduled with call_later, deadlines compared with this)."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef dict _METHODS = {m.encode(): m for m in (
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")}
+
+
+cdef inline str _method_str(bytes method):
+    m = _METHODS.get(method)
+    return <str>m if m is not None else method.decode("ascii")
+
+
+cdef inline bint _has_upper(bytes b) noexcept:
+    cdef const unsigned char *p = <const unsigned char *><char *>b
+    cdef Py_ssize_t i
+    for i in range(len(b)):
+        if 0x41 <= p[i] <= 0x5A:
+            return True
+    return False
 
 
 cdef inline str _decode_path(bytes raw):
@@ -150,6 +171,7 @@ cdef class HttpProtocol(HttpParser):
         double deadline
         bint tls
         object ws                     # WebSocketSession after an upgrade
+        dict scope_base               # the http scope's per-connection fields
         object __weakref__
 
     def __init__(self, ServerConfig cfg, loop=None):
@@ -169,6 +191,21 @@ cdef class HttpProtocol(HttpParser):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             self.tls = True
+        self.scope_base = {
+            "type": "http",
+            "asgi": _ASGI_INFO,
+            "http_version": None,
+            "server": self.server_addr,
+            "client": self.client_addr,
+            "scheme": self.scheme,
+            "method": None,
+            "root_path": self.cfg.root_path,
+            "path": None,
+            "raw_path": None,
+            "query_string": None,
+            "headers": None,
+            "extensions": _EXTENSIONS_TLS if self.tls else _EXTENSIONS,
+        }
         if self.cfg.limit_concurrency and len(self.cfg.connections) > self.cfg.limit_concurrency:
             self._reject(503, b"Service Unavailable")
             return
@@ -257,9 +294,9 @@ cdef class HttpProtocol(HttpParser):
             self.timer_kind = T_NONE
             return
         self.timer_kind = kind
-        self.deadline = self.loop.time() + delay
+        self.deadline = _now() + delay
         if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._on_timeout)
+            self.timer = self.loop.call_later(delay, self._on_timeout)
 
     cdef _disarm(self):
         self.timer_kind = T_NONE
@@ -272,11 +309,13 @@ cdef class HttpProtocol(HttpParser):
 
     def _on_timeout(self):
         cdef int kind = self.timer_kind
+        cdef double left
         self.timer = None
         if kind == T_NONE or self.closing:
             return
-        if self.loop.time() < self.deadline:
-            self.timer = self.loop.call_at(self.deadline, self._on_timeout)
+        left = self.deadline - _now()
+        if left > 0:
+            self.timer = self.loop.call_later(left, self._on_timeout)
             return
         self.timer_kind = T_NONE
         if kind == T_IDLE:
@@ -307,22 +346,16 @@ cdef class HttpProtocol(HttpParser):
         if self.upgrade is not None:
             self.decline_upgrade()           # not a protocol we speak: plain HTTP request
         cfg = self.cfg
-        scope = {
-            "type": "http",
-            "asgi": _ASGI_INFO,
-            "http_version": "1.1" if self.http_version == b"1.1" else "1.0",
-            "server": self.server_addr,
-            "client": self.client_addr,
-            "scheme": self.scheme,
-            "method": self.method.decode("ascii"),
-            "root_path": cfg.root_path,
-            "path": cfg.root_path + _decode_path(self.path) if cfg.root_path
-                    else _decode_path(self.path),
-            "raw_path": self.path,
-            "query_string": self.query,
-            "headers": self.headers,
-            "extensions": _EXTENSIONS_TLS if self.tls else _EXTENSIONS,
-        }
+        # the connection's fields are in scope_base: a copy (a memcpy of its table) and the
+        # request's own fields replaced in place
+        scope = self.scope_base.copy()
+        scope["http_version"] = "1.1" if self.http_version == b"1.1" else "1.0"
+        scope["method"] = _method_str(self.method)
+        scope["path"] = (cfg.root_path + _decode_path(self.path) if cfg.root_path
+                         else _decode_path(self.path))
+        scope["raw_path"] = self.path
+        scope["query_string"] = self.query
+        scope["headers"] = self.headers
         if cfg.lifespan_state is not None:
             scope["state"] = cfg.lifespan_state.copy()
         cycle = RequestCycle.__new__(RequestCycle)
@@ -480,6 +513,35 @@ cdef _log_access(RequestCycle c):
 
 
 @cython.final
+cdef class _Done:
+    """An awaitable that is already finished (result None): what send() returns when the
+    message was handled at once. Stateless, so one instance serves every await."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
+
+
+cdef _Done _DONE = _Done()
+
+
+@cython.final
 cdef class RequestCycle:
     """One request/response exchange: the ASGI receive() and send() callables."""
     cdef:
@@ -605,55 +667,77 @@ cdef class RequestCycle:
 
     # --- send ---------------------------------------------------------------------------------
 
-    async def send(self, message):
+    def send(self, message):
+        """ASGI send(). A plain function returning an awaitable (as granian's): a message
+        handled at once returns an already-finished awaitable, no coroutine; waiting
+        (write backpressure, files) returns a coroutine."""
         proto = self.proto
         t = message["type"]
         if not self.response_started:
             if t != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
             self._start(message)
-            return
+            return _DONE
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response already "
                                f"completed.")
         if proto.closing:
-            return                            # the client went away: nothing to write to
-        try:
-            if t == "http.response.body":
+            return _DONE                        # the client went away: nothing to write to
+        if t == "http.response.body":
+            try:
                 self._body(message.get("body", b""), message.get("more_body", False))
-                if proto.write_paused:
-                    await proto.drain()
-            elif t == "http.response.pathsend":
-                await self._pathsend(message["path"])
-            elif t == "http.response.zerocopysend":
-                await self._zerocopysend(message)
-            else:
-                raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response "
-                                   f"started.")
-        except (ConnectionError, BrokenPipeError) as exc:
-            # the client went away mid-response: not the app's error; the app sees
-            # http.disconnect from receive()
-            self.disconnected = True
-            self._wake_receiver()
-            proto._abort()
+            except (ConnectionError, BrokenPipeError):
+                self._client_gone()
+                return _DONE
+            if proto.write_paused:
+                return self._guarded(proto.drain())
+            return _DONE
+        if t == "http.response.pathsend":
+            return self._guarded(self._pathsend(message["path"]))
+        if t == "http.response.zerocopysend":
+            return self._guarded(self._zerocopysend(message))
+        raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response started.")
+
+    async def _guarded(self, aw):
+        try:
+            await aw
+        except (ConnectionError, BrokenPipeError):
+            self._client_gone()
+
+    cdef _client_gone(self):
+        # the client went away mid-response: not the app's error; the app sees
+        # http.disconnect from receive()
+        self.disconnected = True
+        self._wake_receiver()
+        self.proto._abort()
 
     cdef _start(self, dict message):
-        cdef Py_ssize_t cl = -1
+        cdef Py_ssize_t cl = -1, n
+        cdef list hl = []
+        cdef bytes name
         self.status = message["status"]
-        headers = message.get("headers", ())
-        hl = []
-        for name, value in headers:
-            name = bytes(name).lower()
-            if name == b"content-length":
-                cl = int(value)
-                continue                       # re-added by the head builder, validated
-            elif name == b"connection":
-                if bytes(value).lower() == b"close":
-                    self.keep_alive = False
-                continue                       # the server decides Connection
-            elif name == b"transfer-encoding":
-                continue                       # the server decides the framing
-            hl.append((name, bytes(value)))
+        headers = message.get("headers")
+        if headers:
+            for item in headers:
+                raw_name, raw_value = item
+                name = raw_name if type(raw_name) is bytes else bytes(raw_name)
+                value = raw_value if type(raw_value) is bytes else bytes(raw_value)
+                if _has_upper(name):
+                    name = name.lower()
+                n = len(name)
+                if n == 14 and name == b"content-length":
+                    cl = int(value)
+                    continue                   # re-added by the head builder, validated
+                elif n == 10 and name == b"connection":
+                    if value.lower() == b"close":
+                        self.keep_alive = False
+                    continue                   # the server decides Connection
+                elif n == 17 and name == b"transfer-encoding":
+                    continue                   # the server decides the framing
+                if name is raw_name and value is raw_value and type(item) is tuple:
+                    hl.append(item)            # as given: no new pair
+                else:
+                    hl.append((name, value))
         self.headers = hl
         self.content_length = cl
         self.response_started = True
@@ -662,10 +746,9 @@ cdef class RequestCycle:
         cfg = self.proto.cfg
         if self.proto.draining:
             self.keep_alive = False          # shutting down: this is the last response
-        return build_response_head(
-            self.status, self.headers + cfg.default_headers, self.keep_alive,
-            b"1.1" if self.http11 else b"1.0", content_length=content_length,
-            chunked=chunked, date=_date.get() if cfg.date_header else None)
+        return response_head(self.status, self.headers, cfg.default_headers, self.keep_alive,
+                             not self.http11, content_length, chunked,
+                             current_date() if cfg.date_header else None)
 
     cdef _body(self, body, bint more):
         cdef Py_ssize_t n = len(body)

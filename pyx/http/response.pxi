@@ -102,13 +102,8 @@ def build_response_head(int status, headers, bint keep_alive=True, http_version=
     adds Content-Length, ``chunked`` adds ``transfer-encoding: chunked`` (not both, and not
     when ``headers`` already frames the body), ``date``/``server`` add those fields.
     """
-    cdef Py_ssize_t size, i, count
-    cdef bytes status_line, conn = None, out, cl = None
-    cdef object pair, name, value
-    cdef bint v10, has_connection = False, has_framing = False
-    cdef const unsigned char *ns
-    cdef Py_ssize_t nl
-    cdef char *o
+    cdef bytes status_line = None
+    cdef bint v10
     if status < 100 or status > 599:
         raise ValueError(f"status must be in 100..599, not {status}")
     if http_version == V_11:
@@ -117,19 +112,27 @@ def build_response_head(int status, headers, bint keep_alive=True, http_version=
         v10 = True
     else:
         raise ValueError(f"http_version must be b'1.1' or b'1.0', not {http_version!r}")
-    if reason is None:
-        status_line = <bytes>_STATUS_LINES[status - 100]
-    else:
+    if reason is not None:
         if isinstance(reason, str):
             reason = (<str>reason).encode("latin-1")
         _check_value(reason, "reason phrase")
         status_line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-    if not isinstance(headers, (list, tuple)):
-        headers = list(headers)
-    count = len(headers)
-    size = PyBytes_GET_SIZE(status_line) + 2
-    for i in range(count):
-        pair = headers[i]
+    if date is not None:
+        _check_value(date, "date")
+    if server is not None:
+        _check_value(server, "server")
+    return response_head(status, headers if isinstance(headers, list) else list(headers), None,
+                         keep_alive, v10, content_length, chunked, date, status_line, server)
+
+
+cdef inline Py_ssize_t _fields_size(list fields, bint *has_connection,
+                                    bint *has_framing) except -1:
+    """Validates (name, value) pairs; their size as "name: value\r\n" lines."""
+    cdef Py_ssize_t i, nl, size = 0
+    cdef object pair, name, value
+    cdef const unsigned char *ns
+    for i in range(len(fields)):
+        pair = fields[i]
         if len(pair) != 2:
             raise ValueError("headers must be (name, value) pairs")
         name = pair[0]
@@ -139,25 +142,59 @@ def build_response_head(int status, headers, bint keep_alive=True, http_version=
         ns = <const unsigned char *>PyBytes_AS_STRING(name)
         nl = PyBytes_GET_SIZE(name)
         if _lower_equals(ns, nl, b"connection", 10):
-            has_connection = True
+            has_connection[0] = True
         elif (_lower_equals(ns, nl, b"content-length", 14)
                 or _lower_equals(ns, nl, b"transfer-encoding", 17)):
-            has_framing = True
+            has_framing[0] = True
         size += nl + PyBytes_GET_SIZE(value) + 4
+    return size
+
+
+cdef inline char *_put_fields(char *o, list fields) noexcept:
+    cdef Py_ssize_t i
+    cdef object pair
+    for i in range(len(fields)):
+        pair = fields[i]
+        o = _put(o, pair[0])
+        o = _put_lit(o, b": ", 2)
+        o = _put(o, pair[1])
+        o = _put_lit(o, b"\r\n", 2)
+    return o
+
+
+cdef bytes response_head(int status, list headers, list more_headers, bint keep_alive,
+                         bint v10, long long content_length, bint chunked, bytes date,
+                         bytes status_line=None, bytes server=None):
+    """build_response_head() for Cython callers (engine._asgi): ``headers`` then
+    ``more_headers`` (None: none) are validated and written; ``v10``: the request was
+    HTTP/1.0; ``date``/``server`` (None: omitted) and ``status_line`` (None: the registered
+    reason phrase) are written as given, unchecked."""
+    cdef Py_ssize_t size
+    cdef bytes conn = None, out
+    cdef char clbuf[24]
+    cdef int cln = -1
+    cdef bint has_connection = False, has_framing = False
+    cdef char *o
+    if status_line is None:
+        if status < 100 or status > 599:
+            raise ValueError(f"status must be in 100..599, not {status}")
+        status_line = <bytes>_STATUS_LINES[status - 100]
+    size = PyBytes_GET_SIZE(status_line) + 2
+    size += _fields_size(headers, &has_connection, &has_framing)
+    if more_headers is not None:
+        size += _fields_size(more_headers, &has_connection, &has_framing)
     if content_length >= 0 and chunked:
         raise ValueError("content_length and chunked are mutually exclusive")
     if (content_length >= 0 or chunked) and has_framing:
         raise ValueError("headers already carry Content-Length or Transfer-Encoding")
     if content_length >= 0:
-        cl = b"%d" % content_length
-        size += 16 + PyBytes_GET_SIZE(cl) + 2
+        cln = snprintf(clbuf, 24, "%lld", content_length)
+        size += 16 + cln + 2
     if chunked:
         size += 28                                          # "transfer-encoding: chunked\r\n"
     if date is not None:
-        _check_value(date, "date")
         size += 6 + PyBytes_GET_SIZE(date) + 2
     if server is not None:
-        _check_value(server, "server")
         size += 8 + PyBytes_GET_SIZE(server) + 2
     if not has_connection:
         if not keep_alive:
@@ -170,15 +207,12 @@ def build_response_head(int status, headers, bint keep_alive=True, http_version=
     out = PyBytes_FromStringAndSize(NULL, size)
     o = PyBytes_AS_STRING(out)
     o = _put(o, status_line)
-    for i in range(count):
-        pair = headers[i]
-        o = _put(o, pair[0])
-        o = _put_lit(o, b": ", 2)
-        o = _put(o, pair[1])
-        o = _put_lit(o, b"\r\n", 2)
-    if cl is not None:
+    o = _put_fields(o, headers)
+    if more_headers is not None:
+        o = _put_fields(o, more_headers)
+    if cln >= 0:
         o = _put_lit(o, b"content-length: ", 16)
-        o = _put(o, cl)
+        o = _put_lit(o, clbuf, cln)
         o = _put_lit(o, b"\r\n", 2)
     if chunked:
         o = _put_lit(o, b"transfer-encoding: chunked\r\n", 28)
@@ -259,6 +293,13 @@ cdef inline char *_put2(char *o, int v) noexcept:
     o[0] = <char>(0x30 + v // 10)
     o[1] = <char>(0x30 + v % 10)
     return o + 2
+
+
+cdef bytes current_date():
+    """http_date() of now, for Cython callers (cached for the second)."""
+    if c_time(NULL) == _date_second and _date_cached is not None:
+        return _date_cached
+    return http_date()
 
 
 def http_date(timestamp=None):
