@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import shutil
@@ -206,7 +205,7 @@ def main():
     args = ap.parse_args()
     servers = args.servers.split(",")
     scenarios = args.scenarios.split(",")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     results = {sc: {s: [] for s in servers} for sc in scenarios}
     with tempfile.TemporaryDirectory(prefix="engine-http-bench-") as wd:
         with open(os.path.join(wd, "benchapp.py"), "w") as f:
@@ -231,40 +230,51 @@ def main():
                             run_wrk(port, sc, args.duration, args.client_cpu, wd))
                 finally:
                     stop_server(proc)
-    doc = {"schema": "engine-http-results", "schema_version": 1,
-           "command": "python " + " ".join(sys.argv),
-           "date": started.isoformat(timespec="seconds"), "python": sys.version.split()[0],
-           "pinning": {"server": args.server_cpu, "client": args.client_cpu},
-           "duration_s": args.duration, "rounds": args.rounds, "scenarios": {}}
+    from engine._harness import results as R
+    labels = {"hello": ("ASGI hello world, 64 conns", "requests/s", "rps"),
+              "pipelined": ("hello, 16 pipelined per conn", "requests/s", "rps"),
+              "file_1m": ("1 MiB file (pathsend / nginx sendfile)", "MiB/s", "mib_s")}
+    peers = [s for s in servers if s != "engine"]
+    docsc = {}
     print(f"{'scenario':10} " + " ".join(f"{s:>18}" for s in servers))
     for sc in scenarios:
-        row = {}
+        label, unit, key = labels[sc]
+        extra = {}
         for s in servers:
             runs = results[sc][s]
-            med = {k: statistics.median(r[k] for r in runs)
-                   for k in ("rps", "mib_s", "p50_ms", "p99_ms") if all(k in r for r in runs)}
-            med["non2xx"] = sum(r["non2xx"] for r in runs)
-            if med["non2xx"]:
-                print(f"WARNING: {s} answered {med['non2xx']} non-2xx responses in {sc}")
-            med["runs"] = runs
-            row[s] = med
-        ratios = {p: row["engine"]["rps"] / row[p]["rps"]
-                  for p in servers if p != "engine" and row[p]["rps"]}
-        doc["scenarios"][sc] = {"servers": row, "engine_rps_ratio": ratios}
-        print(f"{sc:10} " + " ".join(f"{row[s]['rps']:>12,.0f} rps" for s in servers))
-        print(f"{'':10} " + "  ".join(f"engine/{p} {r:.2f}x" for p, r in ratios.items()))
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=os.path.dirname(os.path.abspath(__file__))
-                             ).stdout.strip()
-    except OSError:
-        sha = "unknown"
-    doc["commit"] = sha
+            non2xx = sum(r["non2xx"] for r in runs)
+            if non2xx:
+                print(f"WARNING: {s} answered {non2xx} non-2xx responses in {sc}")
+            extra[s] = {"rps_rounds": [r["rps"] for r in runs], "non2xx": non2xx,
+                        "socket_errors": [r["socket_errors"] for r in runs],
+                        "latency_ms_median_of_rounds": {
+                            p: statistics.median(r[p] for r in runs)
+                            for p in ("p50_ms", "p90_ms", "p99_ms")
+                            if all(p in r for r in runs)}}
+        docsc[sc] = {"label": label, "kind": "throughput", "unit": unit,
+                     "in_geomean": sc != "file_1m",
+                     "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
+                     "extra": extra}
+    full = (set(servers) == {"engine", "granian", "uvicorn", "nginx"}
+            and set(scenarios) == set(labels) and args.rounds >= 3 and args.duration >= 5)
+    doc = R.samples_doc(
+        suite="http", subject="engine", peers=peers, mode="full" if full else "custom",
+        description="wrk against engine serve's HTTP protocol vs granian, uvicorn "
+                    "(uvloop+httptools) and nginx; one worker pinned, wrk on the other CPU",
+        command="python " + " ".join(sys.argv), started=started.isoformat(timespec="seconds"),
+        pinning={"server": str(args.server_cpu), "client": str(args.client_cpu)},
+        scenarios=docsc, repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        extra_meta={"duration_s_per_round": args.duration, "rounds": args.rounds,
+                    "wrk": {"threads": 1, "connections": {"hello": 64, "pipelined": 64,
+                                                          "file_1m": 16}}})
+    for sc in scenarios:
+        d = doc["scenarios"][sc]
+        print(f"{sc:10} " + " ".join(f"{d['impls'][s]['value']:>12,.0f} {d['unit'][:5]}"
+                                     for s in servers))
+        print(f"{'':10} " + "  ".join(f"engine/{p} {r['value']:.2f}x"
+                                      for p, r in d["ratios"].items()))
     if args.results:
-        path = os.path.join(args.results,
-                            f"http-{started.strftime('%Y%m%dT%H%M%SZ')}-{sha}.json")
-        with open(path, "w") as f:
-            json.dump(doc, f, indent=1)
+        path = R.write_result(doc, args.results)
         print("wrote", path)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -37,6 +36,15 @@ SCENARIOS = {
     "sock_pingpong": ("round trips/s", True),
     "sendfile": ("MiB/s", True),
     "rss_per_conn": ("bytes/conn", False),
+}
+LABELS = {
+    "proto_echo_1k": "Protocol echo 1 KiB",
+    "proto_echo_100k": "Protocol echo 100 KiB",
+    "streams_echo_1k": "streams echo 1 KiB",
+    "streams_pingpong": "streams ping-pong",
+    "sock_pingpong": "sock_* ping-pong",
+    "sendfile": "loop.sendfile 64 MiB",
+    "rss_per_conn": "RSS per idle conn (10k)",
 }
 SIZES = {"proto_echo_1k": 1024, "proto_echo_100k": 100 * 1024, "streams_echo_1k": 1024,
          "streams_pingpong": 64, "sock_pingpong": 64}
@@ -147,7 +155,7 @@ def serve(impl, scenario, cpu, path):
         # the client asks for our RSS by writing a line to stdin
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while line := await reader.readline():
+        while await reader.readline():
             print(rss(), flush=True)
 
     loop.run_until_complete(main())
@@ -238,52 +246,44 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     scenarios = args.scenarios.split(",")
     impls = args.impls.split(",")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     with tempfile.NamedTemporaryFile(prefix="engine-sendfile-") as f:
         f.write(os.urandom(1 << 20) * (SENDFILE_SIZE >> 20))
         f.flush()
-        results = {}
+        samples = {}
         for sc in scenarios:
-            samples = {impl: [] for impl in impls}
+            samples[sc] = {impl: [] for impl in impls}
             for _ in range(args.rounds):
                 for impl in impls:
-                    samples[impl].append(run_one(impl, sc, args, f.name))
-            results[sc] = {impl: statistics.median(v) for impl, v in samples.items()}
+                    samples[sc][impl].append(run_one(impl, sc, args, f.name))
             unit, higher = SCENARIOS[sc]
-            row = "  ".join(f"{impl} {results[sc][impl]:,.0f}" for impl in impls)
+            row = "  ".join(f"{impl} {statistics.median(samples[sc][impl]):,.0f}"
+                            for impl in impls)
             print(f"{sc:18} [{unit}] {row}", flush=True)
-    doc = {
-        "schema": "engine-net-results", "schema_version": 1,
-        "command": "python " + " ".join(sys.argv),
-        "date": started.isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "pinning": {"server": args.server_cpu, "client": args.client_cpu},
-        "seconds": args.seconds, "rounds": args.rounds,
-        "scenarios": {},
-    }
-    for sc, vals in results.items():
+    from engine._harness import results as R
+    docsc = {}
+    for sc in scenarios:
         unit, higher = SCENARIOS[sc]
-        ratios = {}
-        for peer in impls[1:]:
-            if vals.get(peer):
-                ratios[peer] = (vals["engine"] / vals[peer] if higher
-                                else vals[peer] / vals["engine"])
-        doc["scenarios"][sc] = {"unit": unit, "higher_is_better": higher, "values": vals,
-                                "engine_advantage": ratios}
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        sha = "unknown"
-    doc["commit"] = sha
+        docsc[sc] = {"label": LABELS[sc], "kind": "throughput" if higher else "cost",
+                     "unit": unit, "in_geomean": higher, "samples": samples[sc]}
+    full = (set(scenarios) == set(SCENARIOS) and impls == ["engine", "uvloop", "asyncio"]
+            and args.rounds >= 3 and args.seconds >= 2.0)
+    doc = R.samples_doc(
+        suite="net", subject=impls[0], peers=impls[1:], mode="full" if full else "custom",
+        description="asyncio network surface: protocol/streams echo, sock_* and streams "
+                    "ping-pong, loop.sendfile, RSS per idle connection; server and client "
+                    "pinned to different CPUs",
+        command="python " + " ".join(sys.argv), started=started.isoformat(timespec="seconds"),
+        pinning={"server": str(args.server_cpu), "client": str(args.client_cpu)},
+        scenarios=docsc, repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        extra_meta={"seconds_per_round": args.seconds, "rounds": args.rounds,
+                    "sendfile_bytes": SENDFILE_SIZE, "idle_connections": IDLE_CONNS})
     print("\nengine advantage (>1 = engine better):")
     for sc, d in doc["scenarios"].items():
-        print(f"  {sc:18} " + "  ".join(f"vs {p} {r:.2f}x" for p, r in d["engine_advantage"].items()))
+        print(f"  {sc:18} " + "  ".join(f"vs {p} {r['advantage']:.2f}x"
+                                        for p, r in d["ratios"].items()))
     if args.results:
-        name = f"net-{started.strftime('%Y%m%dT%H%M%SZ')}-{sha}.json"
-        path = os.path.join(args.results, name)
-        with open(path, "w") as out:
-            json.dump(doc, out, indent=1)
+        path = R.write_result(doc, args.results)
         print("wrote", path)
 
 

@@ -542,3 +542,74 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def slug(s: str) -> str:
     return _SAFE.sub("-", s).strip("-") or "x"
+
+
+# --------------------------------------------------------------------------- scripts' runs
+
+def samples_doc(*, suite: str, description: str | None, subject: str, peers: list[str],
+                command: str | None, mode: str, started: str, pinning: dict[str, str],
+                scenarios: dict[str, Doc], repo: StrPath | None = None,
+                extra_meta: Doc | None = None) -> Doc:
+    """A results document from a script that takes its own samples (wrk runs, repeated
+    rounds) rather than pyperf's: ``scenarios`` maps a name to ``label``, ``kind``
+    (throughput or cost), ``unit``, ``in_geomean`` and ``samples`` (impl -> [values], one
+    per interleaved round; ``extra`` (impl -> dict) is copied into each measurement). The
+    headline ``value`` is the median of the rounds, ``rel_stdev`` their relative stdev."""
+    out: Doc = {}
+    for name, sc in scenarios.items():
+        kind = sc["kind"]
+        if kind not in ("throughput", "cost"):
+            raise ValueError(f"{name}: kind {kind!r} (samples_doc takes throughput or cost)")
+        impls: Doc = {}
+        for impl, values in sc["samples"].items():
+            values = [float(v) for v in values]
+            if not values:
+                continue
+            mean = sum(values) / len(values)
+            med = sorted(values)[len(values) // 2] if len(values) % 2 else \
+                sum(sorted(values)[len(values) // 2 - 1:len(values) // 2 + 1]) / 2
+            sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                  if len(values) > 1 else 0.0)
+            m: Doc = {"value": med, "rel_stdev": sd / mean if mean else None,
+                      "n_values": len(values), "processes": len(values), "loops": 1,
+                      "inner_loops": 1, "rounds": values,
+                      "raw_stats": {"n": len(values), "mean": mean, "stdev": sd,
+                                    "median": med, "min": min(values), "max": max(values)}}
+            if kind == "cost":
+                m.update({"stdev": sd, "min": min(values), "max": max(values)})
+            m.update((sc.get("extra") or {}).get(impl, {}))
+            impls[impl] = m
+        ratios: Doc = {}
+        if subject in impls:
+            s = impls[subject]
+            for peer in peers:
+                p = impls.get(peer)
+                if p is None or not p["value"] or not s["value"]:
+                    continue
+                value = s["value"] / p["value"]
+                ratios[peer] = {
+                    "value": value,
+                    "advantage": value if KINDS[kind] else 1 / value,
+                    "rel_stdev": math.hypot(s["rel_stdev"] or 0.0, p["rel_stdev"] or 0.0)}
+        out[name] = {"label": sc["label"], "description": sc.get("description"),
+                     "kind": kind, "unit": sc["unit"], "higher_is_better": KINDS[kind],
+                     "in_geomean": bool(sc.get("in_geomean")), "threshold": None,
+                     "impls": impls, "ratios": ratios}
+    geomean: Doc = {}
+    for peer in peers:
+        names = [n for n, sc in out.items() if sc["in_geomean"] and peer in sc["ratios"]]
+        adv = [out[n]["ratios"][peer]["advantage"] for n in names]
+        geomean[peer] = {"value": math.exp(sum(math.log(a) for a in adv) / len(adv))
+                         if adv else None, "scenarios": names}
+    meta = machine_meta()
+    meta.update({"date": started, "date_end": utc_now(), "report_date": utc_now(),
+                 "pinning": pinning,
+                 "git": git_info(repo) if repo is not None else {"commit": None,
+                                                                 "short": None,
+                                                                 "dirty": None},
+                 "impls": {}, "tools": {}})
+    meta.update(extra_meta or {})
+    return check({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "suite": suite,
+                  "suite_description": description, "mode": mode, "subject": subject,
+                  "peers": peers, "command": command, "meta": meta, "scenarios": out,
+                  "geomean": geomean})
