@@ -257,7 +257,7 @@ cdef class Loop:
         self._signal_handlers = {}
         self._signal_watchers = {}
         self._idles = []
-        self._rpool = BufferPool(64 * 1024, 1, 16)    # transports.pyx READ_MAX
+        self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pyx READ_MAX
         self._timed_idles = []
         self._asyncs = []
         self._idle_pending = True

@@ -31,11 +31,11 @@ cdef int _LOG_CONNLOST_WRITES = _asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WR
 cdef double _ACCEPT_RETRY_DELAY = _asyncio.constants.ACCEPT_RETRY_DELAY
 cdef int _MSG_NOSIGNAL = getattr(_socket, 'MSG_NOSIGNAL', 0)
 cdef object _AF_UNIX = getattr(_socket, 'AF_UNIX', None)
-# bytes asked of recv() per readable event. 64 KiB, not asyncio's 256 KiB: measured with
-# perf/bench_net.py proto_echo_100k, 256 KiB reads made the kernel's copy into the buffer ~3x
-# slower per byte (cache misses: buffer + bytes copy + the echo's send outgrow L2), 0.58x uvloop;
-# 64 KiB: 1.0-1.2x uvloop, and no change for 1 KiB messages.
-cdef Py_ssize_t READ_MAX = 64 * 1024
+# bytes asked of recv() per readable event. 128 KiB, not asyncio's 256 KiB: measured with
+# perf/bench_net.py proto_echo_100k (interleaved with uvloop), 256 KiB reads made the kernel's
+# copy into the buffer ~3x slower per byte (perf: _copy_to_iter; cache misses), 0.58x uvloop;
+# 64 KiB needs two reads per 100 KiB message, 0.95x; 128 KiB 1.06x. 1 KiB messages: no change.
+cdef Py_ssize_t READ_MAX = 128 * 1024
 cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water mark
 cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
 
