@@ -50,6 +50,7 @@ cdef object _CancelledError = _asyncio.CancelledError
 cdef dict _ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024    # buffered request body that pauses reading
+cdef Py_ssize_t SMALL_BODY = 16 * 1024          # copied into the head's buffer, one write
 cdef long long DISCARD_MAX = 64 * 1024          # unread request body we read and drop to keep
                                                 # the connection after an early response
 
@@ -166,6 +167,7 @@ cdef class HttpProtocol(HttpParser):
         bint write_paused
         object drain_waiter           # future: resume_writing()
         bint read_paused_body         # reading paused because of request body backpressure
+        bint read_paused              # reading paused while pipelined requests wait
         object timer
         int timer_kind
         double deadline
@@ -223,8 +225,9 @@ cdef class HttpProtocol(HttpParser):
             self.feed_data(data)
         except HttpParserError as exc:
             self._parse_error(exc)
-        if self.paused and not self.closing and self.ws is None:
+        if self.paused and not self.closing and self.ws is None and not self.read_paused:
             # pipelined bytes wait in the parser: stop reading until the response is done
+            self.read_paused = True
             self.transport.pause_reading()
 
     def eof_received(self):
@@ -429,10 +432,10 @@ cdef class HttpProtocol(HttpParser):
 
     cdef _next_request(self, RequestCycle cycle):
         self.cycle = None
-        if self.read_paused_body:
-            self.read_paused_body = False
         self._arm(T_IDLE)
-        self.transport.resume_reading()
+        if self.read_paused or self.read_paused_body:
+            self.read_paused = self.read_paused_body = False
+            self.transport.resume_reading()
         if self.paused:
             try:
                 self.resume()                 # pipelined requests parse (and may start) now
@@ -771,15 +774,23 @@ cdef class RequestCycle:
                 self.keep_alive = False
                 head = self._head(-1, False)
             self.headers = None
+            # a small body goes out in one bytes object with the head: one send(2) straight
+            # from write(), cheaper than writelines()'s gathered send for a few hundred bytes
             if nobody:
                 transport.write(head)
             elif self.chunked:
                 if n:
-                    transport.writelines((head, http_chunk(body)))
+                    if n <= SMALL_BODY:
+                        transport.write(head + http_chunk(body))
+                    else:
+                        transport.writelines((head, http_chunk(body)))
                 else:
                     transport.write(head)
             elif n:
-                transport.writelines((head, body))
+                if n <= SMALL_BODY:
+                    transport.write(head + body)
+                else:
+                    transport.writelines((head, body))
             else:
                 transport.write(head)
             if not nobody:
