@@ -659,6 +659,9 @@ def _refused(addr) -> bool:
         socket.create_connection(addr, timeout=WAIT).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # the listener closed while this connection sat in its accept queue: ask again
+        return False
     return False
 
 
