@@ -20,6 +20,7 @@ class ServerConfig:
     lifespan_state: dict[str, Any] | None
     connections: set[Any]
     scheme: str
+    tls_server_cert: str | None
     def __init__(self, app: Any, *, state: Any = ..., root_path: str = ...,
                  keep_alive: float = ..., header_timeout: float = ..., body_timeout: float = ...,
                  ws_ping_interval: float = ..., ws_ping_timeout: float = ...,
@@ -27,7 +28,7 @@ class ServerConfig:
                  default_headers: list[tuple[bytes, bytes]] | None = ...,
                  date_header: bool = ..., access_log: bool = ..., limit_concurrency: int = ...,
                  lifespan_state: dict[str, Any] | None = ..., connections: set[Any] | None = ...,
-                 scheme: str = ...) -> None: ...
+                 scheme: str = ..., tls_server_cert: str | None = ...) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, cfg: ServerConfig, loop: asyncio.AbstractEventLoop | None = ...) -> None: ...

@@ -50,6 +50,9 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
             ssl = config.ssl_context()
         except TypeError:
             ssl = None
+    server_cert = None
+    if ssl is not None and getattr(config, "ssl_certfile", None):
+        server_cert = _first_pem_cert(config.ssl_certfile)
     lifespan_state = getattr(state, "lifespan_state", None) if state is not None else None
     connections = getattr(state, "connections", None) if state is not None else None
     return ServerConfig(
@@ -67,7 +70,22 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         limit_concurrency=int(_opt(config, "limit_concurrency", 0)),
         lifespan_state=lifespan_state, connections=connections,
         scheme="https" if ssl is not None else "http",
+        tls_server_cert=server_cert,
     )
+
+
+def _first_pem_cert(path: str) -> str | None:
+    """The first PEM certificate block of ``path`` (the ASGI tls extension's server_cert)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    begin = text.find("-----BEGIN CERTIFICATE-----")
+    end = text.find("-----END CERTIFICATE-----", begin)
+    if begin < 0 or end < 0:
+        return None
+    return text[begin:end + len("-----END CERTIFICATE-----")] + "\n"
 
 
 class HttpPlugin:

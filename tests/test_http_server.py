@@ -243,6 +243,68 @@ class HttpBehaviour:
 
     # --- the ASGI scope -------------------------------------------------------------------------
 
+    def test_tls_extension_in_http_and_websocket_scopes(self, loop, tmp_path):
+        import ssl
+        trustme = pytest.importorskip("trustme")
+        ca = trustme.CA()
+        server_cert = ca.issue_cert("127.0.0.1")
+        client_cert = ca.issue_cert("client@example.org", organization_name="Acme, Inc.")
+        cert_file = tmp_path / "cert.pem"
+        key_file = tmp_path / "key.pem"
+        server_cert.cert_chain_pems[0].write_to_path(str(cert_file))
+        server_cert.private_key_pem.write_to_path(str(key_file))
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(str(cert_file), str(key_file))
+        server_ctx.verify_mode = ssl.CERT_OPTIONAL
+        ca.configure_trust(server_ctx)
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append((scope["type"], scope["scheme"], scope["extensions"].get("tls")))
+            if scope["type"] == "websocket":
+                await receive()
+                await send({"type": "websocket.close"})
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def main():
+            config = server_config(app, Cfg(ssl_certfile=str(cert_file),
+                                            ssl_keyfile=str(key_file),
+                                            ssl_context=lambda: server_ctx))
+            server = await loop.create_server(lambda: HttpProtocol(config, loop), "127.0.0.1",
+                                              0, ssl=server_ctx)
+            port = server.sockets[0].getsockname()[1]
+            for with_cert in (False, True):
+                client_ctx = ssl.create_default_context()
+                ca.configure_trust(client_ctx)
+                if with_cert:
+                    client_cert.configure_cert(client_ctx)
+                r, w = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+                w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert (await read_response(r))[2] == b"ok"
+                if with_cert:
+                    w.write(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                    await r.readuntil(b"\r\n\r\n")
+                w.close()
+            server.close()
+
+        self.run(loop, main())
+        (t1, scheme1, anon), (t2, scheme2, tls), (t3, scheme3, ws_tls) = seen
+        assert (t1, scheme1, t2, scheme2, t3, scheme3) == ("http", "https", "http", "https",
+                                                           "websocket", "wss")
+        assert anon["server_cert"] == server_cert.cert_chain_pems[0].bytes().decode()
+        assert anon["tls_version"] in (0x0303, 0x0304)
+        assert isinstance(anon["cipher_suite"], int) and 0 < anon["cipher_suite"] < 0x10000
+        assert anon["client_cert_chain"] == [] and anon["client_cert_name"] is None
+        assert anon["client_cert_error"] is None
+        pem = client_cert.cert_chain_pems[0].bytes().decode()
+        assert tls["client_cert_chain"][0].split() == pem.split()
+        assert "O=Acme\\, Inc." in tls["client_cert_name"]
+        assert ws_tls == tls
+
     def test_scope_fields(self, loop):
         scopes = []
 

@@ -125,12 +125,13 @@ cdef class ServerConfig:
     cdef public object connections           # set of live protocols (shutdown, concurrency)
     cdef public str scheme                   # "http" or "https"
     cdef public bint zerocopy
+    cdef public object tls_server_cert       # PEM of the served certificate (tls extension)
 
     def __init__(self, app, *, state=None, root_path="", keep_alive=5.0, header_timeout=10.0,
                  body_timeout=30.0, ws_ping_interval=20.0, ws_ping_timeout=20.0,
                  ws_max_size=16 * 1024 * 1024, limits=None, default_headers=None,
                  date_header=True, access_log=False, limit_concurrency=0, lifespan_state=None,
-                 connections=None, scheme="http"):
+                 connections=None, scheme="http", tls_server_cert=None):
         self.app = app
         self.state = state
         self.root_path = root_path
@@ -149,6 +150,7 @@ cdef class ServerConfig:
         self.connections = connections if connections is not None else set()
         self.scheme = scheme
         self.zerocopy = True
+        self.tls_server_cert = tls_server_cert
 
 
 @cython.final
@@ -174,6 +176,7 @@ cdef class HttpProtocol(HttpParser):
         bint tls
         object ws                     # WebSocketSession after an upgrade
         dict scope_base               # the http scope's per-connection fields
+        dict tls_info                 # the ASGI "tls" extension of this connection, or None
         object __weakref__
 
     def __init__(self, ServerConfig cfg, loop=None):
@@ -193,6 +196,7 @@ cdef class HttpProtocol(HttpParser):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             self.tls = True
+            self.tls_info = _tls_extension(transport, self.cfg)
         self.scope_base = {
             "type": "http",
             "asgi": _ASGI_INFO,
@@ -206,7 +210,9 @@ cdef class HttpProtocol(HttpParser):
             "raw_path": None,
             "query_string": None,
             "headers": None,
-            "extensions": _EXTENSIONS_TLS if self.tls else _EXTENSIONS,
+            "extensions": _EXTENSIONS if not self.tls else {
+                "http.response.pathsend": {}, "http.response.zerocopysend": {},
+                "tls": self.tls_info},
         }
         if self.cfg.limit_concurrency and len(self.cfg.connections) > self.cfg.limit_concurrency:
             self._reject(503, b"Service Unavailable")
@@ -484,8 +490,72 @@ cdef class HttpProtocol(HttpParser):
 
 
 cdef dict _EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
-cdef dict _EXTENSIONS_TLS = {"http.response.pathsend": {}, "http.response.zerocopysend": {},
-                             "tls": {}}
+# ASGI TLS extension: tls_version as the protocol's 16-bit code, cipher_suite as its IANA id
+cdef dict _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303,
+                           "TLSv1.3": 0x0304}
+cdef dict _CIPHER_IDS = {}
+cdef dict _RDN_SHORT = {"commonName": "CN", "organizationName": "O",
+                        "organizationalUnitName": "OU", "countryName": "C",
+                        "stateOrProvinceName": "ST", "localityName": "L",
+                        "streetAddress": "STREET", "domainComponent": "DC", "userId": "UID"}
+
+
+cdef object _cipher_id(object context, str name):
+    cid = _CIPHER_IDS.get(name)
+    if cid is None and context is not None:
+        for c in context.get_ciphers():
+            _CIPHER_IDS[c["name"]] = c["id"] & 0xFFFF
+        cid = _CIPHER_IDS.get(name)
+    return cid
+
+
+cdef str _rfc4514(subject):
+    """RFC 4514 string of a certificate subject as ssl's getpeercert() gives it."""
+    parts = []
+    for rdn in reversed(subject):
+        avas = []
+        for key, value in rdn:
+            v = "".join("\\" + ch if ch in ',+"\\<>;=' else ch for ch in value)
+            if v[:1] in ("#", " "):
+                v = "\\" + v
+            if v.endswith(" "):
+                v = v[:-1] + "\\ "
+            avas.append(f"{_RDN_SHORT.get(key, key)}={v}")
+        parts.append("+".join(avas))
+    return ",".join(parts)
+
+
+cdef dict _tls_extension(transport, ServerConfig cfg):
+    import ssl as _ssl
+    info = {"server_cert": cfg.tls_server_cert, "client_cert_chain": [],
+            "client_cert_name": None, "client_cert_error": None, "tls_version": None,
+            "cipher_suite": None}
+    obj = transport.get_extra_info("ssl_object")
+    if obj is None:
+        return info
+    info["tls_version"] = _TLS_VERSIONS.get(obj.version())
+    cipher = obj.cipher()
+    if cipher:
+        info["cipher_suite"] = _cipher_id(obj.context, cipher[0])
+    chain = None
+    if hasattr(obj, "get_unverified_chain"):             # 3.13+: the whole chain
+        try:
+            chain = obj.get_unverified_chain()
+        except Exception:
+            chain = None
+    if chain:
+        info["client_cert_chain"] = [c.public_bytes() if hasattr(c, "public_bytes")
+                                     else _ssl.DER_cert_to_PEM_cert(bytes(c)) for c in chain]
+        info["client_cert_chain"] = [c.decode() if isinstance(c, bytes) else c
+                                     for c in info["client_cert_chain"]]
+    else:
+        der = obj.getpeercert(binary_form=True)
+        if der:
+            info["client_cert_chain"] = [_ssl.DER_cert_to_PEM_cert(der)]
+    peer = obj.getpeercert()
+    if peer and peer.get("subject"):
+        info["client_cert_name"] = _rfc4514(peer["subject"])
+    return info
 
 
 cdef object _addr(object a):

@@ -77,6 +77,8 @@ cdef class WebSocketSession(FrameParser):
             "subprotocols": _ws.subprotocols(proto.headers),
             "extensions": {"websocket.http.response": {}},
         }
+        if proto.tls:
+            scope["extensions"]["tls"] = proto.tls_info
         if cfg.lifespan_state is not None:
             scope["state"] = cfg.lifespan_state.copy()
         self.scope = scope
