@@ -156,8 +156,7 @@ cdef class _FdTransport:
     def pause_reading(self):
         if not self.is_reading():
             return
-        self._paused = True
-        self._watch(ENG_EV_READ, False)
+        self._paused = True         # the fd is unwatched lazily (see _dispatch_transport)
 
     def resume_reading(self):
         if self._closing or not self._paused:
@@ -612,7 +611,13 @@ cdef class SocketTransport(_FdTransport):
 cdef int _dispatch_transport(Loop loop, object obj, int revents) except -1:
     cdef _FdTransport t = <_FdTransport>obj
     if (revents & ENG_EV_READ) and t._read_registered:
-        t._on_readable()
+        if t._paused:
+            # pause_reading() is lazy: the fd leaves the poller only when it becomes readable
+            # while paused (a request/response protocol pauses and resumes once per message,
+            # which would otherwise cost two epoll_ctl calls per message)
+            t._watch(ENG_EV_READ, False)
+        else:
+            t._on_readable()
     if (revents & ENG_EV_WRITE) and t._write_registered:
         t._on_writable()
     return 0

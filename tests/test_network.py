@@ -655,6 +655,46 @@ def test_transports_receive_into_the_loop_pool():
         loop.close()
 
 
+def test_pause_reading_is_lazy_and_stops_polling_once_data_waits():
+    # engine-specific: pause_reading() leaves the fd in the poller until it turns readable
+    # (no epoll_ctl pair per request/response); then the fd leaves it, so the loop does not
+    # spin on a level-triggered event, and resume_reading() delivers what waited.
+    loop = engine.new_event_loop()
+    try:
+        async def main():
+            a, b = socket.socketpair()
+            got = asyncio.Queue()
+
+            class P(asyncio.Protocol):
+                def data_received(self, data):
+                    got.put_nowait(data)
+
+            tr, _ = await loop.create_connection(P, sock=a)
+            await asyncio.sleep(0)
+            assert "read=polling" in repr(tr)
+            tr.pause_reading()
+            assert not tr.is_reading()
+            assert "read=polling" in repr(tr)          # no syscall yet
+            tr.resume_reading()
+            tr.pause_reading()
+            b.sendall(b"waits")
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                if "read=idle" in repr(tr):
+                    break
+            assert "read=idle" in repr(tr)             # readable while paused: unwatched
+            assert got.empty()
+            tr.resume_reading()
+            assert tr.is_reading()
+            assert await asyncio.wait_for(got.get(), 5) == b"waits"
+            tr.close()
+            b.close()
+
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
 def test_buffered_protocol_with_pool_chunks_into_numpy():
     import numpy as np
     pool = engine.BufferPool(chunk_size=4096, slab_chunks=8, max_slabs=1)
