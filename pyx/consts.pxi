@@ -18,3 +18,5 @@ cdef enum:
     KIND_COUNT = 7
 
 cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block longer than a day
+cdef double BUSY_POLL_DEFAULT_US = 100.0   # the longest busy-poll window by default (microseconds)
+cdef double BUSY_POLL_START = 10e-6        # the first window once polling pays (seconds)

@@ -15,6 +15,9 @@ from libc.stdint cimport uint64_t
 from libc.errno cimport errno, EINTR, EAGAIN
 from posix.unistd cimport read, close
 
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
 from includes.poller cimport (
     eng_poller, ENG_EV_READ, ENG_EV_WRITE, ENG_EV_EDGE, ENG_EV_ERROR,
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
@@ -266,6 +269,11 @@ cdef class Loop:
         self._clock_resolution = _time.get_clock_info('monotonic').resolution
         self._debug = _coroutines._is_debug_mode()
         self._coroutine_origin_tracking_saved_depth = None
+        env = _os.environ.get("ENGINE_BUSY_POLL_US")
+        try:
+            self.set_busy_poll(BUSY_POLL_DEFAULT_US if env is None else float(env))
+        except ValueError as exc:
+            raise ValueError(f"ENGINE_BUSY_POLL_US={env!r}: {exc}") from None
 
         self._fd_set(self._wake_fds[0], ENG_EV_READ, None, KIND_WAKEUP)
         self._fd_set(self._sig_fds[0], ENG_EV_READ, None, KIND_SIGNALS)
@@ -538,7 +546,7 @@ cdef class Loop:
 
     cdef int _run_once(self) except -1:
         cdef int timeout_ms, n, i, fd, revents, rc
-        cdef double when, now, end, dt
+        cdef double when, now, end, dt, t0, spin_end
         cdef Py_ssize_t ntodo
         cdef Ring *ready = &self._ready
         cdef PyObject *p
@@ -569,11 +577,41 @@ cdef class Loop:
         # keeps the GIL (saves a release/re-acquire per busy iteration).
         if timeout_ms == 0:
             n = eng_poller_wait(<eng_poller*>self._poller, 0)
+            if n > 0:
+                self._had_io = True
         else:
             self._sleeping = True
             with nogil:
-                n = eng_poller_wait(<eng_poller*>self._poller, timeout_ms)
-            self._sleeping = False
+                n = 0
+                if self._had_io and self._busy_poll > 0.0:
+                    # adaptive busy polling (KVM's halt-polling idea): right after I/O, the next
+                    # event often comes within microseconds; polling for it without blocking
+                    # saves the sleep/wake-up (a context switch, and on a VM an idle exit) that
+                    # dominates a request/response round trip between two CPUs
+                    t0 = eng_monotonic()
+                    spin_end = t0 + self._busy_poll
+                    while True:
+                        n = eng_poller_wait(<eng_poller*>self._poller, 0)
+                        if n != 0 or eng_monotonic() >= spin_end:
+                            break
+                        sched_yield()    # polite: another runnable task on this CPU goes first
+                if n == 0:
+                    t0 = eng_monotonic()
+                    n = eng_poller_wait(<eng_poller*>self._poller, timeout_ms)
+                    if self._busy_poll_max > 0.0 and n > 0:
+                        # an event ended the sleep: had it come within the longest window,
+                        # polling a little longer would have caught it (grow); else shrink
+                        if eng_monotonic() - t0 < self._busy_poll_max:
+                            self._busy_poll = self._busy_poll * 2.0
+                            if self._busy_poll < BUSY_POLL_START:
+                                self._busy_poll = BUSY_POLL_START
+                            if self._busy_poll > self._busy_poll_max:
+                                self._busy_poll = self._busy_poll_max
+                        else:
+                            self._busy_poll = self._busy_poll * 0.5
+                            if self._busy_poll < BUSY_POLL_START:
+                                self._busy_poll = 0.0
+            self._had_io = n > 0
         if n < 0:
             if n == -EINTR:
                 PyErr_CheckSignals()      # runs Python signal handlers; may raise KeyboardInterrupt
@@ -1211,6 +1249,24 @@ cdef class Loop:
                                   'unexpected error in custom exception handler', exc_info=True)
 
     # --- debug ------------------------------------------------------------------------------------
+
+    def set_busy_poll(self, max_us):
+        """Set the longest adaptive busy-poll window in microseconds (0 turns it off).
+
+        After a poll that returned events, the loop polls without blocking for up to the current
+        window before it sleeps. The window grows (from 10 us, doubling, up to max_us) while
+        events keep arriving soon after the loop went to sleep, and shrinks to nothing while
+        they do not, so a loop with sparse traffic does not spin. Default 100 us, or the
+        ENGINE_BUSY_POLL_US environment variable."""
+        max_us = float(max_us)
+        if not (0.0 <= max_us <= 1e6):
+            raise ValueError(f"busy-poll window must be 0..1000000 microseconds, not {max_us}")
+        self._busy_poll_max = max_us / 1e6
+        self._busy_poll = 0.0
+
+    def get_busy_poll(self):
+        """The longest busy-poll window in microseconds (0: off); see set_busy_poll()."""
+        return self._busy_poll_max * 1e6
 
     def get_debug(self):
         return self._debug

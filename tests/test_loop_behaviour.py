@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -861,6 +863,70 @@ class LoopBehaviour:
 
 class TestEngineLoop(LoopBehaviour):
     factory = staticmethod(engine.new_event_loop)
+
+    def test_busy_poll_setting_and_environment(self, loop):
+        assert loop.get_busy_poll() == 100.0           # the default window, microseconds
+        loop.set_busy_poll(0)
+        assert loop.get_busy_poll() == 0.0
+        loop.set_busy_poll(250)
+        assert loop.get_busy_poll() == 250.0
+        for bad in (-1, 2e6, float("nan")):
+            with pytest.raises(ValueError):
+                loop.set_busy_poll(bad)
+        with pytest.raises((TypeError, ValueError)):
+            loop.set_busy_poll("fast")
+        code = "import engine; l = engine.new_event_loop(); print(l.get_busy_poll()); l.close()"
+        env = dict(os.environ, ENGINE_BUSY_POLL_US="0")
+        run = dict(env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+        out = subprocess.run([sys.executable, "-c", code], check=True, **run).stdout
+        assert out.strip() == "0.0"
+        env["ENGINE_BUSY_POLL_US"] = "lots"
+        r = subprocess.run([sys.executable, "-c", code], **run)
+        assert r.returncode != 0 and "ENGINE_BUSY_POLL_US='lots'" in r.stderr
+
+    @pytest.mark.parametrize("window", [0, 100, 5000])
+    def test_busy_polling_loses_no_event_timer_or_wakeup(self, loop, window):
+        # ping-pong over a socketpair keeps the loop busy-polling; timers fall due and another
+        # thread wakes the loop meanwhile, and every byte arrives in order
+        loop.set_busy_poll(window)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def main():
+            timer_fired = loop.create_future()
+            loop.call_later(0.05, timer_fired.set_result, "timer")
+            woken = loop.create_future()
+            threading.Timer(0.05, loop.call_soon_threadsafe, (woken.set_result, "thread")).start()
+            got = bytearray()
+
+            async def echo():                       # the peer: waits for every message
+                while True:
+                    data = await loop.sock_recv(b, 8)
+                    if not data:
+                        return
+                    got.extend(data)
+                    await loop.sock_sendall(b, data)
+
+            peer = loop.create_task(echo())
+            n = 0
+            while not (timer_fired.done() and woken.done()) or n < 200:
+                msg = b"%08d" % n
+                await loop.sock_sendall(a, msg)
+                assert await loop.sock_recv(a, 8) == msg
+                n += 1
+            a.shutdown(socket.SHUT_WR)
+            await peer
+            assert bytes(got) == b"".join(b"%08d" % i for i in range(n))
+            # idle now: the window shrinks and the loop sleeps until the next timer
+            await asyncio.sleep(0.02)
+            return await timer_fired, await woken
+
+        try:
+            assert loop.run_until_complete(asyncio.wait_for(main(), 10)) == ("timer", "thread")
+        finally:
+            a.close()
+            b.close()
 
 
 class TestAsyncioLoop(LoopBehaviour):

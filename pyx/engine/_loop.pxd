@@ -128,6 +128,9 @@ cdef class Loop:
         int _wake_fds[2]
         int _sig_fds[2]
         bint _sig_wakeup_set
+        double _busy_poll_max     # adaptive busy polling: the longest window (s; 0 = off)
+        double _busy_poll         # the current window (s), grown/shrunk by how waits end
+        bint _had_io              # the last poll returned events
 
         object _thread_id
         object _exception_handler
