@@ -12,6 +12,9 @@ program for every loop, so differences come from the server's loop. Scenarios:
   sendfile          loop.sendfile of a 64 MiB file, repeatedly; client discards   (MiB/s)
   rss_per_conn      server RSS growth per idle connection, 10k connections        (bytes/conn)
 
+--impls may add engine-nopoll: engine's loop with busy polling off (set_busy_poll(0)), to show
+what the adaptive busy poll adds and what it costs.
+
 Each (scenario, loop) runs --rounds times (interleaved across loops); the median is kept.
 
     python perf/bench_net.py [--scenarios a,b] [--impls engine,uvloop,asyncio] [--seconds 2]
@@ -56,9 +59,12 @@ IDLE_CONNS = 10_000
 
 def new_loop(impl):
     import asyncio
-    if impl == "engine":
+    if impl in ("engine", "engine-nopoll"):
         import engine
-        return engine.new_event_loop()
+        loop = engine.new_event_loop()
+        if impl == "engine-nopoll":
+            loop.set_busy_poll(0)       # engine with its adaptive busy polling turned off
+        return loop
     if impl == "uvloop":
         import uvloop
         return uvloop.new_event_loop()
@@ -211,13 +217,25 @@ def client(scenario, port, seconds, cpu, server_proc):
     return n / dt
 
 
+SERVER_CPU = {}     # scenario -> impl -> [server CPU % while the client ran]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_one(impl, scenario, args, sendfile_path):
     cmd = [sys.executable, __file__, "--serve", impl, scenario, str(args.server_cpu),
            sendfile_path]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         port, base_rss = map(int, proc.stdout.readline().split())
+        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
         value = client(scenario, port, args.seconds, args.client_cpu, proc)
+        SERVER_CPU.setdefault(scenario, {}).setdefault(impl, []).append(
+            100.0 * (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0))
         if scenario == "rss_per_conn":
             value = (value - base_rss) / IDLE_CONNS
         return value
@@ -259,14 +277,16 @@ def main():
             unit, higher = SCENARIOS[sc]
             row = "  ".join(f"{impl} {statistics.median(samples[sc][impl]):,.0f}"
                             for impl in impls)
-            print(f"{sc:18} [{unit}] {row}", flush=True)
+            cpu = "  ".join(f"{impl} {statistics.median(SERVER_CPU[sc][impl]):.0f}%"
+                            for impl in impls)
+            print(f"{sc:18} [{unit}] {row}   (server CPU: {cpu})", flush=True)
     from engine._harness import results as R
     docsc = {}
     for sc in scenarios:
         unit, higher = SCENARIOS[sc]
         docsc[sc] = {"label": LABELS[sc], "kind": "throughput" if higher else "cost",
                      "unit": unit, "in_geomean": higher, "samples": samples[sc]}
-    full = (set(scenarios) == set(SCENARIOS) and impls == ["engine", "uvloop", "asyncio"]
+    full = (set(scenarios) == set(SCENARIOS) and impls[:3] == ["engine", "uvloop", "asyncio"]
             and args.rounds >= 3 and args.seconds >= 2.0)
     doc = R.samples_doc(
         suite="net", subject=impls[0], peers=impls[1:], mode="full" if full else "custom",
@@ -277,7 +297,10 @@ def main():
         pinning={"server": str(args.server_cpu), "client": str(args.client_cpu)},
         scenarios=docsc, repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         extra_meta={"seconds_per_round": args.seconds, "rounds": args.rounds,
-                    "sendfile_bytes": SENDFILE_SIZE, "idle_connections": IDLE_CONNS})
+                    "sendfile_bytes": SENDFILE_SIZE, "idle_connections": IDLE_CONNS,
+                    "server_cpu_percent_median": {
+                        sc: {impl: round(statistics.median(v), 1) for impl, v in d.items()}
+                        for sc, d in SERVER_CPU.items()}})
     print("\nengine advantage (>1 = engine better):")
     for sc, d in doc["scenarios"].items():
         print(f"  {sc:18} " + "  ".join(f"vs {p} {r['advantage']:.2f}x"
