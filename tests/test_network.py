@@ -630,18 +630,24 @@ def test_buffer_pool_bounds_views_and_stats():
         engine.BufferPool(chunk_size=0)
 
 
+async def _queue_transport(loop):
+    """A transport over one end of a socketpair whose protocol queues what it receives."""
+    a, b = socket.socketpair()
+    got = asyncio.Queue()
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            got.put_nowait(data)
+
+    tr, _ = await loop.create_connection(P, sock=a)
+    return tr, b, got
+
+
 def test_transports_receive_into_the_loop_pool():
     loop = engine.new_event_loop()
     try:
         async def main():
-            a, b = socket.socketpair()
-            got = asyncio.Queue()
-
-            class P(asyncio.Protocol):
-                def data_received(self, data):
-                    got.put_nowait(data)
-
-            tr, _ = await loop.create_connection(P, sock=a)
+            tr, b, got = await _queue_transport(loop)
             before = loop.buffer_pool.stats()["acquired"]
             b.sendall(b"pooled")
             assert await got.get() == b"pooled"
@@ -662,14 +668,7 @@ def test_pause_reading_is_lazy_and_stops_polling_once_data_waits():
     loop = engine.new_event_loop()
     try:
         async def main():
-            a, b = socket.socketpair()
-            got = asyncio.Queue()
-
-            class P(asyncio.Protocol):
-                def data_received(self, data):
-                    got.put_nowait(data)
-
-            tr, _ = await loop.create_connection(P, sock=a)
+            tr, b, got = await _queue_transport(loop)
             await asyncio.sleep(0)
             assert "read=polling" in repr(tr)
             tr.pause_reading()
