@@ -263,6 +263,7 @@ cdef class Loop:
         self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pyx READ_MAX
         self._timed_idles = []
         self._asyncs = []
+        self._prepoll = []
         self._idle_pending = True
         self._asyncgens = _weakref.WeakSet()
         self.slow_callback_duration = 0.1
@@ -555,7 +556,7 @@ cdef class Loop:
 
         # 1. how long may we block?
         while True:
-            if ready.count or self._stopping or self._async_pending:
+            if ready.count or self._stopping or self._async_pending or self._prepoll:
                 timeout_ms = 0
             elif self._heap_n:
                 dt = self._heap[0].when - eng_monotonic()
@@ -671,6 +672,32 @@ cdef class Loop:
             now = eng_monotonic()
             if now >= self._timed_deadline:
                 self._run_timed_idle(now)
+
+        # 5. the iteration's last word: call_before_poll() callbacks (e.g. output a protocol
+        # held back while this iteration's events were dispatched)
+        if self._prepoll:
+            self._run_prepoll()
+        return 0
+
+    cdef int _run_prepoll(self) except -1:
+        cdef list todo = self._prepoll
+        cdef Py_ssize_t i = 0, n = len(todo)
+        cdef Handle h
+        self._prepoll = []
+        try:
+            while i < n:
+                h = <Handle>todo[i]
+                i += 1
+                if not h._cancelled:
+                    if self._debug:
+                        self._run_handle_debug(h)
+                    else:
+                        h._run()
+        finally:
+            if i < n:
+                # a callback raised SystemExit/KeyboardInterrupt: the rest still run, first
+                # thing in the next iteration's end
+                self._prepoll[:0] = todo[i:]
         return 0
 
     cdef int _run_ready(self, Py_ssize_t ntodo) except -1:
@@ -867,6 +894,28 @@ cdef class Loop:
         self._ready_push(h)
         return h
 
+    def call_before_poll(self, callback, *args, context=None):
+        """engine's own: arrange for callback(*args) to be called once, at the end of the
+        current loop iteration -- after the ready callbacks, fd events and due timers of this
+        iteration, before the loop polls (or sleeps) again. Called outside a running
+        iteration, at the end of the next one. FIFO; returns a cancellable Handle.
+
+        For work that should see everything an iteration did, at most once per iteration:
+        engine's HTTP server hands all the responses of an iteration to the kernel together."""
+        cdef Handle h
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_before_poll')
+        if context is None:
+            context = PyContext_CopyCurrent()
+        h = Handle.new(self, callback, args, context)
+        if self._debug:
+            h._source_traceback = _extract_stack(_sys_getframe(0))
+        self._prepoll.append(h)
+        return h
+
     def call_soon_threadsafe(self, callback, *args, context=None):
         """Like call_soon(), but callable from any thread: wakes the loop up if it is waiting."""
         cdef Handle h
@@ -1021,6 +1070,7 @@ cdef class Loop:
             for w in list(lst):
                 (<Watcher>w)._active = False
             del lst[:]
+        del self._prepoll[:]
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:

@@ -928,6 +928,76 @@ class TestEngineLoop(LoopBehaviour):
             a.close()
             b.close()
 
+    def test_call_before_poll_runs_at_the_end_of_the_iteration(self, loop):
+        # inside one iteration: a ready callback, an fd event and a timer each ask for work at
+        # the iteration's end; it runs after all three and before the next iteration's
+        # callbacks (call_soon from the same callbacks); FIFO; a cancelled one never runs
+        order = []
+        a, b = socket.socketpair()
+        b.send(b"x")                                     # a is readable from the start
+
+        def on_readable():
+            loop.remove_reader(a)
+            order.append("fd")
+            loop.call_before_poll(order.append, "end-fd")
+
+        def first():
+            order.append("ready")
+            loop.call_before_poll(order.append, "end-ready")
+            loop.call_before_poll(order.append, "never").cancel()
+            loop.call_soon(order.append, "next-iteration")
+            loop.call_soon(loop.stop)
+
+        def timer():
+            order.append("timer")
+            loop.call_before_poll(order.append, "end-timer")
+
+        try:
+            loop.add_reader(a, on_readable)
+            loop.call_at(loop.time() - 1, timer)         # due at once
+            loop.call_soon(first)
+            loop.run_forever()
+        finally:
+            a.close()
+            b.close()
+        assert order == ["ready", "fd", "timer", "end-ready", "end-fd", "end-timer",
+                         "next-iteration"]
+
+    def test_call_before_poll_never_waits_for_an_event(self, loop):
+        # a before-poll callback that asks for another one: the loop must not sleep in between
+        # (nothing else is scheduled; a hang would end at the guard timer with done < 3)
+        done = []
+
+        def chain(i):
+            done.append(i)
+            if i < 3:
+                loop.call_before_poll(chain, i + 1)
+            else:
+                loop.stop()
+
+        guard = loop.call_later(30, loop.stop)
+        loop.call_before_poll(chain, 1)                  # outside an iteration: the next one
+        loop.run_forever()
+        guard.cancel()
+        assert done == [1, 2, 3]
+
+    def test_call_before_poll_errors_reach_the_handler_and_the_rest_run(self, loop):
+        errors, ran = [], []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx["exception"]))
+
+        def boom():
+            raise ValueError("before-poll")
+
+        loop.call_before_poll(boom)
+        loop.call_before_poll(ran.append, "after")
+        loop.call_before_poll(loop.stop)
+        loop.run_forever()
+        assert ran == ["after"]
+        assert len(errors) == 1 and str(errors[0]) == "before-poll"
+        loop.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            loop.call_before_poll(ran.append, 1)
+
 
 class TestAsyncioLoop(LoopBehaviour):
     factory = staticmethod(asyncio.new_event_loop)

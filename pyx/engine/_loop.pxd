@@ -151,6 +151,7 @@ cdef class Loop:
         list _timed_idles         # active TimedIdle watchers
         double _timed_deadline
         list _asyncs              # active Async watchers
+        list _prepoll             # Handles of call_before_poll(), run at the iteration's end
         public double slow_callback_duration
         readonly double _clock_resolution
         object __weakref__
@@ -176,6 +177,7 @@ cdef class Loop:
     cdef int _run_timed_idle(self, double now) except -1
     cdef int _recompute_timed_deadline(self) except -1
     cdef int _run_ready(self, Py_ssize_t ntodo) except -1
+    cdef int _run_prepoll(self) except -1
     cdef int _run_handle_debug(self, Handle h) except -1
     cdef int _wakeup(self) except -1
     cdef int _read_signals(self) except -1
