@@ -21,6 +21,7 @@ class ServerConfig:
     connections: set[Any]
     scheme: str
     tls_server_cert: str | None
+    batch_writes: bool
     def __init__(self, app: Any, *, state: Any = ..., root_path: str = ...,
                  keep_alive: float = ..., header_timeout: float = ..., body_timeout: float = ...,
                  ws_ping_interval: float = ..., ws_ping_timeout: float = ...,
@@ -28,7 +29,8 @@ class ServerConfig:
                  default_headers: list[tuple[bytes, bytes]] | None = ...,
                  date_header: bool = ..., access_log: bool = ..., limit_concurrency: int = ...,
                  lifespan_state: dict[str, Any] | None = ..., connections: set[Any] | None = ...,
-                 scheme: str = ..., tls_server_cert: str | None = ...) -> None: ...
+                 scheme: str = ..., tls_server_cert: str | None = ...,
+                 batch_writes: bool = ...) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, cfg: ServerConfig, loop: asyncio.AbstractEventLoop | None = ...) -> None: ...
