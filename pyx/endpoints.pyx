@@ -186,26 +186,7 @@ cdef class ReadPipeTransport(_FdTransport):
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
             return 0
-        cdef BufferPool pool = <BufferPool>self._loop._rpool
-        cdef char *buf = pool._take()
-        cdef ssize_t n
-        try:
-            n = read(self._fd, buf, READ_MAX)
-            if n > 0:
-                data = PyBytes_FromStringAndSize(buf, n)
-        finally:
-            pool._give(buf)
-        if n < 0:
-            if errno == EAGAIN or errno == EINTR:
-                return 0
-            try:
-                PyErr_SetFromErrno(OSError)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, 'Fatal read error on pipe transport')
-            return 0
-        if n == 0:
+        if self._read_event(False, 'pipe'):
             if self._loop._debug:
                 _logger().info("%r was closed by peer", self)
             self._closing = True
@@ -213,13 +194,6 @@ cdef class ReadPipeTransport(_FdTransport):
             self._conn_lost += 1
             self._loop.call_soon(self._protocol.eof_received)
             self._loop.call_soon(self._call_connection_lost, None)
-            return 0
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
         return 0
 
     def close(self):

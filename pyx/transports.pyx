@@ -109,6 +109,52 @@ cdef class _FdTransport:
     cdef int _on_writable(self) except -1:
         return 0
 
+    cdef object _read_chunk(self, bint is_socket):
+        """One read of up to READ_MAX bytes into a chunk of the loop's buffer pool, copied into
+        the bytes object returned (the chunk goes back before any Python code runs): b"" at
+        EOF, None when nothing is there (EAGAIN/EINTR); any other error raises its OSError."""
+        cdef BufferPool pool = <BufferPool>self._loop._rpool
+        cdef char *buf = pool._take()
+        cdef ssize_t n
+        cdef int err = 0
+        try:
+            if is_socket:
+                n = c_recv(self._fd, buf, READ_MAX, 0)
+            else:
+                n = read(self._fd, buf, READ_MAX)
+            if n > 0:
+                return PyBytes_FromStringAndSize(buf, n)
+            err = errno
+        finally:
+            pool._give(buf)
+        if n == 0:
+            return b""
+        if err == EAGAIN or err == EINTR:
+            return None
+        raise _oserror(-err)                  # the errno's OSError subclass
+
+    cdef int _read_event(self, bint is_socket, str what) except -1:
+        """A readable event of a Protocol-driven transport: read once, hand the bytes to
+        data_received(); returns 1 at EOF (the caller decides what EOF means), else 0."""
+        try:
+            data = self._read_chunk(is_socket)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, f'Fatal read error on {what} transport')
+            return 0
+        if data is None:
+            return 0
+        if not data:
+            return 1
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
+        return 0
+
     # --- fd registration ----------------------------------------------------------------------
 
     cdef int _watch(self, int which, bint on) except -1:
@@ -348,37 +394,10 @@ cdef class SocketTransport(_FdTransport):
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
             return 0
-        cdef ssize_t n
         if self._buffered:
             return self._read_buffered()
-        # a chunk of the loop's buffer pool: filled by recv(2), copied into the bytes object
-        # data_received() gets, and given back before any Python code runs
-        cdef BufferPool pool = <BufferPool>self._loop._rpool
-        cdef char *buf = pool._take()
-        try:
-            n = c_recv(self._fd, buf, READ_MAX, 0)
-            if n > 0:
-                data = PyBytes_FromStringAndSize(buf, n)
-        finally:
-            pool._give(buf)
-        if n < 0:
-            if errno == EAGAIN or errno == EINTR:
-                return 0
-            try:
-                PyErr_SetFromErrno(OSError)           # the errno's OSError subclass
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, 'Fatal read error on socket transport')
-            return 0
-        if n == 0:
+        if self._read_event(True, 'socket'):
             return self._on_eof()
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
         return 0
 
     cdef int _read_buffered(self) except -1:
