@@ -306,6 +306,42 @@ class HttpBehaviour:
         self.run(loop, main())
         assert seen[0][0] == 16 << 20 and seen[0][1] > 1
 
+    def test_streamed_response_waits_for_a_slow_reader(self, loop):
+        # response backpressure through the write batching: an app streaming small chunks to a
+        # client that does not read stops in send() once the kernel's and the transport's
+        # buffers are full (bounded memory), and every byte arrives, in order, once it reads
+        chunk, total = 4096, 16384                     # 64 MiB in 4 KiB chunks
+        progress = [0]
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"%d" % (chunk * total))]})
+            for i in range(total):
+                await send({"type": "http.response.body", "body": bytes([i % 251]) * chunk,
+                            "more_body": i < total - 1})
+                progress[0] = i + 1
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.transport.pause_reading()                  # the client reads nothing for now
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            before = -1
+            while progress[0] != before:                 # until the app stops making progress
+                before = progress[0]
+                await asyncio.sleep(0.2)
+            assert 0 < progress[0] < total               # it waits in send(), not finished
+            w.transport.resume_reading()
+            status, headers, body = await read_response(r)
+            assert status == 200 and len(body) == chunk * total
+            assert all(body[i * chunk] == i % 251 and body[(i + 1) * chunk - 1] == i % 251
+                       for i in range(total))
+            assert progress[0] == total
+            w.close()
+            server.close()
+
+        self.run(loop, main(), timeout=60)
+
     def test_expect_100_continue_only_when_the_app_reads(self, loop):
         async def reject(scope, receive, send):
             await send({"type": "http.response.start", "status": 417, "headers": []})

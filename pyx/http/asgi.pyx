@@ -33,6 +33,7 @@ from urllib.parse import unquote as _unquote
 
 from engine import _http
 from engine import _ws
+from engine._loop import SocketTransport as _SocketTransport
 
 cdef object HttpParserError = _http.HttpParserError
 cdef object build_response_head = _http.build_response_head
@@ -186,6 +187,7 @@ cdef class HttpProtocol(HttpParser):
         list out                      # response bytes not yet handed to the transport
         Py_ssize_t out_size
         bint out_queued               # in batch's list
+        bint gather_ok                # transport.writelines() honours the write water marks
         object __weakref__
 
     def __init__(self, ServerConfig cfg, loop=None):
@@ -206,6 +208,10 @@ cdef class HttpProtocol(HttpParser):
                 b = cfg.write_batch = _WriteBatch(self.loop)
             self.batch = <_WriteBatch>b
             self.out = []
+        # engine's socket transport sends a list with one sendmsg(2) and pauses the protocol as
+        # write() does; CPython's selector transport (3.12/3.13 before gh-127655) does not pause
+        # in writelines(), and other transports are unknown: for them, one write() per chunk
+        self.gather_ok = type(transport) is _SocketTransport
         sock = transport.get_extra_info("socket")
         self.server_addr = _addr(transport.get_extra_info("sockname"))
         self.client_addr = _addr(transport.get_extra_info("peername"))
@@ -341,9 +347,13 @@ cdef class HttpProtocol(HttpParser):
             data = b"".join(out)
             out.clear()
             self.transport.write(data)
-        else:
+        elif self.gather_ok:
             self.out = []
             self.transport.writelines(out)
+        else:
+            self.out = []
+            for data in out:
+                self.transport.write(data)
         self.out_size = 0
 
     # --- timers -----------------------------------------------------------------------------
