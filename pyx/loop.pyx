@@ -902,17 +902,11 @@ cdef class Loop:
 
         For work that should see everything an iteration did, at most once per iteration:
         engine's HTTP server hands all the responses of an iteration to the kernel together."""
-        cdef Handle h
         if self._closed:
             raise RuntimeError('Event loop is closed')
         if self._debug:
             self._check_thread()
-            self._check_callback(callback, 'call_before_poll')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        h = Handle.new(self, callback, args, context)
-        if self._debug:
-            h._source_traceback = _extract_stack(_sys_getframe(0))
+        h = self._make_handle(callback, args, context, 'call_before_poll')
         self._prepoll.append(h)
         return h
 

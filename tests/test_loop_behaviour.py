@@ -994,6 +994,9 @@ class TestEngineLoop(LoopBehaviour):
         loop.run_forever()
         assert ran == ["after"]
         assert len(errors) == 1 and str(errors[0]) == "before-poll"
+        loop.set_debug(True)                             # debug mode checks what it is given
+        with pytest.raises(TypeError, match="call_before_poll"):
+            loop.call_before_poll("not callable")
         loop.close()
         with pytest.raises(RuntimeError, match="closed"):
             loop.call_before_poll(ran.append, 1)
