@@ -11,7 +11,7 @@ from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset, memcpy, strerror
 from libc.math cimport ceil
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, int64_t
 from libc.errno cimport errno, EINTR, EAGAIN
 from posix.unistd cimport read, close
 
@@ -25,7 +25,7 @@ from includes.poller cimport (
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
     eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy,
-    eng_probe_sockopts, eng_field, eng_tcp_info_fields)
+    eng_probe_sockopts, eng_field, eng_tcp_info_fields, ENG_MSG_MORE, eng_sendfile)
 from includes.python cimport (
     PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent, PyErr_CheckSignals,
     PyThread_get_thread_ident)

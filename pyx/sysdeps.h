@@ -12,6 +12,10 @@
 #if ENGINE_USE_EVENTFD
 #  include <sys/eventfd.h>
 #endif
+#if defined(HAVE_SENDFILE_LINUX)
+#  include <sys/sendfile.h>
+#endif
+#include <sys/socket.h>
 
 /* Same clock as time.monotonic(), so loop.time() and time.monotonic() agree. */
 static inline double eng_monotonic(void) {
@@ -83,6 +87,28 @@ static void eng_close_wakeup(int fds[2]) {
     if (fds[0] >= 0) close(fds[0]);
     if (fds[1] >= 0 && fds[1] != fds[0]) close(fds[1]);
     fds[0] = fds[1] = -1;
+}
+
+/* MSG_MORE: "more data follows" on one send (Linux); 0 where the platform has no such flag. */
+#ifdef MSG_MORE
+#  define ENG_MSG_MORE MSG_MORE
+#else
+#  define ENG_MSG_MORE 0
+#endif
+
+/* Up to n bytes of file fd `in` from *off to socket `out`, *off advanced; -1 with errno set
+ * (ENOSYS where only the BSD/macOS forms exist: those go through os.sendfile). */
+static ssize_t eng_sendfile(int out, int in, int64_t *off, size_t n) {
+#if defined(HAVE_SENDFILE_LINUX)
+    off_t o = (off_t)*off;
+    ssize_t r = sendfile(out, in, &o, n);
+    *off = (int64_t)o;
+    return r;
+#else
+    (void)out; (void)in; (void)off; (void)n;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 #endif

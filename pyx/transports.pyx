@@ -574,6 +574,44 @@ cdef class SocketTransport(_FdTransport):
 
     # --- loop.sendfile support ------------------------------------------------------------------
 
+    def _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset, Py_ssize_t count):
+        """write(head), then as much of file_fd[offset:offset+count] as the kernel takes now
+        with sendfile(2), without waiting: returns the file bytes sent; the rest (the socket
+        buffer was full, an error, a platform without Linux's sendfile) is for loop.sendfile(),
+        which also reports any error. The head goes with MSG_MORE so that it leaves in one
+        segment with the file's first bytes (what TCP_CORK around the two would do, without
+        two setsockopt calls). Anything already queued, or a head the kernel did not take in
+        full, means no sendfile here (0): the file must follow the queue."""
+        cdef ssize_t r
+        cdef int64_t off = offset
+        cdef Py_ssize_t size = len(head), sent = 0
+        if self._sendfile_busy:
+            raise RuntimeError('unable to write; sendfile is in progress')
+        if self._wbuf or self._conn_lost or self._eof or self._sock is None or not size:
+            self._write(head)
+            return 0
+        r = c_send(self._fd, PyBytes_AS_STRING(head), <size_t>size,
+                   _MSG_NOSIGNAL | (ENG_MSG_MORE if count > 0 else 0))
+        if r != size:
+            if r < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    self._write(head)            # sees the error again and reports it
+                    return 0
+                r = 0
+            self._sent_total += r
+            self._queue(head, r, size)
+            self._watch(ENG_EV_WRITE, True)
+            self._maybe_pause_protocol()
+            return 0
+        self._sent_total += size
+        while sent < count:
+            r = eng_sendfile(self._fd, file_fd, &off, <size_t>(count - sent))
+            if r <= 0:
+                break                            # full, EOF or an error: loop.sendfile's
+            sent += r
+        return sent
+
+
     def _drained(self):
         """A future resolved once everything written so far is in the kernel."""
         if self._conn_lost or self._sock is None:

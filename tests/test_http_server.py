@@ -602,6 +602,104 @@ class HttpBehaviour:
 
         self.run(loop, main())
 
+    def test_file_responses_larger_than_the_socket_buffer(self, loop, tmp_path):
+        # engine sends a file's first part at once and the rest when the socket drains: a
+        # client that waits before reading gets every byte, in order, then the next response
+        data = os.urandom(24 << 20)
+        path = tmp_path / "big"
+        path.write_bytes(data)
+        positions = []
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            if scope["path"] == "/path":
+                await send({"type": "http.response.pathsend", "path": str(path)})
+            elif scope["path"] == "/zc":
+                with open(path, "rb") as f:
+                    await send({"type": "http.response.zerocopysend", "file": f,
+                                "offset": 7, "count": len(data) - 100})
+                    positions.append(f.tell())
+            else:
+                await send({"type": "http.response.body", "body": b"small"})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"GET /path HTTP/1.1\r\nHost: a\r\n\r\nGET /zc HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET /s HTTP/1.1\r\nHost: a\r\n\r\n")
+            await asyncio.sleep(0.2)                  # the server's socket buffer fills
+            got = [await read_response(r) for _ in range(3)]
+            assert got[0][2] == data and got[1][2] == data[7:len(data) - 93]
+            assert got[2][2] == b"small"
+            assert positions == [len(data) - 93]       # where loop.sendfile leaves it
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
+    def test_no_pipelined_request_runs_after_a_response_that_closes(self, loop):
+        # the app ends the connection with its response: requests pipelined behind it are
+        # never handed to the app (their responses could not be delivered)
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append(scope["path"])
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": b"bye"})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\n"
+                    b"Content-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, headers, body = await read_response(r)
+            assert (status, body, headers["connection"]) == (200, b"bye", "close")
+            assert await r.read() == b""
+            await asyncio.sleep(0.05)
+            assert seen == ["/a"]
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
+    def test_file_shorter_than_announced_ends_the_connection(self, loop, tmp_path):
+        # a zerocopysend count past the end of the file (a file that shrank): the response
+        # can't have the length it announced, so the connection ends after what was sent --
+        # never a chunked terminator or a next response that would make it look complete
+        path = tmp_path / "f"
+        path.write_bytes(b"x" * 1000)
+        after = []
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            chunked = scope["path"] == "/chunked"
+            with open(path, "rb") as f:
+                await send({"type": "http.response.zerocopysend", "file": f,
+                            "count": 5000, "more_body": chunked})
+            if chunked:
+                await send({"type": "http.response.body", "body": b"TAIL"})
+            after.append(scope["path"])
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            for target, framing in ((b"/length", b"content-length: 5000"),
+                                    (b"/chunked", b"transfer-encoding: chunked")):
+                r, w = await self.connect(port)
+                w.write(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+                        b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+                head = await r.readuntil(b"\r\n\r\n")
+                assert framing in head.lower()
+                rest = await r.read()                  # EOF: the server closed
+                assert rest.count(b"x") == 1000
+                assert b"TAIL" not in rest and b"HTTP/1.1" not in rest
+                assert not rest.endswith(b"0\r\n\r\n")
+                w.close()
+            assert after == ["/length", "/chunked"]    # the apps finished without an error
+            server.close()
+
+        self.run(loop, main())
+
     # --- websocket ------------------------------------------------------------------------------
 
     async def ws_connect(self, port, path=b"/ws", extra=b""):

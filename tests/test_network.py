@@ -596,6 +596,53 @@ class TestEngineNetwork(NetworkBehaviour):
         self.run(loop, main())
 
 
+    def test_write_then_sendfile_sends_what_the_kernel_takes_and_keeps_order(self, loop, tmp_path):
+        # the ASGI server's file fast path: a head and the file without waiting; with the
+        # socket buffer full (or data queued before) it leaves the rest to loop.sendfile
+        data = os.urandom(8 << 20)
+        path = tmp_path / "blob"
+        path.write_bytes(data)
+
+        async def main():
+            a, b = socket.socketpair()
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            b.setblocking(False)
+            tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+            got = bytearray()
+            reading = loop.create_future()
+
+            async def reader():
+                await reading
+                while chunk := await loop.sock_recv(b, 1 << 20):
+                    got.extend(chunk)
+
+            task = asyncio.ensure_future(reader())
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                n = tr._write_then_sendfile(b"HEAD", fd, 10, 100)
+                assert n == 100                              # all of it, at once
+                n = tr._write_then_sendfile(b"HEAD2", fd, 0, len(data))
+                assert 0 < n < len(data)                     # the buffer filled up
+                assert os.lseek(fd, 0, os.SEEK_CUR) == 0    # the fd's position is left alone
+                reading.set_result(None)
+                with open(path, "rb") as f:
+                    assert await loop.sendfile(tr, f, n, len(data) - n) == len(data) - n
+                    # something queued: the head waits its turn and no file byte jumps it
+                    tr.write(b"Q" * (4 << 20))
+                    assert tr.get_write_buffer_size() > 0
+                    assert tr._write_then_sendfile(b"HEAD3", fd, 0, 5) == 0
+                    assert await loop.sendfile(tr, f, 0, 5) == 5
+            finally:
+                os.close(fd)
+            tr.close()
+            await task
+            b.close()
+            assert bytes(got) == (b"HEAD" + data[10:110] + b"HEAD2" + data
+                                  + b"Q" * (4 << 20) + b"HEAD3" + data[:5])
+
+        self.run(loop, main())
+
+
 
 class TestAsyncioNetwork(NetworkBehaviour):
     factory = staticmethod(asyncio.new_event_loop)

@@ -478,9 +478,11 @@ cdef class HttpProtocol(HttpParser):
         cycle.more_body = False
         cycle.request_complete = True
         cycle._wake_receiver()
-        if not cycle.response_complete:
-            self.pause()                     # responses in order: the next request waits
-        elif not self.closing:
+        if not cycle.response_complete or self.closing:
+            # responses in order: the next request waits; on a connection that is closing
+            # (the response ended it) a pipelined request is never started
+            self.pause()
+        else:
             self._next_request(cycle)        # answered early: go on with the next request
         return 0
 
@@ -879,7 +881,7 @@ cdef class RequestCycle:
                 return self._guarded(proto.drain())
             return _DONE
         if t == "http.response.pathsend":
-            return self._guarded(self._pathsend(message["path"]))
+            return self._pathsend(message["path"])
         if t == "http.response.zerocopysend":
             return self._guarded(self._zerocopysend(message))
         raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response started.")
@@ -988,8 +990,35 @@ cdef class RequestCycle:
             self.response_complete = True
             proto._response_done(self)
 
-    async def _pathsend(self, path):
-        f = open(path, "rb")
+    cdef object _pathsend(self, path):
+        # The file is opened with one open(2) and sent, head and all, before send() returns when
+        # the socket takes it (the usual case): no coroutine, file object or future per response.
+        # What is left (a full socket buffer, a file sendfile(2) can't serve) continues in
+        # _send_rest; anything but a regular file goes through open() and its errors.
+        cdef int fd
+        cdef Py_ssize_t size, n
+        fd = _os.open(path, _O_RDONLY_CLOEXEC)
+        try:
+            st = _os.fstat(fd)
+            if not _S_ISREG(st.st_mode):
+                _os.close(fd)
+                fd = -1
+                return self._guarded(self._pathsend_opened(open(path, "rb")))
+            size = st.st_size
+            n = self._file_now(fd, 0, size, False)
+            if n == size:
+                self._file_done(False)
+                return _DONE
+            f = open(fd, "rb", buffering=0)       # owns fd from here
+            fd = -1
+        finally:
+            if fd >= 0:
+                _os.close(fd)
+        if n < 0:
+            return self._guarded(self._pathsend_opened(f))
+        return self._guarded(self._send_rest(f, n, size - n, False, True))
+
+    async def _pathsend_opened(self, f):
         try:
             size = _os.fstat(f.fileno()).st_size
             await self._send_file(f, 0, size, False)
@@ -1007,8 +1036,65 @@ cdef class RequestCycle:
             count = _os.fstat(f.fileno()).st_size - offset
         await self._send_file(f, offset, count, more)
 
+    cdef Py_ssize_t _file_now(self, int fd, Py_ssize_t offset, Py_ssize_t count,
+                              bint more) except -2:
+        """A response's head and file body handed to engine's socket transport at once: the
+        head with MSG_MORE, the file with sendfile(2), nothing waited for. Returns the file
+        bytes sent (the caller sends the rest with loop.sendfile), or -1 where this does not
+        apply (the general path in _send_file does it all)."""
+        cdef HttpProtocol proto = self.proto
+        cdef Py_ssize_t n
+        if (self.headers is None or self.head or count <= 0 or proto.tls or not proto.gather_ok
+                or (self.content_length < 0 and more) or proto.transport.is_closing()):
+            return -1
+        proto._flush_out()                   # what was sent before goes first
+        if self.content_length < 0:
+            self.content_length = count
+        head = self._head(self.content_length, False)
+        self.headers = None
+        n = proto.transport._write_then_sendfile(head, fd, offset, count)
+        self.bytes_sent += n
+        return n
+
+    cdef _file_short(self):
+        # the file came up short (it shrank after its size was taken): the response can't
+        # have the length it announced, so the connection ends after what was sent -- the
+        # client sees a truncated response, never one that runs into the next
+        self.keep_alive = False
+        self.proto._close()
+
+    cdef _file_done(self, bint more):
+        if not more:
+            if self.chunked and not self.proto.closing:
+                self.proto.transport.write(last_chunk())
+            self.response_complete = True
+            self.proto._response_done(self)
+
+    async def _send_rest(self, f, Py_ssize_t offset, Py_ssize_t count, bint more, bint own):
+        # the rest of a file body after _file_now
+        cdef HttpProtocol proto = self.proto
+        cdef Py_ssize_t sent = 0
+        try:
+            if count > 0:
+                if proto.transport.is_closing():
+                    raise ConnectionError("the client went away")
+                sent = await proto.loop.sendfile(proto.transport, f, offset, count)
+                self.bytes_sent += sent
+            elif not own:
+                _os.lseek(f.fileno(), offset, _os.SEEK_SET)   # as loop.sendfile leaves it
+        finally:
+            if own:
+                f.close()
+        if sent < count:
+            self._file_short()
+        self._file_done(more)
+
     async def _send_file(self, f, Py_ssize_t offset, Py_ssize_t count, bint more):
+        cdef Py_ssize_t n = self._file_now(f.fileno(), offset, count, more)
         proto = self.proto
+        if n >= 0:
+            await self._send_rest(f, offset + n, count - n, more, False)
+            return
         proto._flush_out()                   # what was sent before goes first
         transport = proto.transport
         if self.headers is not None:
@@ -1033,30 +1119,33 @@ cdef class RequestCycle:
                 _cork(sock, True)
                 try:
                     transport.write(head)
-                    await proto.loop.sendfile(transport, f, offset, count)
+                    n = await proto.loop.sendfile(transport, f, offset, count)
                 finally:
                     _cork(sock, False)
-                self.bytes_sent += count
+                self.bytes_sent += n
+                if n < count:
+                    self._file_short()
         elif not self.head and count > 0:
             await self._file_body(f, offset, count)
-        if not more:
-            if self.chunked:
-                transport.write(last_chunk())
-            self.response_complete = True
-            proto._response_done(self)
+        self._file_done(more)
 
     async def _file_body(self, f, Py_ssize_t offset, Py_ssize_t count):
         proto = self.proto
         transport = proto.transport
         if self.chunked:
             transport.write(b"%x\r\n" % count)
-        await proto.loop.sendfile(transport, f, offset, count)
+        n = await proto.loop.sendfile(transport, f, offset, count)
+        self.bytes_sent += n
+        if n < count:
+            self._file_short()
+            return
         if self.chunked:
             transport.write(b"\r\n")
-        self.bytes_sent += count
 
 
 cdef object _TCP_CORK = getattr(__import__("socket"), "TCP_CORK", None)
+cdef int _O_RDONLY_CLOEXEC = _os.O_RDONLY | getattr(_os, "O_CLOEXEC", 0)
+from stat import S_ISREG as _S_ISREG
 cdef object _IPPROTO_TCP = __import__("socket").IPPROTO_TCP
 
 

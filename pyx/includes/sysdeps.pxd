@@ -1,3 +1,5 @@
+from libc.stdint cimport int64_t
+
 cdef extern from "sysdeps.h" nogil:
     const char *ENGINE_BACKEND_NAME
     int ENGINE_USE_EPOLL
@@ -11,6 +13,8 @@ cdef extern from "sysdeps.h" nogil:
     void eng_wakeup_drain(int rfd)
     void eng_close_wakeup(int fds[2])
     int eng_set_nonblock_cloexec(int fd)
+    int ENG_MSG_MORE
+    ssize_t eng_sendfile(int out, int in_, int64_t *off, size_t n)
 
 cdef extern from "probes.h" nogil:
     ctypedef struct eng_probe:
