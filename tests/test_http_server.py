@@ -637,6 +637,43 @@ class HttpBehaviour:
 
         self.run(loop, main())
 
+    def test_pathsend_refuses_what_is_not_a_regular_file(self, loop, tmp_path):
+        # a directory or a FIFO (which open(2) would block on, stalling every connection)
+        # raises in the app's send(); the app fails after its response started, so the
+        # connection ends with no response, and the server goes on
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        errors = []
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            if scope["path"] == "/ok":
+                await send({"type": "http.response.body", "body": b"ok"})
+                return
+            target = {"/dir": tmp_path, "/fifo": fifo, "/missing": tmp_path / "nope"}
+            try:
+                await send({"type": "http.response.pathsend",
+                            "path": str(target[scope["path"]])})
+            except Exception as exc:
+                errors.append(type(exc))
+                raise
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            for target in (b"/dir", b"/fifo", b"/missing"):
+                r, w = await self.connect(port)
+                w.write(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert await r.read() == b""
+                w.close()
+            assert errors == [IsADirectoryError, ValueError, FileNotFoundError]
+            r, w = await self.connect(port)
+            w.write(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await read_response(r))[2] == b"ok"
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
     def test_no_pipelined_request_runs_after_a_response_that_closes(self, loop):
         # the app ends the connection with its response: requests pipelined behind it are
         # never handed to the app (their responses could not be delivered)

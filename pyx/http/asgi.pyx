@@ -25,6 +25,7 @@ cdef class WebSocketSession(FrameParser)
 cdef class _WriteBatch
 
 import asyncio as _asyncio
+import errno as _errno
 import logging as _logging
 import os as _os
 import sys as _sys
@@ -994,16 +995,17 @@ cdef class RequestCycle:
         # The file is opened with one open(2) and sent, head and all, before send() returns when
         # the socket takes it (the usual case): no coroutine, file object or future per response.
         # What is left (a full socket buffer, a file sendfile(2) can't serve) continues in
-        # _send_rest; anything but a regular file goes through open() and its errors.
+        # _send_rest. Only regular files are served: O_NONBLOCK keeps a FIFO from blocking the
+        # loop in open(2) before it is refused (regular files ignore the flag).
         cdef int fd
         cdef Py_ssize_t size, n
-        fd = _os.open(path, _O_RDONLY_CLOEXEC)
+        fd = _os.open(path, _O_PATHSEND)
         try:
             st = _os.fstat(fd)
             if not _S_ISREG(st.st_mode):
-                _os.close(fd)
-                fd = -1
-                return self._guarded(self._pathsend_opened(open(path, "rb")))
+                if _S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(_errno.EISDIR, _os.strerror(_errno.EISDIR), path)
+                raise ValueError(f"http.response.pathsend: {path!r} is not a regular file")
             size = st.st_size
             n = self._file_now(fd, 0, size, False)
             if n == size:
@@ -1144,8 +1146,9 @@ cdef class RequestCycle:
 
 
 cdef object _TCP_CORK = getattr(__import__("socket"), "TCP_CORK", None)
-cdef int _O_RDONLY_CLOEXEC = _os.O_RDONLY | getattr(_os, "O_CLOEXEC", 0)
-from stat import S_ISREG as _S_ISREG
+cdef int _O_PATHSEND = (_os.O_RDONLY | getattr(_os, "O_CLOEXEC", 0)
+                       | getattr(_os, "O_NONBLOCK", 0))
+from stat import S_ISREG as _S_ISREG, S_ISDIR as _S_ISDIR
 cdef object _IPPROTO_TCP = __import__("socket").IPPROTO_TCP
 
 
