@@ -611,7 +611,6 @@ cdef class SocketTransport(_FdTransport):
             sent += r
         return sent
 
-
     def _drained(self):
         """A future resolved once everything written so far is in the kernel."""
         if self._conn_lost or self._sock is None:

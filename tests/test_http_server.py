@@ -637,6 +637,55 @@ class HttpBehaviour:
 
         self.run(loop, main())
 
+    def test_client_gone_during_a_file_response(self, loop, tmp_path):
+        # the client resets while a large file is on its way: the app's send() returns (no
+        # error for the app), its receive() says http.disconnect, the server goes on
+        import struct
+        path = tmp_path / "big"
+        path.write_bytes(os.urandom(64 << 20))
+        outcome = []
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            if scope["path"] == "/ok":
+                await send({"type": "http.response.body", "body": b"ok"})
+                return
+            try:
+                if scope["path"] == "/path":
+                    await send({"type": "http.response.pathsend", "path": str(path)})
+                else:
+                    with open(path, "rb") as f:
+                        await send({"type": "http.response.zerocopysend", "file": f})
+            except Exception as exc:
+                outcome.append(exc)
+                raise
+            outcome.append((await receive())["type"])
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            for target in (b"/path", b"/zc"):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.setblocking(False)
+                await loop.sock_connect(s, ("127.0.0.1", port))
+                await loop.sock_sendall(s, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                await loop.sock_recv(s, 100)             # the response has begun
+                await asyncio.sleep(0.05)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()                                  # RST
+                for _ in range(200):
+                    if len(outcome) == (1 if target == b"/path" else 2):
+                        break
+                    await asyncio.sleep(0.01)
+            assert outcome == ["http.disconnect", "http.disconnect"]
+            r, w = await self.connect(port)
+            w.write(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await read_response(r))[2] == b"ok"
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
     def test_pathsend_refuses_what_is_not_a_regular_file(self, loop, tmp_path):
         # a directory or a FIFO (which open(2) would block on, stalling every connection)
         # raises in the app's send(); the app fails after its response started, so the

@@ -30,6 +30,7 @@ import logging as _logging
 import os as _os
 import sys as _sys
 import time as _time
+from stat import S_ISREG as _S_ISREG, S_ISDIR as _S_ISDIR
 from urllib.parse import unquote as _unquote
 
 from engine import _http
@@ -1058,6 +1059,12 @@ cdef class RequestCycle:
         self.bytes_sent += n
         return n
 
+    cdef _check_open(self):
+        # loop.sendfile() on a transport that is closing raises RuntimeError; for the app that
+        # is the client going away (send() returns, receive() gives http.disconnect)
+        if self.proto.transport.is_closing():
+            raise ConnectionError("the client went away")
+
     cdef _file_short(self):
         # the file came up short (it shrank after its size was taken): the response can't
         # have the length it announced, so the connection ends after what was sent -- the
@@ -1078,8 +1085,7 @@ cdef class RequestCycle:
         cdef Py_ssize_t sent = 0
         try:
             if count > 0:
-                if proto.transport.is_closing():
-                    raise ConnectionError("the client went away")
+                self._check_open()
                 sent = await proto.loop.sendfile(proto.transport, f, offset, count)
                 self.bytes_sent += sent
             elif not own:
@@ -1118,6 +1124,7 @@ cdef class RequestCycle:
                     await self._file_body(f, offset, count)
             else:
                 # the head and the file leave in full segments together (TCP_CORK)
+                self._check_open()
                 _cork(sock, True)
                 try:
                     transport.write(head)
@@ -1134,6 +1141,7 @@ cdef class RequestCycle:
     async def _file_body(self, f, Py_ssize_t offset, Py_ssize_t count):
         proto = self.proto
         transport = proto.transport
+        self._check_open()
         if self.chunked:
             transport.write(b"%x\r\n" % count)
         n = await proto.loop.sendfile(transport, f, offset, count)
@@ -1148,7 +1156,6 @@ cdef class RequestCycle:
 cdef object _TCP_CORK = getattr(__import__("socket"), "TCP_CORK", None)
 cdef int _O_PATHSEND = (_os.O_RDONLY | getattr(_os, "O_CLOEXEC", 0)
                        | getattr(_os, "O_NONBLOCK", 0))
-from stat import S_ISREG as _S_ISREG, S_ISDIR as _S_ISDIR
 cdef object _IPPROTO_TCP = __import__("socket").IPPROTO_TCP
 
 
