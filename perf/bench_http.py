@@ -9,8 +9,10 @@ Scenarios:
               the same ASGI app (they do not advertise pathsend: the app streams the file),
               nginx static with `sendfile on`                              requests/s, MiB/s
 
-Each (scenario, server) runs --rounds times, interleaved; the median is kept. Needs wrk (and
-nginx for its column): apt-get install -y wrk nginx-light.
+Each (scenario, server) runs --rounds times, interleaved; the median is kept. Each round also
+records the server CPU's busy time (user + system + softirq, /proc/stat) per request: at these
+rates the network stack's work on that CPU is part of what a server costs. Needs wrk (and nginx
+for its column): apt-get install -y wrk nginx-light.
 
     python perf/bench_http.py [--servers engine,granian,uvicorn,nginx] [--duration 5]
                               [--rounds 3] [--results results/]
@@ -180,17 +182,42 @@ def parse_wrk(out):
             "socket_errors": sockerr.group(1) if sockerr else None}
 
 
-def run_wrk(port, scenario, duration, cpu, workdir):
+def cpu_times(cpu):
+    """(busy, total) seconds of one CPU from /proc/stat (None off Linux). Busy counts user,
+    system and the softirq time the kernel's network stack spends there (loopback TCP
+    receive processing runs on the sender's CPU), which no per-process counter shows."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    hz = os.sysconf("SC_CLK_TCK")
+                    return (sum(v) - v[3] - v[4]) / hz, sum(v) / hz   # minus idle, iowait
+    except OSError:
+        pass
+    return None
+
+
+def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None):
     path = "/file" if scenario == "file_1m" else "/"
     conns = 16 if scenario == "file_1m" else 64
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s",
            "--latency", f"http://127.0.0.1:{port}{path}"]
     if scenario == "pipelined":
         cmd[5:5] = ["-s", os.path.join(workdir, "pipeline.lua")]
+    before = cpu_times(server_cpu) if server_cpu is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    after = cpu_times(server_cpu) if server_cpu is not None else None
     if "Requests/sec" not in proc.stdout:
         raise RuntimeError(f"wrk failed on {scenario}: {proc.stdout[-800:]} {proc.stderr[-800:]}")
-    return parse_wrk(proc.stdout)
+    res = parse_wrk(proc.stdout)
+    if before and after and res["rps"] > 0:
+        busy, total = after[0] - before[0], after[1] - before[1]
+        # the server CPU's busy time per answered request (wrk's start and end included:
+        # the CPU is idle then) and how busy it was
+        res["server_cpu_us_per_req"] = busy * 1e6 / (res["rps"] * duration)
+        res["server_cpu_busy"] = busy / total if total else None
+    return res
 
 
 def main():
@@ -227,7 +254,8 @@ def main():
                     run_wrk(port, "hello", 1, args.client_cpu, wd)        # warm-up
                     for sc in scenarios:
                         results[sc][name].append(
-                            run_wrk(port, sc, args.duration, args.client_cpu, wd))
+                            run_wrk(port, sc, args.duration, args.client_cpu, wd,
+                                    args.server_cpu))
                 finally:
                     stop_server(proc)
     from engine._harness import results as R
@@ -251,6 +279,11 @@ def main():
                             p: statistics.median(r[p] for r in runs)
                             for p in ("p50_ms", "p90_ms", "p99_ms")
                             if all(p in r for r in runs)}}
+            if all(r.get("server_cpu_us_per_req") for r in runs):
+                extra[s]["server_cpu_us_per_req_rounds"] = [
+                    round(r["server_cpu_us_per_req"], 1) for r in runs]
+                extra[s]["server_cpu_busy_rounds"] = [
+                    round(r["server_cpu_busy"], 3) for r in runs]
         docsc[sc] = {"label": label, "kind": "throughput", "unit": unit,
                      "in_geomean": sc != "file_1m",
                      "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
@@ -273,6 +306,10 @@ def main():
                                      for s in servers))
         print(f"{'':10} " + "  ".join(f"engine/{p} {r['value']:.2f}x"
                                       for p, r in d["ratios"].items()))
+        cpu = {s: docsc[sc]["extra"][s].get("server_cpu_us_per_req_rounds") for s in servers}
+        if all(cpu.values()):
+            print(f"{'':10} server CPU per request (median, us): " + "  ".join(
+                f"{s} {statistics.median(v):,.0f}" for s, v in cpu.items()))
     if args.results:
         path = R.write_result(doc, args.results)
         print("wrote", path)
