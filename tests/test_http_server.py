@@ -602,6 +602,29 @@ class HttpBehaviour:
 
         self.run(loop, main())
 
+    def test_zerocopysend_of_a_file_object_without_a_descriptor(self, loop):
+        # not what the extension is for, but a file-like object with no fileno() still gets
+        # its bytes sent (loop.sendfile's read/write fallback)
+        import io
+        data = os.urandom(300_000)
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.zerocopysend", "file": io.BytesIO(data),
+                        "offset": 5, "count": 200_000})
+
+        async def main():
+            server, port = await self.serve(loop, app)
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            for _ in range(2):
+                status, headers, body = await read_response(r)
+                assert status == 200 and body == data[5:200_005]
+            w.close()
+            server.close()
+
+        self.run(loop, main())
+
     def test_file_responses_larger_than_the_socket_buffer(self, loop, tmp_path):
         # engine sends a file's first part at once and the rest when the socket drains: a
         # client that waits before reading gets every byte, in order, then the next response

@@ -1098,7 +1098,13 @@ cdef class RequestCycle:
         self._file_done(more)
 
     async def _send_file(self, f, Py_ssize_t offset, Py_ssize_t count, bint more):
-        cdef Py_ssize_t n = self._file_now(f.fileno(), offset, count, more)
+        cdef Py_ssize_t n = -1
+        try:
+            fd = f.fileno()
+        except (AttributeError, OSError, ValueError):
+            pass        # no descriptor (io.UnsupportedOperation is both): loop.sendfile copes
+        else:
+            n = self._file_now(fd, offset, count, more)
         proto = self.proto
         if n >= 0:
             await self._send_rest(f, offset + n, count - n, more, False)
