@@ -77,6 +77,13 @@ class HttpBehaviour:
         server = await loop.create_server(lambda: HttpProtocol(config, loop), "127.0.0.1", 0)
         return server, server.sockets[0].getsockname()[1]
 
+    async def answers_ok(self, port):
+        """The server still serves a new connection (the app answers /ok with b"ok")."""
+        r, w = await self.connect(port)
+        w.write(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await read_response(r))[2] == b"ok"
+        w.close()
+
     async def connect(self, port):
         return await asyncio.open_connection("127.0.0.1", port)
 
@@ -701,10 +708,7 @@ class HttpBehaviour:
                         break
                     await asyncio.sleep(0.01)
             assert outcome == ["http.disconnect", "http.disconnect"]
-            r, w = await self.connect(port)
-            w.write(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
-            assert (await read_response(r))[2] == b"ok"
-            w.close()
+            await self.answers_ok(port)
             server.close()
 
         self.run(loop, main())
@@ -738,10 +742,7 @@ class HttpBehaviour:
                 assert await r.read() == b""
                 w.close()
             assert errors == [IsADirectoryError, ValueError, FileNotFoundError]
-            r, w = await self.connect(port)
-            w.write(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
-            assert (await read_response(r))[2] == b"ok"
-            w.close()
+            await self.answers_ok(port)
             server.close()
 
         self.run(loop, main())
