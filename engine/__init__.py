@@ -20,6 +20,7 @@ except ImportError as _exc:  # pragma: no cover - only without a build
         "`pip install .` (it builds the Cython sources), and don't import engine from a source "
         "tree that shadows the installed package (run `pytest`, not `python -m pytest`, there)"
     ) from _exc
+from . import _moved
 from ._loop import (
     ASYNC,
     BACKEND,
@@ -33,9 +34,9 @@ from ._loop import (
     WRITE,
     Async,
     BufferPool,
-    PooledBuffer,
     Handle,
     Idle,
+    PooledBuffer,
     Signal,
     TimedIdle,
     Timer,
@@ -54,6 +55,8 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+_moved.install()        # the old import paths of the modules now in engine.serve (engine._moved)
+
 
 class Loop(_loop.Loop, _asyncio.AbstractEventLoop):  # type: ignore[misc]
     """engine's event loop. Subclassable; an asyncio.AbstractEventLoop."""
@@ -61,7 +64,7 @@ class Loop(_loop.Loop, _asyncio.AbstractEventLoop):  # type: ignore[misc]
 
 def new_event_loop() -> Loop:
     """Return a new engine event loop."""
-    return Loop()  # type: ignore[abstract]  # the network half of the ABC arrives with issue 4
+    return Loop()  # type: ignore[abstract]  # the ABC's methods are the compiled base's
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:

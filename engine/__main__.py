@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     _dash_mod.add_arguments(p)
     p.set_defaults(func=_dashboard)
 
-    from engine import cli as _serve_cli  # engine.server and the app only when serving
+    from engine.serve import cli as _serve_cli  # engine.server and the app only when serving
 
     _serve_cli.add_parser(sub)
 

@@ -58,7 +58,7 @@ from . import _loop
 
 __all__ = [
     "UnsupportedOption", "capabilities", "nodelay", "cork", "quickack", "notsent_lowat",
-    "buffer_sizes", "keepalive", "tcp_info", "settings",
+    "buffer_sizes", "keepalive", "reuse_port", "tcp_info", "settings",
 ]
 
 
@@ -106,24 +106,24 @@ def _probed(probe: str, name: str) -> int:
     return value
 
 
-def _cork_option() -> tuple[str, int] | None:
-    # TCP_CORK (Linux) or TCP_NOPUSH (BSD, macOS): the same idea under two names
-    for name in ("TCP_CORK", "TCP_NOPUSH"):
+def _first_probed(*names: str) -> tuple[str, int] | None:
+    """The first of ``names`` (one option under each platform's name) the build probe found."""
+    for name in names:
         if _loop.PROBES.get(name.lower()):
             value = _opt(name)
             if value is not None:
                 return name, value
     return None
+
+
+def _cork_option() -> tuple[str, int] | None:
+    # TCP_CORK (Linux) or TCP_NOPUSH (BSD, macOS): the same idea under two names
+    return _first_probed("TCP_CORK", "TCP_NOPUSH")
 
 
 def _keepidle_option() -> tuple[str, int] | None:
     # Linux and FreeBSD: TCP_KEEPIDLE; macOS: TCP_KEEPALIVE (seconds before the first probe)
-    for name in ("TCP_KEEPIDLE", "TCP_KEEPALIVE"):
-        if _loop.PROBES.get(name.lower()):
-            value = _opt(name)
-            if value is not None:
-                return name, value
-    return None
+    return _first_probed("TCP_KEEPIDLE", "TCP_KEEPALIVE")
 
 
 def capabilities() -> dict[str, bool]:
@@ -292,6 +292,21 @@ def quickack(target: object, on: bool = True) -> int:
     socks = _tcp_sockets(target)
     for s in socks:
         s.setsockopt(_TCP, option, int(bool(on)))
+    return len(socks)
+
+
+def reuse_port(target: object, on: bool = True) -> int:
+    """Set SO_REUSEPORT (SO_REUSEPORT_LB where the build found it: FreeBSD's load-balancing
+    variant) on each TCP socket of ``target``, before ``bind()``: then several processes can
+    each bind the same port and the kernel spreads new connections over them. Returns the
+    sockets changed."""
+    found = _first_probed("SO_REUSEPORT_LB", "SO_REUSEPORT")
+    if found is None:
+        raise UnsupportedOption("SO_REUSEPORT")
+    option = found[1]
+    socks = _tcp_sockets(target)
+    for s in socks:
+        s.setsockopt(_SOL, option, int(bool(on)))
     return len(socks)
 
 

@@ -83,7 +83,7 @@ ENGINE_SERVER = textwrap.dedent('''
     import sys, engine
     sys.path.insert(0, sys.argv[2])
     from benchapp import app
-    from engine.http_server import serve_app
+    from engine.serve.protocols.http import serve_app
     engine.run(serve_app(app, "127.0.0.1", int(sys.argv[1])))
 ''')
 

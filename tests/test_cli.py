@@ -1,4 +1,4 @@
-"""`engine serve` end to end (real subprocesses, sockets and signals) and engine.config."""
+"""`engine serve` end to end (real subprocesses, sockets and signals) and engine.serve.config."""
 import http.client
 import json
 import os
@@ -14,7 +14,7 @@ import pytest
 from serve_util import ENGINE, WAIT, Served
 from websockets.sync.client import connect as ws_connect
 
-from engine.config import AppLoadError, Config, ConfigError
+from engine.serve.config import AppLoadError, Config, ConfigError
 
 # --------------------------------------------------------------------------- apps used below
 
@@ -445,7 +445,7 @@ def test_config_load_app(app_dir, monkeypatch):
         Config("myapp:__name__").load_app()                  # a str: not an app
     with pytest.raises(ConfigError, match="static"):
         Config("myapp:app", static=str(app_dir)).load_app()
-    from engine.default_app import DefaultApp
+    from engine.serve.default_app import DefaultApp
     default = Config(static=str(app_dir)).load_app()
     assert isinstance(default, DefaultApp) and default.static_root == os.path.realpath(app_dir)
 
@@ -486,7 +486,7 @@ def test_config_ssl_context(tmp_path):
 def test_cli_flags_build_the_config():
     import argparse
 
-    from engine.cli import add_parser, config_from_args
+    from engine.serve.cli import add_parser, config_from_args
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     args = parser.parse_args([

@@ -1,4 +1,4 @@
-"""engine.default_app driven as an ASGI callable with fake receive/send: routes, HEAD, 405,
+"""engine.serve.default_app driven as an ASGI callable with fake receive/send: routes, HEAD, 405,
 /echo, the WebSocket echo, and static files (traversal, symlinks, dotfiles, pathsend,
 streaming, conditional requests)."""
 import asyncio
@@ -9,9 +9,9 @@ import os
 import pytest
 
 import engine
-from engine import default_app as default_app_module
-from engine.default_app import DefaultApp
-from engine.default_app import app as module_app
+from engine.serve import default_app as default_app_module
+from engine.serve.default_app import DefaultApp
+from engine.serve.default_app import app as module_app
 
 BOUND = 30.0
 

@@ -1,5 +1,5 @@
 """Real frameworks on engine's ASGI server: Starlette, FastAPI and Django apps served by
-engine.http_server on engine's loop (in a background thread), driven by real clients: urllib for
+engine.serve.protocols.http on engine's loop (in a background thread), driven by real clients: urllib for
 HTTP and the `websockets` library for WebSocket."""
 import asyncio
 import json
@@ -10,7 +10,7 @@ import pytest
 import websockets.sync.client as ws_client
 
 import engine
-from engine.http_server import HttpProtocol, server_config
+from engine.serve.protocols.http import HttpProtocol, server_config
 
 
 class ServerThread:

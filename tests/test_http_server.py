@@ -9,11 +9,11 @@ import pytest
 
 import engine
 from engine import _ws
-from engine.http_server import HttpProtocol, server_config
+from engine.serve.protocols.http import HttpProtocol, server_config
 
 
 class Cfg:
-    """A Config-like object (engine.config.Config has these attribute names)."""
+    """A Config-like object (engine.serve.config.Config has these attribute names)."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)

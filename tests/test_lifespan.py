@@ -1,4 +1,4 @@
-"""engine.lifespan.Lifespan against ASGI apps of every kind, on engine's loop and asyncio's;
+"""engine.serve.lifespan.Lifespan against ASGI apps of every kind, on engine's loop and asyncio's;
 lifespan state reaching request scopes through ServerState and the HTTP protocol."""
 import asyncio
 import logging
@@ -6,9 +6,9 @@ import logging
 import pytest
 
 import engine
-from engine.config import Config
-from engine.lifespan import Lifespan
-from engine.protocols import ServerState, load_plugin
+from engine.serve.config import Config
+from engine.serve.lifespan import Lifespan
+from engine.serve.protocols import ServerState, load_plugin
 
 BOUND = 30.0
 

@@ -1,4 +1,4 @@
-"""Protocol plugins: engine.protocols.load_plugin, the built-ins, a third-party package with an
+"""Protocol plugins: engine.serve.protocols.load_plugin, the built-ins, a third-party package with an
 entry point installed with pip, module:attr plugins, ServerState (lifespan state, connections)."""
 import asyncio
 import importlib
@@ -12,9 +12,9 @@ import uuid
 import pytest
 from serve_util import WAIT, Served
 
-from engine.config import Config
-from engine.echo_protocol import EchoPlugin, EchoProtocol
-from engine.protocols import (
+from engine.serve.config import Config
+from engine.serve.protocols.echo import EchoPlugin, EchoProtocol
+from engine.serve.protocols import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
     FactoryPlugin,

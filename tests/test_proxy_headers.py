@@ -1,11 +1,11 @@
-"""engine.proxy_headers.ProxyHeadersMiddleware: which peers are trusted, which X-Forwarded-For
+"""engine.serve.proxy_headers.ProxyHeadersMiddleware: which peers are trusted, which X-Forwarded-For
 entry becomes the client, X-Forwarded-Proto for HTTP and WebSocket scopes."""
 import asyncio
 
 import pytest
 
 import engine
-from engine.proxy_headers import ProxyHeadersMiddleware, TrustedHosts
+from engine.serve.proxy_headers import ProxyHeadersMiddleware, TrustedHosts
 
 
 def scope_for(client, headers=(), kind="http", scheme=None):

@@ -27,7 +27,8 @@ import pytest
 from line_server import LineProtocol
 
 import engine
-from engine.server import RESTART_DELAY_MIN, Listener, ServerHandle, start
+from engine.server import Listener, ServerHandle, serve, start
+from engine.server.workers import RESTART_DELAY_MIN
 
 HERE = Path(__file__).resolve().parent
 WAIT = 20.0            # upper bound of any single wait in these tests (never reached when passing)
@@ -483,17 +484,17 @@ class TestServerAsyncioLoop(ServerBehaviour):
 # =========================================================================== listeners (no loop)
 
 def test_tcp_listener_plans():
-    fam, addr, v6only = Listener.tcp("127.0.0.1", 8080)._tcp_plan()
+    fam, addr, v6only = Listener.tcp("127.0.0.1", 8080).tcp_plan()
     assert (fam, addr, v6only) == (socket.AF_INET, ("127.0.0.1", 8080), None)
     with pytest.raises(ValueError):
-        Listener.tcp("127.0.0.1", 8080, dualstack=True)._tcp_plan()
+        Listener.tcp("127.0.0.1", 8080, dualstack=True).tcp_plan()
     with pytest.raises(ValueError):
         Listener.tcp("127.0.0.1", 70000)
-    fam, addr, v6only = Listener.tcp(None, 0)._tcp_plan()
+    fam, addr, v6only = Listener.tcp(None, 0).tcp_plan()
     if socket.has_ipv6:
         assert fam == socket.AF_INET6 and addr[0] == "::" and v6only is False
-        assert Listener.tcp("", 0, dualstack=False)._tcp_plan()[2] is True
-        assert Listener.tcp("::1", 0)._tcp_plan()[2] is True
+        assert Listener.tcp("", 0, dualstack=False).tcp_plan()[2] is True
+        assert Listener.tcp("::1", 0).tcp_plan()[2] is True
     else:
         assert fam == socket.AF_INET and addr[0] == "0.0.0.0"
     assert str(Listener.tcp("127.0.0.1", 80)) == "tcp://127.0.0.1:80"
@@ -527,11 +528,45 @@ def test_reuse_port_sockets_share_a_port():
 def test_import_engine_imports_neither_server_nor_tuning():
     code = ("import sys, engine, asyncio\n"
             "engine.run(asyncio.sleep(0))\n"
-            "print(sorted(m for m in sys.modules if m in ('engine.server', 'engine.tuning')))")
+            "print(sorted(m for m in sys.modules if m.startswith(('engine.server', "
+            "'engine.serve', 'engine.tuning', 'engine.bench'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=WAIT, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_old_module_paths_are_aliases_of_the_moved_modules():
+    # engine.config & co. moved into engine.serve: the old paths import the same module objects,
+    # with a DeprecationWarning that names the new place
+    code = ("import warnings, importlib, sys, engine, engine._moved as m\n"
+            "warnings.simplefilter('error', DeprecationWarning)\n"
+            "for old, new in sorted(m.MOVED.items()):\n"
+            "    try:\n"
+            "        importlib.import_module(old)\n"
+            "    except DeprecationWarning as w:\n"
+            "        assert new in str(w), (old, str(w))\n"
+            "    else:\n"
+            "        raise AssertionError(old + ' did not warn')\n"
+            "warnings.simplefilter('ignore', DeprecationWarning)\n"
+            "for old, new in sorted(m.MOVED.items()):\n"
+            "    sys.modules.pop(old, None)\n"
+            "    assert importlib.import_module(old) is importlib.import_module(new), old\n"
+            "from engine.config import Config\n"
+            "from engine.serve.config import Config as C2\n"
+            "from engine.cli import run_server\n"
+            "from engine.serve.runner import run_server as r2\n"
+            "assert Config is C2 and run_server is r2 and engine.config is sys.modules['engine.serve.config']\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=WAIT, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_serve_without_an_app_needs_a_startup_hook():
+    with pytest.raises(ValueError, match="startup"):
+        serve(None, [Listener.tcp("127.0.0.1", 0)])
 
 
 # =========================================================================== processes

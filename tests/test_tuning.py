@@ -103,6 +103,25 @@ def test_missing_probe_means_unsupported(pair, monkeypatch):
             pass
 
 
+def test_reuse_port_sets_the_probed_option_or_is_unsupported(monkeypatch):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if CAPS["reuse_port"] or CAPS["reuse_port_lb"]:
+            assert tuning.reuse_port(s) == 1
+            name = "SO_REUSEPORT_LB" if CAPS["reuse_port_lb"] else "SO_REUSEPORT"
+            assert s.getsockopt(socket.SOL_SOCKET, _loop.SOCKOPTS.get(name, getattr(
+                socket, name, -1))) == 1
+            assert tuning.reuse_port(s, False) == 1
+            assert s.getsockopt(socket.SOL_SOCKET, _loop.SOCKOPTS.get(name, getattr(
+                socket, name, -1))) == 0
+        monkeypatch.setitem(_loop.PROBES, "so_reuseport", False)
+        monkeypatch.setitem(_loop.PROBES, "so_reuseport_lb", False)
+        with pytest.raises(tuning.UnsupportedOption):
+            tuning.reuse_port(s)
+    # a listener asking for it then fails with a clear error, before binding anything
+    with pytest.raises(ValueError, match="SO_REUSEPORT"):
+        Listener.tcp("127.0.0.1", 0, reuse_port=True).open()
+
+
 # =========================================================================== setters, read back
 
 def test_nodelay_on_and_off(pair):

@@ -1,47 +1,41 @@
-"""engine.config: every setting of ``engine serve`` in one dataclass.
+"""engine.serve.config: every setting of ``engine serve`` in one dataclass.
 
 :class:`Config` is what the command line builds and what protocol plugins receive
 (``create_protocol_factory(app, config, state)``): the app to serve, where to listen, the
 worker count, timeouts and limits the protocol enforces, TLS, logging, the lifespan mode and
 the reloader. Usable directly::
 
-    from engine.config import Config
+    from engine.serve.config import Config
 
     config = Config("myproject.asgi:application", port=8080, workers=4)
     app = config.load_app()              # imports and (with factory=True) calls it
     listeners = config.listeners()       # engine.server.Listener objects
     ctx = config.ssl_context()           # None without --ssl-certfile
 
-Nothing here binds a socket or starts a loop; ``engine.cli`` does that with ``engine.server``.
+Nothing here binds a socket or starts a loop; :mod:`engine.serve.runner` does that with
+:mod:`engine.server`.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import logging
 import os
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
-if TYPE_CHECKING:
-    import asyncio
-
-    from .server import Listener
+from .. import new_event_loop
+from ..server import Listener
+from .asgi_types import ASGIApp
+from .default_app import DefaultApp
 
 __all__ = [
     "Config", "ConfigError", "AppLoadError", "import_from_string",
-    "Scope", "Message", "Receive", "Send", "ASGIApp",
     "LIFESPAN_MODES", "LOG_LEVELS", "LOOPS", "TRACE",
 ]
-
-# ASGI 3.0 callables (the spec's names)
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TRACE = 5                                   # log level below DEBUG, as uvicorn's "trace"
 LOG_LEVELS: dict[str, int] = {
@@ -195,6 +189,15 @@ class Config:
     def is_ssl(self) -> bool:
         return bool(self.ssl_certfile)
 
+    def scheme(self, protocol: str | None = None) -> str:
+        """What the listeners speak, for the startup line: ``http``/``https`` for the http
+        protocol, ``tcp``/``tls`` for the others (``protocol``: the plugin's name, default
+        ``self.protocol``). Loads the TLS certificate (ConfigError when it cannot)."""
+        tls = self.ssl_context() is not None
+        if (protocol or self.protocol) == "http":
+            return "https" if tls else "http"
+        return "tls" if tls else "tcp"
+
     @property
     def in_process(self) -> bool:
         """True when serving in this process (no supervisor): workers None or 1."""
@@ -224,9 +227,7 @@ class Config:
     def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
         """What makes each worker's event loop: engine's (default) or asyncio's own."""
         if self.loop == "asyncio":
-            import asyncio
             return asyncio.new_event_loop
-        from . import new_event_loop
         return new_event_loop
 
     # --- the app ----------------------------------------------------------------------------
@@ -234,13 +235,13 @@ class Config:
     def load_app(self) -> ASGIApp:
         """The ASGI app to serve.
 
-        ``app`` None: the embedded default app (``engine.default_app``, with ``static``). A
+        ``app`` None: the embedded default app (:mod:`engine.serve.default_app`, with
+        ``static``). A
         ``"module:attribute"`` string is imported (``app_dir`` is put first on ``sys.path``);
         an object is used as is. With ``factory=True`` the result is called without
         arguments and what it returns is the app. Raises :class:`AppLoadError`.
         """
         if self.app is None:
-            from .default_app import DefaultApp
             return DefaultApp(static=self.static, workers=self.workers)
         if self.static is not None:
             raise ConfigError("static is served by the default app only (no MODULE:APP)")
@@ -295,7 +296,6 @@ class Config:
         """engine.server listeners: the Unix socket ``uds``, the inherited socket ``fd``, or a
         TCP listener on ``host``:``port`` (dual stack when ``host`` is ``::``, every
         interface when it is empty)."""
-        from .server import Listener
         if self.uds is not None:
             return [Listener.unix(self.uds, backlog=self.backlog)]
         if self.fd is not None:

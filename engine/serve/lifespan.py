@@ -21,7 +21,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .config import ASGIApp, Message
+from .asgi_types import ASGIApp, Message
 
 if TYPE_CHECKING:
     from .config import Config
@@ -34,6 +34,14 @@ logger = logging.getLogger("engine.lifespan")
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.0"}
 
 _IDLE, _STARTUP, _SERVING, _SHUTDOWN, _DONE = range(5)
+
+# what the app may send: message type -> (the phase it answers, its name, whether it failed)
+_ANSWERS = {
+    "lifespan.startup.complete": (_STARTUP, "startup", False),
+    "lifespan.startup.failed": (_STARTUP, "startup", True),
+    "lifespan.shutdown.complete": (_SHUTDOWN, "shutdown", False),
+    "lifespan.shutdown.failed": (_SHUTDOWN, "shutdown", True),
+}
 
 
 class Lifespan:
@@ -135,24 +143,20 @@ class Lifespan:
 
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
-        if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
-            if self._phase != _STARTUP or self._startup_done is None or \
-                    self._startup_done.is_set():
-                raise RuntimeError(f"unexpected ASGI message {kind!r}: no startup in progress")
-            if kind == "lifespan.startup.failed":
-                self.startup_failed = True
-                self._log_failure("startup", message)
-            self._startup_done.set()
-        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            if self._phase != _SHUTDOWN or self._shutdown_done is None or \
-                    self._shutdown_done.is_set():
-                raise RuntimeError(f"unexpected ASGI message {kind!r}: no shutdown in progress")
-            if kind == "lifespan.shutdown.failed":
-                self.shutdown_failed = True
-                self._log_failure("shutdown", message)
-            self._shutdown_done.set()
-        else:
+        answer = _ANSWERS.get(kind) if isinstance(kind, str) else None
+        if answer is None:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in the lifespan scope")
+        phase, name, failed = answer
+        done = self._startup_done if phase == _STARTUP else self._shutdown_done
+        if self._phase != phase or done is None or done.is_set():
+            raise RuntimeError(f"unexpected ASGI message {kind!r}: no {name} in progress")
+        if failed:
+            if phase == _STARTUP:
+                self.startup_failed = True
+            else:
+                self.shutdown_failed = True
+            self._log_failure(name, message)
+        done.set()
 
     def _log_failure(self, phase: str, message: Message) -> None:
         text = message.get("message", "")

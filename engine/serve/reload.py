@@ -25,9 +25,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
+from ..server import bind
 from .config import Config, ConfigError
 
-__all__ = ["Reloader", "MAX_FILES", "SKIP_DIRS"]
+__all__ = ["Reloader", "MAX_FILES", "SKIP_DIRS", "RELOAD_FD_ENV"]
 
 logger = logging.getLogger("engine.reload")
 
@@ -35,6 +36,7 @@ MAX_FILES = 10_000
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 KILL_GRACE = 5.0
 PR_SET_PDEATHSIG = 1                 # <linux/prctl.h>
+RELOAD_FD_ENV = "ENGINE_SERVE_RELOAD_FD"     # the listening socket handed to the server process
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -113,7 +115,7 @@ class Reloader:
 
     def _start(self, fd: int) -> None:
         env = dict(os.environ)
-        env["ENGINE_SERVE_RELOAD_FD"] = str(fd)
+        env[RELOAD_FD_ENV] = str(fd)
         # -P: the working directory does not shadow the installed engine (the app's directory
         # is put on sys.path by Config.load_app, as in the reloader itself)
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "engine", *self.argv], env=env,
@@ -138,12 +140,13 @@ class Reloader:
             return proc.wait()
 
     def run(self) -> int:
-        from .cli import _bind
-        bound = _bind(self.config, "https" if self.config.ssl_certfile else "http")
+        bound = bind(self.config.listeners())
         if len(bound) != 1:
+            for b in bound:
+                b.close()
             raise ConfigError("reload serves exactly one listener")
         listener = bound[0]
-        os.set_inheritable(listener.fileno, False)          # only the server gets it
+        fd = listener.fileno()                   # not inheritable: pass_fds hands it over
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -159,7 +162,7 @@ class Reloader:
             print(f"engine serve: reloader pid {os.getpid()} watching "
                   f"{', '.join(self.dirs)} (development only)", flush=True)
             files = self.snapshot()
-            self._start(listener.fileno)
+            self._start(fd)
             exited_logged = False
             while True:
                 select.select([wake_r], [], [], self.interval)
@@ -184,7 +187,7 @@ class Reloader:
                     logger.warning("reload: %s, restarting the server",
                                    f"{shown}{more} changed" if changed else "SIGHUP")
                     self._stop()
-                    self._start(listener.fileno)
+                    self._start(fd)
                     exited_logged = False
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -194,6 +197,5 @@ class Reloader:
             os.close(wake_w)
             if self.proc is not None:
                 self._stop()
-            listener.close_if_unused()
-            listener.remove_path()
+            listener.close()
         return status

@@ -5,21 +5,21 @@ WebSocket codec ``engine._ws``); this module turns a server configuration into i
 factory, for ``engine serve`` (``--protocol http``, the default) and for direct use::
 
     import asyncio, engine
-    from engine.http_server import serve_app
+    from engine.serve.protocols.http import serve_app
 
     engine.run(serve_app(app, host="127.0.0.1", port=8000))
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from . import _http
-from ._asgi import HttpProtocol, ServerConfig
-
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
-                    Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
+from ... import _http
+from ..._asgi import HttpProtocol, ServerConfig
+from ...server import ProtocolFactory
+from ..asgi_types import ASGIApp
 
 __all__ = ["HttpPlugin", "plugin", "server_config", "serve_app", "HttpProtocol", "ServerConfig"]
 
@@ -30,9 +30,9 @@ def _opt(config: Any, name: str, default: Any) -> Any:
 
 
 def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> ServerConfig:
-    """A ServerConfig for the protocol from an engine.config.Config-like object (any object
+    """A ServerConfig for the protocol from an engine.serve.config.Config-like object (any object
     with those attribute names; missing ones take their defaults) and an optional
-    engine.protocols.ServerState."""
+    engine.serve.protocols.ServerState."""
     limits = _http.Limits(
         max_request_line=_opt(config, "max_request_line", 8192),
         max_header_count=_opt(config, "max_header_count", 100),
@@ -89,19 +89,17 @@ def _first_pem_cert(path: str) -> str | None:
 
 
 class HttpPlugin:
-    """engine.protocols plugin ``http``."""
+    """engine.serve.protocols plugin ``http``."""
 
     name = "http"
     needs_app = True
 
     def create_protocol_factory(self, app: ASGIApp, config: Any,
-                                state: Any) -> Callable[[], asyncio.BaseProtocol]:
+                                state: Any) -> ProtocolFactory:
+        # called on the worker's running loop; a partial, so that accepting a connection runs
+        # no Python frame of ours before the compiled protocol's own __init__
         cfg = server_config(app, config, state)
-
-        def factory() -> asyncio.BaseProtocol:
-            return HttpProtocol(cfg, asyncio.get_running_loop())  # type: ignore[no-any-return]
-
-        return factory
+        return functools.partial(HttpProtocol, cfg, asyncio.get_running_loop())
 
 
 plugin = HttpPlugin()
@@ -114,7 +112,7 @@ async def serve_app(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000, *,
     does those)."""
     loop = asyncio.get_running_loop()
     cfg = server_config(app, config)
-    server = await loop.create_server(lambda: HttpProtocol(cfg, loop), host, port,
+    server = await loop.create_server(functools.partial(HttpProtocol, cfg, loop), host, port,
                                       backlog=2048)
     if ready is not None:
         ready(server)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Iterable, Sequence
 
-from .config import ASGIApp, Receive, Scope, Send
+from .asgi_types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["ProxyHeadersMiddleware", "TrustedHosts"]
 

@@ -33,7 +33,9 @@ import sys
 import time
 from typing import Any
 
-from .config import Message, Receive, Scope, Send
+import engine
+
+from .asgi_types import Message, Receive, Scope, Send
 
 __all__ = ["DefaultApp", "app", "ECHO_MAX_BODY", "CHUNK_SIZE"]
 
@@ -131,7 +133,6 @@ class DefaultApp:
         await _respond(send, 200, ctype, b"".join(chunks))
 
     def _page(self, scope: Scope) -> str:
-        import engine
         loop = asyncio.get_running_loop()
         if isinstance(loop, engine.Loop):
             loop_name = f"engine's loop on {engine.BACKEND}"

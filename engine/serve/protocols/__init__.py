@@ -1,4 +1,4 @@
-"""engine.protocols: the plugin interface of ``engine serve --protocol NAME``.
+"""engine.serve.protocols: the plugin interface of ``engine serve --protocol NAME``.
 
 A protocol plugin turns an app (or nothing) into the asyncio protocol factory that
 ``engine.server`` serves connections with. It is any object with these three members
@@ -15,14 +15,15 @@ A protocol plugin turns an app (or nothing) into the asyncio protocol factory th
 
 ``create_protocol_factory(app, config, state)`` is called once in each worker process, on its
 running event loop, after the app's lifespan startup: ``app`` is the ASGI app (None when
-``needs_app`` is False), ``config`` the :class:`engine.config.Config`, ``state`` this worker's
+``needs_app`` is False), ``config`` the :class:`engine.serve.config.Config`, ``state`` this worker's
 :class:`ServerState`. The protocols it makes should honour engine.server's drain contract: a
 ``shutdown()`` method (no arguments) that closes an idle connection at once and a busy one
 after the work in flight; it may be called on a closing connection.
 
-``--protocol NAME`` resolves, in order: the built-ins (``http``: ``engine.http_server:plugin``,
-``echo``: ``engine.echo_protocol:plugin``), entry points of group ``engine.protocols`` (any
-installed package can add one), then ``module:attribute``. What NAME names may be a plugin
+``--protocol NAME`` resolves, in order: the built-ins (``http``:
+``engine.serve.protocols.http:plugin``, ``echo``: ``engine.serve.protocols.echo:plugin``), entry
+points of group ``engine.protocols`` (any installed package can add one), then
+``module:attribute``. What NAME names may be a plugin
 object, a plugin class (instantiated without arguments), or a bare protocol factory (e.g. an
 ``asyncio.Protocol`` subclass), which is served as a plugin with ``needs_app=False``.
 A package declares its plugin in ``pyproject.toml``::
@@ -36,13 +37,11 @@ import asyncio
 import importlib.metadata
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from .config import AppLoadError, ASGIApp, ConfigError, import_from_string
-
-if TYPE_CHECKING:
-    from .config import Config
+from ...server import ProtocolFactory
+from ..asgi_types import ASGIApp
+from ..config import AppLoadError, Config, ConfigError, import_from_string
 
 __all__ = [
     "ProtocolPlugin", "ServerState", "PluginError", "FactoryPlugin", "ProtocolFactory",
@@ -51,11 +50,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "engine.protocols"
 BUILTIN_PLUGINS: dict[str, str] = {
-    "http": "engine.http_server:plugin",
-    "echo": "engine.echo_protocol:plugin",
+    "http": "engine.serve.protocols.http:plugin",
+    "echo": "engine.serve.protocols.echo:plugin",
 }
-
-ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
 class ServerState:

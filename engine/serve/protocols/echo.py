@@ -2,7 +2,7 @@
 
 A raw TCP (or Unix socket) echo server, useful to check a deployment (listeners, workers,
 signals, TLS) without HTTP, and the smallest example of a protocol plugin
-(:mod:`engine.protocols`). It stops reading while the peer does not read what it sends back
+(:mod:`engine.serve.protocols`). It stops reading while the peer does not read what it sends back
 (asyncio's write flow control), so a client that only writes cannot grow the server's memory.
 """
 from __future__ import annotations
@@ -11,8 +11,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .config import ASGIApp, Config
-    from .protocols import ProtocolFactory, ServerState
+    from ...server import ProtocolFactory
+    from ..asgi_types import ASGIApp
+    from ..config import Config
+    from . import ServerState
 
 __all__ = ["EchoProtocol", "EchoPlugin", "plugin"]
 

@@ -1,0 +1,184 @@
+"""``engine serve [MODULE:APP]``: the command line of engine's ASGI server.
+
+``engine serve`` (or ``python -m engine serve``) builds a :class:`~engine.serve.config.Config`
+from its flags and hands it to :func:`engine.serve.runner.run_server`, which does the rest (see
+there). Exit status: 0 after a clean SIGTERM/SIGINT drain; 1 when the server cannot start (bad
+app or plugin, address in use, ...) or a worker had to be killed; 3 when the app's lifespan
+startup failed (as uvicorn); 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .config import LIFESPAN_MODES, LOG_LEVELS, LOOPS, Config, ConfigError
+from .runner import run_server
+
+__all__ = ["add_parser", "config_from_args", "run"]
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {value!r}")
+    return name.strip(), rest.strip()
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _workers_default() -> int | None:
+    env = os.environ.get("WEB_CONCURRENCY")
+    return int(env) if env and env.isdigit() and int(env) >= 1 else None
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to ``engine``'s subparsers."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="serve an ASGI app (default: the embedded app) or another protocol",
+        description="Serve an ASGI app over HTTP/1.1 and WebSocket on engine's event loop. "
+        "Without MODULE:APP it serves the embedded default app: a page saying what runs, "
+        "/echo, a WebSocket echo at /ws, and the files of --static DIR. Stop it with "
+        "SIGTERM or Ctrl-C (graceful drain); with --workers, SIGHUP restarts the workers one "
+        "by one.")
+    add = p.add_argument
+    add("app", nargs="?", metavar="MODULE:APP",
+        help="the ASGI app, e.g. myproject.asgi:application (default: the embedded app)")
+    g = p.add_argument_group("listening")
+    g.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; '::' = IPv6 and IPv4, '' = every interface "
+                        "(default: %(default)s)")
+    g.add_argument("--port", type=int, default=8000,
+                   help="port to bind; 0 = a free port, printed at startup (default: "
+                        "%(default)s)")
+    g.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead")
+    g.add_argument("--fd", type=int, help="listen on this inherited socket instead")
+    g.add_argument("--backlog", type=_positive_int, default=2048,
+                   help="listen() backlog (default: %(default)s)")
+    g.add_argument("--workers", type=_positive_int, default=_workers_default(),
+                   help="worker processes (default: $WEB_CONCURRENCY or 1 = this process)")
+    g.add_argument("--loop", choices=LOOPS, default="engine",
+                   help="event loop of each worker (default: %(default)s)")
+    g.add_argument("--ssl-certfile", help="TLS certificate chain (PEM): serve https/wss")
+    g.add_argument("--ssl-keyfile", help="TLS private key (PEM), if not in the certfile")
+    g.add_argument("--ssl-keyfile-password", help="password of the TLS private key")
+
+    g = p.add_argument_group("application")
+    g.add_argument("--factory", action="store_true",
+                   help="MODULE:APP is a function returning the app: call it")
+    g.add_argument("--app-dir", default=".",
+                   help="put this directory first on sys.path (default: the current one)")
+    g.add_argument("--root-path", default="", help="ASGI root_path (mounted below a prefix)")
+    g.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
+                   help="run the app's lifespan scope: auto (if it supports it), on, off "
+                        "(default: %(default)s)")
+    g.add_argument("--static", metavar="DIR",
+                   help="the default app also serves the files of DIR")
+    g.add_argument("--protocol", default="http", metavar="NAME",
+                   help="protocol plugin: http, echo, an entry point of group "
+                        "engine.protocols, or MODULE:ATTR (default: %(default)s)")
+    g.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
+                   help="take the client address and scheme from X-Forwarded-For/-Proto when "
+                        "the peer is trusted (default: on)")
+    g.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="comma-separated trusted proxy IPs/networks, or '*' (default: "
+                        "$FORWARDED_ALLOW_IPS or 127.0.0.1)")
+    g.add_argument("--header", dest="headers", action="append", type=_header, default=[],
+                   metavar="NAME:VALUE", help="add a header to every response (repeatable)")
+    g.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
+                   help="send 'server: engine' (default: on)")
+    g.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
+                   help="send a Date header (default: on)")
+
+    g = p.add_argument_group("timeouts and limits")
+    g.add_argument("--timeout-keep-alive", type=float, default=5.0, metavar="S",
+                   help="close an idle keep-alive connection after S seconds (default: "
+                        "%(default)s)")
+    g.add_argument("--timeout-request-header", type=float, default=10.0, metavar="S",
+                   help="a request's headers must arrive within S seconds, else 408 "
+                        "(default: %(default)s)")
+    g.add_argument("--timeout-request-body", type=float, default=30.0, metavar="S",
+                   help="at most S seconds between two pieces of a request body (default: "
+                        "%(default)s)")
+    g.add_argument("--timeout-graceful-shutdown", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, wait S seconds for open connections before closing "
+                        "them (default: %(default)s)")
+    g.add_argument("--limit-concurrency", type=_positive_int, default=None, metavar="N",
+                   help="answer 503 above N open connections per worker")
+    g.add_argument("--max-connections", type=_positive_int, default=None, metavar="N",
+                   help="stop accepting above N open connections per worker (the rest wait "
+                        "in the backlog)")
+    g.add_argument("--max-request-line", type=_positive_int, default=8192, metavar="BYTES",
+                   help="longest request line, else 414 (default: %(default)s)")
+    g.add_argument("--max-header-count", type=_positive_int, default=100, metavar="N",
+                   help="most request headers, else 431 (default: %(default)s)")
+    g.add_argument("--max-header-bytes", type=_positive_int, default=65536, metavar="BYTES",
+                   help="largest request head, else 431 (default: %(default)s)")
+    g.add_argument("--max-body", type=_positive_int, default=None, metavar="BYTES",
+                   help="largest request body, else 413 (default: no limit)")
+    g.add_argument("--ws-max-size", type=_positive_int, default=16 * 1024 * 1024,
+                   metavar="BYTES", help="largest WebSocket message (default: 16 MiB)")
+    g.add_argument("--ws-ping-interval", type=float, default=20.0, metavar="S",
+                   help="ping WebSocket clients every S seconds, 0 = never (default: "
+                        "%(default)s)")
+    g.add_argument("--ws-ping-timeout", type=float, default=20.0, metavar="S",
+                   help="close a WebSocket whose pong is S seconds late (default: "
+                        "%(default)s)")
+
+    g = p.add_argument_group("logging and development")
+    g.add_argument("--log-level", choices=list(LOG_LEVELS), default="info",
+                   help="level of the engine.* loggers (default: %(default)s)")
+    g.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                   help="log every request on engine.access (default: off)")
+    g.add_argument("--reload", action="store_true",
+                   help="development only: restart the server when a .py file changes")
+    g.add_argument("--reload-dir", dest="reload_dirs", action="append", default=[],
+                   metavar="DIR", help="directory to watch with --reload (repeatable; "
+                                       "default: --app-dir)")
+    g.add_argument("--reload-interval", type=float, default=0.5, metavar="S",
+                   help="how often --reload looks for changes (default: %(default)s)")
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The :class:`Config` that parsed ``engine serve`` arguments describe."""
+    return Config(
+        app=args.app, host=args.host, port=args.port, uds=args.uds, fd=args.fd,
+        workers=args.workers, factory=args.factory, app_dir=args.app_dir,
+        root_path=args.root_path, proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_keep_alive=args.timeout_keep_alive,
+        timeout_request_header=args.timeout_request_header,
+        timeout_request_body=args.timeout_request_body,
+        timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+        limit_concurrency=args.limit_concurrency, max_connections=args.max_connections,
+        backlog=args.backlog, log_level=args.log_level, access_log=args.access_log,
+        ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+        ssl_keyfile_password=args.ssl_keyfile_password, reload=args.reload,
+        reload_dirs=list(args.reload_dirs), reload_interval=args.reload_interval,
+        protocol=args.protocol, static=args.static, lifespan=args.lifespan, loop=args.loop,
+        ws_max_size=args.ws_max_size, ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout, max_request_line=args.max_request_line,
+        max_header_count=args.max_header_count, max_header_bytes=args.max_header_bytes,
+        max_body=args.max_body, server_header=args.server_header,
+        date_header=args.date_header, headers=list(args.headers),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``engine serve``: the subcommand's entry point."""
+    argv = getattr(args, "argv", None)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"engine serve: error: {exc}", file=sys.stderr)
+        return 2
+    return run_server(config, argv=argv)
+

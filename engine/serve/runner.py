@@ -1,0 +1,204 @@
+"""``run_server(config)``: what ``engine serve`` runs, usable from Python too.
+
+It loads the protocol plugin (``--protocol``, default ``http``), binds the listeners
+(:func:`engine.server.bind`: here, before any app code runs, so port 0 resolves and errors show
+at once), and runs :func:`engine.server.serve` on them: in this process, or with ``--workers
+N`` in N forked workers under a supervisor. In each worker the ``startup`` hook loads the app
+(the embedded default app when none is named), wraps it in the proxy-headers middleware, runs
+its lifespan startup, and returns the plugin's protocol factory (wrapped for TLS with
+``--ssl-certfile``), which the server then calls once per accepted connection; the
+``shutdown`` hook runs the lifespan shutdown after the drain. ``--reload`` hands the work to
+:class:`engine.serve.reload.Reloader`.
+
+Exit status: 0 after a clean SIGTERM/SIGINT drain; 1 when the server cannot start (bad app or
+plugin, address in use, ...) or a worker had to be killed; 3 when the app's lifespan startup
+failed (as uvicorn). With ``--workers``, a worker that cannot start stops the whole server with
+that status (no crash loop).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import engine
+
+from .. import server
+from .asgi_types import ASGIApp
+from .config import Config, ConfigError
+from .lifespan import Lifespan
+from .logs import configure_logging
+from .protocols import ProtocolFactory, ProtocolPlugin, ServerState, load_plugin
+from .proxy_headers import ProxyHeadersMiddleware
+from .reload import RELOAD_FD_ENV, Reloader
+
+__all__ = ["run_server", "StartupFailure", "EXIT_STARTUP_FAILED", "EXIT_LIFESPAN_FAILED"]
+
+logger = logging.getLogger("engine.serve")
+
+EXIT_STARTUP_FAILED = 1          # the app, the plugin or a listener could not be set up
+EXIT_LIFESPAN_FAILED = 3         # lifespan.startup.failed (uvicorn's STARTUP_FAILURE)
+
+_WORKER_STARTUP_FAILED = 3       # a worker's exit status when its startup failed (not restarted)
+
+
+class StartupFailure(Exception):
+    """A worker could not start serving; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_STARTUP_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _AppHooks:
+    """engine.server's startup/shutdown/ready hooks of one ``engine serve``: in each worker,
+    startup loads the app and returns the protocol factory the server accepts with."""
+
+    def __init__(self, config: Config, plugin: ProtocolPlugin, line: str,
+                 report_fd: int | None) -> None:
+        self.config = config
+        self.plugin = plugin
+        self.line = line                    # the startup line, printed once listening
+        self.report_fd = report_fd          # workers: where a startup failure is reported
+        self.state: ServerState | None = None
+        self.app: ASGIApp | None = None
+        self.lifespan: Lifespan | None = None
+
+    async def startup(self) -> ProtocolFactory:
+        try:
+            return await self._startup()
+        except StartupFailure as exc:
+            if exc.code != EXIT_LIFESPAN_FAILED:          # Lifespan has said why already
+                logger.error("%s", exc)
+            if self.report_fd is None:
+                raise
+            # the supervisor returns this code; the worker's own exit status is one it
+            # treats as fatal (drains the others, no restart)
+            with contextlib.suppress(OSError):
+                os.write(self.report_fd, bytes([exc.code]))
+            raise SystemExit(_WORKER_STARTUP_FAILED) from None
+
+    async def _startup(self) -> ProtocolFactory:
+        config, plugin = self.config, self.plugin
+        state = self.state = ServerState(config)
+        app: ASGIApp | None = None
+        if plugin.needs_app:
+            try:
+                app = config.load_app()
+            except ConfigError as exc:
+                raise StartupFailure(str(exc)) from exc
+            if config.proxy_headers:
+                assert config.forwarded_allow_ips is not None
+                app = ProxyHeadersMiddleware(app, config.forwarded_allow_ips)
+            self.app = app
+            if config.lifespan != "off":
+                self.lifespan = Lifespan(app, config, state)
+                await self.lifespan.startup()
+                if self.lifespan.should_exit:
+                    raise StartupFailure("the application's lifespan startup failed",
+                                         EXIT_LIFESPAN_FAILED)
+        try:
+            factory = plugin.create_protocol_factory(app, config, state)
+            if not callable(factory):
+                raise TypeError(f"it returned {factory!r}, not a callable")
+        except Exception as exc:
+            logger.exception("protocol %r: create_protocol_factory() failed", plugin.name)
+            if self.lifespan is not None:
+                await self.lifespan.shutdown()
+            raise StartupFailure(f"protocol {plugin.name!r} could not start: {exc}") from exc
+        context = config.ssl_context()
+        if context is not None:
+            factory = server.tls_factory(factory, context, asyncio.get_running_loop())
+        return factory
+
+    async def shutdown(self) -> None:
+        if self.lifespan is not None:
+            await self.lifespan.shutdown()
+
+    def ready(self, handle: Any) -> None:
+        if self.report_fd is None:
+            _say(self.line)
+        else:
+            _say(f"engine serve: worker {os.getpid()} ready")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _loop_description(config: Config) -> str:
+    if config.loop == "asyncio":
+        return "asyncio loop"
+    return f"engine loop, {engine.BACKEND}"
+
+
+def run_server(config: Config, *, argv: Sequence[str] | None = None,
+               configure_logs: bool = True) -> int:
+    """Serve ``config`` until SIGTERM/SIGINT (what ``engine serve`` does); returns the exit
+    status. Call from the main thread with no event loop running. ``--reload`` needs
+    ``argv`` (the ``engine`` command line, starting with ``serve``) to restart the server."""
+    if configure_logs:
+        configure_logging(config)
+    inherited = os.environ.pop(RELOAD_FD_ENV, None)
+    if inherited is not None:                      # a server run by the reloader
+        config = config.replace(fd=int(inherited), uds=None, reload=False)
+    elif config.reload:
+        try:
+            return Reloader(config, argv).run()
+        except (ConfigError, OSError) as exc:
+            print(f"engine serve: error: {exc}", file=sys.stderr)
+            return EXIT_STARTUP_FAILED
+    try:
+        config.prepare_import_path()
+        plugin = load_plugin(config.protocol)
+        if not plugin.needs_app and config.app is not None:
+            logger.warning("protocol %r takes no app: %r is not served", plugin.name,
+                           config.app)
+        scheme = config.scheme(plugin.name)
+        bound = server.bind(config.listeners())
+    except (ConfigError, OSError) as exc:
+        print(f"engine serve: error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+
+    where = ", ".join(b.describe(scheme) for b in bound)
+    what = "" if plugin.name == "http" else f"{plugin.name} protocol, "
+    loop = _loop_description(config)
+    workers = None if config.in_process else config.workers
+    report_r = report_w = -1
+    if workers is None:
+        line = f"engine serve: {where} ({what}{loop}, 1 worker, pid {os.getpid()})"
+    else:
+        line = (f"engine serve: {where} ({what}{loop}, {workers} workers, supervisor pid "
+                f"{os.getpid()})")
+        report_r, report_w = os.pipe()
+        os.set_blocking(report_r, False)
+    hooks = _AppHooks(config, plugin, line, report_w if workers is not None else None)
+    try:
+        if workers is not None:
+            _say(line)
+        status = server.serve(
+            None, bound, workers=workers,
+            graceful_timeout=config.timeout_graceful_shutdown,
+            max_connections=config.max_connections, loop_factory=config.loop_factory(),
+            startup=hooks.startup, shutdown=hooks.shutdown, ready=hooks.ready,
+            fatal_statuses=(_WORKER_STARTUP_FAILED,))
+    except StartupFailure as exc:                     # in this process: logged by _AppHooks
+        status = exc.code
+    finally:
+        for b in bound:
+            b.close()
+        if report_w >= 0:
+            os.close(report_w)
+    if report_r >= 0:
+        try:
+            failure = os.read(report_r, 16)
+        except BlockingIOError:
+            failure = b""
+        os.close(report_r)
+        if failure:
+            status = failure[0]
+    return status
