@@ -3,7 +3,7 @@
 
 Benchmark names are ``<scenario>[<impl>]``, e.g. ``call_soon[engine]``, and every
 benchmark carries the harness's ``bench_*`` metadata (kind, unit, scale, ...; see
-engine/_harness/report.py), so ``engine bench`` turns the pyperf file into a results
+engine/bench/report.py), so ``engine bench`` turns the pyperf file into a results
 document without knowing these scenarios:
 
 * throughput scenarios: ``bench_time_func`` with ``inner_loops`` = operations per
@@ -539,8 +539,8 @@ def main():
 
     if is_worker or not benches or (args.no_table and not args.results):
         return
-    from engine._harness import report as _report
-    from engine._harness import results as _results
+    from engine.bench import report as _report
+    from engine.bench import results as _results
 
     doc = _report.build_result(pyperf.BenchmarkSuite(benches), suite=SUITE, subject=SUBJECT,
                                peers=[i for i in impls if i != SUBJECT], mode=args.bench_mode,

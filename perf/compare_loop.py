@@ -5,7 +5,7 @@
 
 Works for any suite whose benchmarks carry the harness's ``bench_*`` metadata (bench_loop.py
 does), and writes the same results schema as ``engine bench`` (results/SCHEMA.md): the report
-is built by engine._harness.report, so the installed engine must be this checkout's.
+is built by engine.bench.report, so the installed engine must be this checkout's.
 
 Throughput scenarios: pyperf values are seconds per operation; throughput is
 ops / mean(time) (= total work / total time, the right mean for rates), its relative stdev
@@ -34,7 +34,7 @@ def main(argv=None):
                    help="override the mode recorded in the pyperf file")
     args = p.parse_args(argv)
     try:
-        from engine._harness import report, results
+        from engine.bench import report, results
     except ImportError as exc:
         raise SystemExit(f"cannot import engine's harness ({exc}): install this checkout "
                          "with pip install '.[perf]'") from exc

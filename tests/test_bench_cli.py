@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from harness_data import make_doc, make_results_dir
 
-from engine._harness import bench as B
-from engine._harness import results as R
-from engine._harness.suites import HarnessError, find_repo, load_registry
+from engine.bench import run as B
+from engine.bench import results as R
+from engine.bench.suites import HarnessError, find_repo, load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from harness_data import make_results_dir
 
-from engine._harness import dashboard
-from engine._harness import results as R
+from engine.bench import dashboard
+from engine.bench import results as R
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 DRIVER = ("chromedriver",)
