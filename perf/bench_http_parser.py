@@ -205,8 +205,13 @@ def build(impls: list[str]) -> dict[tuple[str, str], object]:
     return funcs
 
 
+def _worker_args(cmd: list[str], args) -> None:
+    # workers must build the same benchmark list as the parent (pyperf numbers tasks)
+    cmd.extend(("--impls", args.impls, "--scenarios", args.scenarios))
+
+
 def main() -> None:
-    runner = pyperf.Runner()
+    runner = pyperf.Runner(add_cmdline_args=_worker_args)
     runner.argparser.add_argument("--impls", default="engine,engine-events,httptools,h11")
     runner.argparser.add_argument("--scenarios", default="get,pipelined,post")
     args = runner.parse_args()
