@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser(
         "bench", help="run the benchmark suites (engine vs peers), print the table, write "
-                      "a results file", description="Run the pyperf benchmark suites of an "
-        "engine checkout (perf/suites.toml): engine and its peers in the same run. Needs the "
-        "perf extra: pip install '.[perf]'.")
+                      "a results file", description="Run benchmark suites: engine and its peers "
+        "in the same run. The loop suite ships with engine; a checkout adds the suites of its "
+        "perf/suites.toml. Needs the perf extra: pip install 'engine[perf]'.")
     from engine.bench import run as _bench_mod  # standard library only
 
     _bench_mod.add_arguments(p)
