@@ -95,7 +95,7 @@ def _bars(svg: str) -> list[str]:
 
 def test_headline_chart(tmp_path):
     d = tmp_path / "results"
-    make_results_dir(d, n_full=3)                      # loop: 3 full runs + a newer quick one
+    make_results_dir(d, n_full=2)                      # loop: 2 full runs + a newer quick one
     R.write_result(make_doc(1, suite="net"), d)
     svg_path = tmp_path / "charts" / "headline.svg"
     r = subprocess.run([sys.executable, "-m", "engine", "dashboard", "--results", str(d),
@@ -111,7 +111,7 @@ def test_headline_chart(tmp_path):
                           "net: vs uvloop", "net: vs asyncio"]
     runs, _ = R.load_results(d)
     newest_loop = R.latest(runs, "loop")[0].name
-    assert newest_loop == "loop-20260103T120000Z-aaaaaa2.json"
+    assert newest_loop == "loop-20260102T120000Z-aaaaaa1.json"
     assert f"results/{newest_loop}" in svg and "results/net-20260102T120000Z-aaaaaa1.json" in svg
     assert "-quick.json" not in svg
     bars = {(s, p): v for s, p, _, v in dashboard.headline_bars(runs)}
