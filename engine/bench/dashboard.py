@@ -83,8 +83,8 @@ def main(args: argparse.Namespace) -> int:
         page = render(runs, include_quick=args.include_quick, title=args.title,
                       problems=problems)
     except ImportError as exc:
-        raise HarnessError(f"the dashboard needs matplotlib ({exc}): "
-                           "pip install '.[dashboard]'") from exc
+        raise HarnessError(f"the dashboard needs matplotlib ({exc}): pip install "
+                           "'engine[dashboard]' (in a checkout: '.[dashboard]')") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     nsvg = page.count("<svg")
