@@ -15,13 +15,13 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from engine._harness import bench
+    from engine.bench import run as bench
 
     return bench.main(args, args.extra, args.argv)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from engine._harness import dashboard
+    from engine.bench import dashboard
 
     return dashboard.main(args)
 
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser(
         "bench", help="run the benchmark suites (engine vs peers), print the table, write "
-                      "a results file", description="Run the pyperf benchmark suites of an "
-        "engine checkout (perf/suites.toml): engine and its peers in the same run. Needs the "
-        "perf extra: pip install '.[perf]'.")
-    from engine._harness import bench as _bench_mod  # standard library only
+                      "a results file", description="Run benchmark suites: engine and its peers "
+        "in the same run. The loop suite ships with engine; a checkout adds the suites of its "
+        "perf/suites.toml. Needs the perf extra: pip install 'engine[perf]'.")
+    from engine.bench import run as _bench_mod  # standard library only
 
     _bench_mod.add_arguments(p)
     p.set_defaults(func=_bench)
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "(charts: engine vs peers per scenario, ratios, history across commits) and refresh "
         "the latest-results table of its README.md. Needs the dashboard extra: "
         "pip install '.[dashboard]'.")
-    from engine._harness import dashboard as _dash_mod  # matplotlib only when rendering
+    from engine.bench import dashboard as _dash_mod  # matplotlib only when rendering
 
     _dash_mod.add_arguments(p)
     p.set_defaults(func=_dashboard)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    from engine._harness.suites import HarnessError
+    from engine.bench.suites import HarnessError
 
     try:
         return int(args.func(args) or 0)

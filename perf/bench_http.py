@@ -258,7 +258,7 @@ def main():
                                     args.server_cpu))
                 finally:
                     stop_server(proc)
-    from engine._harness import results as R
+    from engine.bench import results as R
     labels = {"hello": ("ASGI hello world, 64 conns", "requests/s", "rps"),
               "pipelined": ("hello, 16 pipelined per conn", "requests/s", "rps"),
               "file_1m": ("1 MiB file (pathsend / nginx sendfile)", "MiB/s", "mib_s")}

@@ -80,50 +80,37 @@ SCENARIOS = {"get": GET, "pipelined": PIPELINE, "post": POST}
 
 # ---- engine ---------------------------------------------------------------------------------
 
-def engine_fresh(data: bytes, expect_body: int):
+def engine_run(parser, data: bytes, check, events: bool = False):
+    """``loops`` parses of ``data``, each on a fresh ``parser()``; with ``events`` also the
+    event list (RequestParser.events()). ``check(parser, events)`` vets the last one."""
     def run(loops: int) -> float:
+        ev = None
         t0 = time.perf_counter()
         for _ in range(loops):
-            p = HttpParser()
+            p = parser()
             p.feed_data(data)
+            if events:
+                ev = p.events()
         dt = time.perf_counter() - t0
-        assert p.method in (b"GET", b"POST") and p.state == "request-line", p.state
+        assert check(p, ev), (p.state, ev)
         return dt
     return run
 
 
-def engine_pipelined(loops: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(loops):
-        p = HttpParser()
-        p.feed_data(PIPELINE)
-    dt = time.perf_counter() - t0
-    assert p.target == b"/plaintext" and p.buffered_bytes == 0
-    return dt
+def _request_seen(p, ev) -> bool:
+    return p.method in (b"GET", b"POST") and p.state == "request-line"
 
 
-def engine_events_fresh(data: bytes, expect_body: int):
-    def run(loops: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            p = RequestParser()
-            p.feed_data(data)
-            ev = p.events()
-        dt = time.perf_counter() - t0
-        assert sum(len(e[1]) for e in ev if e[0] == "body") == expect_body
-        return dt
-    return run
+def _pipeline_seen(p, ev) -> bool:
+    return p.target == b"/plaintext" and p.buffered_bytes == 0
 
 
-def engine_events_pipelined(loops: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(loops):
-        p = RequestParser()
-        p.feed_data(PIPELINE)
-        ev = p.events()
-    dt = time.perf_counter() - t0
-    assert len(ev) == 2 * PIPELINE_N
-    return dt
+def _body_seen(expect_body: int):
+    return lambda p, ev: sum(len(e[1]) for e in ev if e[0] == "body") == expect_body
+
+
+def _pipeline_events_seen(p, ev) -> bool:
+    return len(ev) == 2 * PIPELINE_N
 
 
 # ---- httptools ------------------------------------------------------------------------------
@@ -203,12 +190,14 @@ def build(impls: list[str]) -> dict[tuple[str, str], object]:
     done = {"get": 1, "pipelined": PIPELINE_N, "post": 1}
     funcs: dict[tuple[str, str], object] = {}
     for sc, data in SCENARIOS.items():
+        pipelined = sc == "pipelined"
         if "engine" in impls:
-            funcs[sc, "engine"] = (engine_pipelined if sc == "pipelined"
-                                   else engine_fresh(data, body[sc]))
+            funcs[sc, "engine"] = engine_run(
+                HttpParser, data, _pipeline_seen if pipelined else _request_seen)
         if "engine-events" in impls:
-            funcs[sc, "engine-events"] = (engine_events_pipelined if sc == "pipelined"
-                                          else engine_events_fresh(data, body[sc]))
+            funcs[sc, "engine-events"] = engine_run(
+                RequestParser, data,
+                _pipeline_events_seen if pipelined else _body_seen(body[sc]), events=True)
         if "httptools" in impls and httptools is not None:
             funcs[sc, "httptools"] = httptools_run(data, body[sc], done[sc])
         if "h11" in impls and h11 is not None:
@@ -216,8 +205,13 @@ def build(impls: list[str]) -> dict[tuple[str, str], object]:
     return funcs
 
 
+def _worker_args(cmd: list[str], args) -> None:
+    # workers must build the same benchmark list as the parent (pyperf numbers tasks)
+    cmd.extend(("--impls", args.impls, "--scenarios", args.scenarios))
+
+
 def main() -> None:
-    runner = pyperf.Runner()
+    runner = pyperf.Runner(add_cmdline_args=_worker_args)
     runner.argparser.add_argument("--impls", default="engine,engine-events,httptools,h11")
     runner.argparser.add_argument("--scenarios", default="get,pipelined,post")
     args = runner.parse_args()

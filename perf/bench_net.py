@@ -280,7 +280,7 @@ def main():
             cpu = "  ".join(f"{impl} {statistics.median(SERVER_CPU[sc][impl]):.0f}%"
                             for impl in impls)
             print(f"{sc:18} [{unit}] {row}   (server CPU: {cpu})", flush=True)
-    from engine._harness import results as R
+    from engine.bench import results as R
     docsc = {}
     for sc in scenarios:
         unit, higher = SCENARIOS[sc]

@@ -27,10 +27,11 @@ import json
 import math
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from engine.bench.results import cpu_model, git
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BASELINE = HERE / "baseline.json"
@@ -182,29 +183,13 @@ class Regression:
         return self.baseline_path
 
 
-def _git(*args) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(HERE), *args], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def _meta(rounds: int) -> dict:
-    cpu = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f
-                        if ln.lower().startswith("model name")), None)
-    except OSError:
-        pass
     aff = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "HEAD"),
-        "describe": _git("describe", "--always", "--dirty"),
-        "cpu_model": cpu,
+        "commit": git(HERE, "rev-parse", "HEAD"),
+        "describe": git(HERE, "describe", "--always", "--dirty"),
+        "cpu_model": cpu_model(),
         "cpu_affinity": ",".join(map(str, aff)) if aff else None,
         "kernel": f"{platform.system()} {platform.release()}",
         "python_version": platform.python_version(),

@@ -12,12 +12,12 @@ perf/conftest.py and perf/README.md.
 """
 from __future__ import annotations
 
-import asyncio
 import math
-import sys
 import time
 
 import pytest
+
+from engine.bench import loop_suite as L  # the shipped loop suite's ops (perf extra)
 
 SUBJECT = "engine"          # as in perf/conftest.py
 PEERS = ("uvloop", "asyncio")
@@ -25,74 +25,34 @@ IMPLS = (SUBJECT, *PEERS)
 
 
 def _factory(impl):
-    if impl == "engine":
-        import engine
-        return engine.new_event_loop
-    if impl == "uvloop":
-        uvloop = pytest.importorskip(
-            "uvloop", reason="uvloop is not installed: pip install '.[perf]' (peers are not "
-                             "assumed; its ratios are not gated in this run)")
-        return uvloop.new_event_loop
-    if impl == "asyncio":
-        return asyncio.ProactorEventLoop if sys.platform == "win32" else asyncio.SelectorEventLoop
-    raise ValueError(impl)
+    try:
+        return L.loop_factory(impl)[0]
+    except ImportError:
+        if impl != "uvloop":
+            raise
+        pytest.skip("uvloop is not installed: pip install '.[perf]' (peers are not assumed; "
+                    "its ratios are not gated in this run)")
 
 
 # --------------------------------------------------------------------------- ops
-# op(loop, n) performs n operations; sizes: (normal, smoke)
+# op(loop, n) performs n operations (the loop suite's work, timed here by pytest-benchmark);
+# sizes: (normal, smoke)
 
 def op_call_soon(loop, n):
-    fut = loop.create_future()
-    remaining = n
-
-    def cb():
-        nonlocal remaining
-        remaining -= 1
-        if remaining:
-            loop.call_soon(cb)
-        else:
-            fut.set_result(None)
-
-    loop.call_soon(cb)
-    loop.run_until_complete(fut)
-
-
-async def _sleep0(n):
-    sleep = asyncio.sleep
-    for _ in range(n):
-        await sleep(0)
+    loop.run_until_complete(L.call_soon_chain(loop, n))
 
 
 def op_sleep0(loop, n):
-    loop.run_until_complete(_sleep0(n))
-
-
-async def _child():
-    await asyncio.sleep(0)
-
-
-async def _gathers(n):
-    for _ in range(n):
-        await asyncio.gather(*[_child() for _ in range(100)])
+    loop.run_until_complete(L.sleep0_coro(n))
 
 
 def op_gather100(loop, n):
-    loop.run_until_complete(_gathers(n))
+    loop.run_until_complete(L.gather_coro(n, tasks=100))
 
 
 def op_timers(loop, n):
-    fut = loop.create_future()
-    fired = 0
-
-    def cb():
-        nonlocal fired
-        fired += 1
-        if fired == n:
-            fut.set_result(None)
-
-    for i in range(n):   # scrambled delays over [0, 5 ms): out-of-order heap inserts
-        loop.call_later(((i * 7919) % 10007) * (0.005 / 10007), cb)
-    loop.run_until_complete(fut)
+    # scrambled delays over [0, 5 ms): out-of-order heap inserts
+    loop.run_until_complete(L.schedule_timers(loop, L.timer_delays(n, spread=0.005)))
 
 
 OPS = {

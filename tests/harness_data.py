@@ -6,7 +6,7 @@ import copy
 import datetime as dt
 import math
 
-from engine._harness import results as R
+from engine.bench import results as R
 
 
 def _ratio(e: float, p: float, hib: bool, rel=0.03) -> dict:

@@ -1,5 +1,6 @@
-"""The benchmark harness: results schema, tables, README update, `engine bench` (a short real
-run of a tiny subset) and compare_loop.py writing the same schema."""
+"""The benchmark harness: results schema, tables, README update, the merged suite registry
+(built in + a checkout's perf/suites.toml), `engine bench` (short real runs of a tiny subset,
+outside and inside a checkout) and compare_loop.py writing the same schema."""
 from __future__ import annotations
 
 import copy
@@ -16,9 +17,16 @@ from pathlib import Path
 import pytest
 from harness_data import make_doc, make_results_dir
 
-from engine._harness import bench as B
-from engine._harness import results as R
-from engine._harness.suites import HarnessError, find_repo, load_registry
+from engine.bench import results as R
+from engine.bench import run as B
+from engine.bench.suites import (
+    HarnessError,
+    builtin_registry,
+    checkout,
+    find_repo,
+    load_registry,
+    registry,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,26 +130,57 @@ def test_update_readme(tmp_path):
 # --------------------------------------------------------------------------- registry, checks
 
 def test_registry_and_repo_discovery(tmp_path):
-    assert find_repo(start=REPO / "perf") == REPO
-    reg = load_registry(REPO)
-    loop = reg["loop"]
-    assert loop.script.name == "bench_loop.py" and loop.script.is_file()
+    assert find_repo(start=REPO / "perf") == REPO == checkout(REPO / "perf")
+    assert checkout(tmp_path) is None
+    loop = builtin_registry()["loop"]
+    assert loop.builtin and loop.script is None and loop.module == "engine.bench.loop_suite"
+    assert loop.command()[1:] == ["-P", "-m", "engine.bench.loop_suite"]
     assert loop.impls == ("engine", "uvloop", "asyncio")
     assert set(loop.kinds) == {"throughput", "latency", "cost"}
+    # the checkout adds its suites (scripts in perf/), the loop suite stays the built-in one
+    mine = load_registry(REPO)
+    assert "loop" not in mine and {"net", "http"} <= set(mine)
+    for s in mine.values():
+        assert not s.builtin and s.script.parent == REPO / "perf" and s.script.is_file()
+        assert s.protocol == "results" and not s.default and s.quick_args
+    assert mine["http"].impls_option == "--servers" and mine["http"].impl_tools == {
+        "nginx": "nginx"}
+    merged = registry(REPO)
+    assert list(merged) == ["loop", *mine] and merged["loop"] == loop
+    assert list(registry(None)) == ["loop"]
     with pytest.raises(HarnessError, match="no engine checkout here"):
         find_repo(start=tmp_path)
     with pytest.raises(HarnessError, match="not a checkout"):
         find_repo(tmp_path)
 
 
+def test_checkout_entry_replaces_builtin(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "perf").mkdir(parents=True)
+    (repo / "perf" / "mine.py").write_text("")
+    (repo / "perf" / "suites.toml").write_text(
+        '[loop]\nscript = "mine.py"\nsubject = "engine"\npeers = ["asyncio"]\n'
+        'kinds = ["throughput"]\n')
+    loop = registry(repo)["loop"]
+    assert loop.script == repo / "perf" / "mine.py" and loop.peers == ("asyncio",)
+    (repo / "perf" / "suites.toml").write_text(
+        '[x]\nscript = "mine.py"\nsubject = "engine"\npeers = []\nkinds = ["speed"]\n')
+    with pytest.raises(HarnessError, match="unknown kinds"):
+        registry(repo)
+
+
 def test_requirements_and_cpus(tmp_path):
-    loop = load_registry(REPO)["loop"]
+    loop = builtin_registry()["loop"]
     assert B.check_requirements(loop, list(loop.impls)) == []     # the test extra has the peers
     fake = dataclasses.replace(loop, modules={"engine": "engine", "uvloop": "no_such_module_xyz"},
                                tools=("no-such-tool-xyz",))
     missing = B.check_requirements(fake, ["engine", "uvloop"])
     assert any("no_such_module_xyz" in m for m in missing)
     assert any("no-such-tool-xyz" in m for m in missing)
+    # an implementation's own executable is needed only when it runs
+    peer_tool = dataclasses.replace(loop, impl_tools={"uvloop": "no-such-server-xyz"})
+    assert any("no-such-server-xyz" in m for m in B.check_requirements(peer_tool, ["uvloop"]))
+    assert B.check_requirements(peer_tool, ["engine", "asyncio"]) == []
 
     assert B.assign_cpus(loop, "none") == {}
     assert B.assign_cpus(loop, "3") == {"bench": "3"}
@@ -173,7 +212,9 @@ def test_progress_bar_plain_text():
 
 
 def test_core_import_has_no_runtime_deps(tmp_path):
-    code = ("import sys, engine, engine.__main__ as m\n"
+    code = ("import sys, engine\n"
+            "assert not [k for k in sys.modules if k.startswith('engine.bench')]\n"
+            "import engine.__main__ as m\n"
             "assert m.main(['info']) == 0\n"
             "heavy = {'numpy', 'pyperf', 'matplotlib', 'selenium'} & set(sys.modules)\n"
             "assert not heavy, heavy\n")
@@ -185,30 +226,96 @@ def test_core_import_has_no_runtime_deps(tmp_path):
 # --------------------------------------------------------------------------- engine bench
 
 def test_bench_errors_are_clear(tmp_path):
-    r = run_engine("bench", "--quick", cwd=tmp_path)
+    # outside a checkout: a checkout's suite is refused with what it needs
+    r = run_engine("bench", "net", "--quick", cwd=tmp_path)
     assert r.returncode == 2
-    assert "no engine checkout here" in r.stderr and "--repo DIR" in r.stderr
+    assert "net: not built in (built in: loop)" in r.stderr
+    assert "checkout of the engine repository" in r.stderr and "--repo" in r.stderr
+    r = run_engine("bench", "--list", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("loop ") and "built in" in r.stdout
+    assert "\nnet " not in r.stdout and "outside a checkout" in r.stdout
+    r = run_engine("bench", "--list", "--repo", str(REPO), cwd=tmp_path)
+    assert r.returncode == 0 and "\nnet " in r.stdout and "script perf/bench_http.py" in r.stdout
+    r = run_engine("bench", "--quick", "--repo", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "not a checkout of engine" in r.stderr
     r = run_engine("bench", "nosuchsuite", "--repo", str(REPO), cwd=tmp_path)
     assert r.returncode == 2 and "unknown suite(s) nosuchsuite" in r.stderr
     r = run_engine("bench", "--impls", "engine,trio", "--repo", str(REPO), cwd=tmp_path)
     assert r.returncode == 2 and "unknown implementation" in r.stderr
     r = run_engine("dashboard", "--results", str(tmp_path / "nope"), cwd=tmp_path)
     assert r.returncode == 2 and "does not exist" in r.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_bench_missing_peer_is_never_assumed(tmp_path):
     """A registry naming a peer module that is not installed: no run, the install command."""
     repo = tmp_path / "repo"
     (repo / "perf").mkdir(parents=True)
-    shutil.copy(REPO / "perf" / "bench_loop.py", repo / "perf")
+    for script in ("bench_net.py", "bench_http.py"):
+        shutil.copy(REPO / "perf" / script, repo / "perf")
     reg = (REPO / "perf" / "suites.toml").read_text()
-    reg = reg.replace('uvloop = "uvloop"', 'uvloop = "no_such_uvloop_xyz"')
+    reg = reg.replace('uvloop = "uvloop"', 'uvloop = "no_such_uvloop_xyz"', 1)
     (repo / "perf" / "suites.toml").write_text(reg)
-    r = run_engine("bench", "--quick", "--repo", str(repo), cwd=tmp_path)
+    r = run_engine("bench", "net", "--quick", "--repo", str(repo), cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "no_such_uvloop_xyz" in r.stderr and "pip install '.[perf]'" in r.stderr
     assert "never assumed" in r.stderr
     assert not (repo / "results").exists()
+
+
+def test_bench_quick_outside_a_checkout(tmp_path):
+    """The loop suite ships with engine: `engine bench --quick` in a directory that is no
+    checkout writes ./results (the installed package alone)."""
+    work = tmp_path / "anywhere"
+    work.mkdir()
+    assert checkout(work) is None
+    r = run_engine("bench", "--quick", "--scenarios", "call_soon,idle", "--impls",
+                   "engine,asyncio", "--", "-p", "1", "--idle-seconds", "0.1", cwd=work,
+                   timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "-P -m engine.bench.loop_suite" in r.stderr and "100% 4/4" in r.stderr
+    assert "call_soon chain" in r.stdout and "engine/asyncio" in r.stdout
+    files = sorted((work / "results").glob("*.json"))
+    assert [f.name for f in files] == [files[0].name]
+    assert files[0].name.startswith("loop-") and files[0].name.endswith("-nogit-quick.json")
+    doc = R.load_result(files[0])                        # validates
+    assert doc["suite"] == "loop" and doc["mode"] == "quick" and doc["peers"] == ["asyncio"]
+    assert set(doc["scenarios"]) == {"call_soon", "idle"}
+    for sc in doc["scenarios"].values():
+        assert set(sc["impls"]) == {"engine", "asyncio"} and set(sc["ratios"]) == {"asyncio"}
+    # no checkout, so no commit (not that of whatever repository the cwd might be in)
+    assert doc["meta"]["git"]["commit"] is None
+    import engine
+    assert doc["meta"]["impls"]["engine"]["version"] == engine.__version__
+    assert (work / "results" / "raw" / (files[0].stem + ".pyperf.json.gz")).exists()
+    # a results file elsewhere, from the same place
+    r = run_engine("bench", "--quick", "--scenarios", "call_soon", "--impls", "engine",
+                   "--results-dir", str(tmp_path / "elsewhere"), "--", "-p", "1", cwd=work,
+                   timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(list((tmp_path / "elsewhere").glob("loop-*-quick.json"))) == 1
+    assert len(list((work / "results").glob("*.json"))) == 1
+
+
+def test_bench_checkout_suite_writes_results(tmp_path):
+    """`engine bench net` inside a checkout: the script's own results document, as quick."""
+    out = tmp_path / "results"
+    r = run_engine("bench", "net", "--quick", "--scenarios", "sock_pingpong", "--impls",
+                   "engine,asyncio", "--repo", str(REPO), "--results-dir", str(out),
+                   "--", "--seconds", "0.2", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "perf/bench_net.py --results" in r.stderr
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith("net-")
+    assert files[0].name.endswith("-quick.json")
+    doc = R.load_result(files[0])
+    assert doc["suite"] == "net" and doc["mode"] == "quick" and doc["peers"] == ["asyncio"]
+    assert list(doc["scenarios"]) == ["sock_pingpong"]
+    assert doc["scenarios"]["sock_pingpong"]["impls"]["engine"]["value"] > 0
+    assert doc["meta"]["pinning"] == {"server": str(max(os.sched_getaffinity(0))),
+                                      "client": str(min(os.sched_getaffinity(0)))}
+    assert doc["command"].startswith("engine bench net --quick")
+    assert (out / "raw" / (files[0].stem + ".log")).exists()
 
 
 def test_bench_quick_subset_writes_valid_results(tmp_path):

@@ -56,3 +56,35 @@ def test_gate(tmp_path):
     r = run_perf(tmp_path, "--baseline", str(base))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "improved" in r.stdout
+
+
+def test_ops_are_the_shipped_loop_suite(tmp_path):
+    """perf/test_regression.py times the work of engine.bench.loop_suite (one definition of
+    each op): every op completes on engine and on asyncio."""
+    import asyncio
+    import importlib.util
+
+    from engine.bench import loop_suite
+
+    spec = importlib.util.spec_from_file_location("perf_test_regression", SUITE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.L is loop_suite
+    import engine
+
+    for factory in (engine.new_event_loop, asyncio.SelectorEventLoop):
+        for op, (func, (_, smoke)) in mod.OPS.items():
+            loop = factory()
+            try:
+                func(loop, smoke)
+                assert not loop.is_running(), op
+            finally:
+                loop.close()
+    loop = asyncio.SelectorEventLoop()
+    try:
+        assert loop.run_until_complete(loop_suite.call_soon_chain(loop, 7)) == 7
+        delays = loop_suite.timer_delays(50, spread=0.001)
+        assert len(set(delays)) == 50 and max(delays) < 0.001
+        assert loop.run_until_complete(loop_suite.schedule_timers(loop, delays)) == 50
+    finally:
+        loop.close()

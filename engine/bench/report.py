@@ -21,6 +21,7 @@ pyperf values and the reported value:
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import math
 import os
@@ -157,7 +158,7 @@ def _scenario(name: str, impls_benches: dict[str, Any], subject: str,
     }
 
 
-def _machine(bench_suite: Any, repo: R.StrPath,
+def _machine(bench_suite: Any, repo: R.StrPath | None,
              pinning: dict[str, str] | None) -> dict[str, Any]:
     benches = list(bench_suite)
     bench_md: dict[str, Any] = {}
@@ -191,7 +192,8 @@ def _machine(bench_suite: Any, repo: R.StrPath,
                             for b in benches for r in b.get_runs()} - {None})
     if run_commits:
         commit = run_commits[-1]
-        git = {"source": "recorded by the benchmark workers", "repo": os.path.abspath(repo),
+        git = {"source": "recorded by the benchmark workers",
+               "repo": os.path.abspath(repo) if repo is not None else None,
                "commit": commit, "short": commit[:7],
                "describe": run_describes[-1] if run_describes else None,
                "branch": R.git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
@@ -234,7 +236,7 @@ def _machine(bench_suite: Any, repo: R.StrPath,
 def build_result(bench_suite: Any, *, suite: str | None = None, subject: str = "engine",
                  peers: list[str] | None = None, mode: str | None = None,
                  command: str | None = None, pinning: dict[str, str] | None = None,
-                 repo: R.StrPath = ".", description: str | None = None,
+                 repo: R.StrPath | None = ".", description: str | None = None,
                  duration_s: float | None = None) -> dict[str, Any]:
     """Results document (results/SCHEMA.md) from a pyperf BenchmarkSuite."""
     groups: dict[str, dict[str, Any]] = {}
@@ -290,3 +292,30 @@ def load_pyperf(paths: Iterable[R.StrPath]) -> Any:
             for bench in s.get_benchmarks():
                 suite.add_benchmark(bench)
     return suite
+
+
+def main(argv: list[str] | None = None, default_repo: R.StrPath | None = None) -> None:
+    """``python -m engine.bench.report FILE...``: the table and results JSON of pyperf file(s)
+    (a suite script's -o output, or ``engine bench``'s raw/*.pyperf.json.gz)."""
+    p = argparse.ArgumentParser(
+        prog="python -m engine.bench.report",
+        description="Side-by-side table + results JSON (results/SCHEMA.md) from pyperf JSON "
+                    "file(s) whose benchmarks carry the harness's bench_* metadata.")
+    p.add_argument("json", nargs="+", help="pyperf JSON file(s) (.json or .json.gz)")
+    p.add_argument("--results", metavar="PATH",
+                   help="write the results JSON here ('{date}' is replaced by the run's UTC "
+                        "date); a directory (existing, or ending in /): the standard file name")
+    p.add_argument("--repo", default=default_repo,
+                   help="git checkout whose commit is recorded when the pyperf file has none "
+                        "(default: %(default)s)")
+    p.add_argument("--mode", choices=R.MODES, help="override the mode recorded in the pyperf file")
+    args = p.parse_args(argv)
+    doc = build_result(load_pyperf(args.json), mode=args.mode, repo=args.repo,
+                       command="python " + " ".join(sys.argv))
+    print(R.format_table(doc))
+    if args.results:
+        print(f"\nresults written to {R.write_to(doc, args.results)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from . import results as R
-from .suites import HarnessError, Suite, find_repo, load_registry
+from .suites import NEED_CHECKOUT, REGISTRY, HarnessError, Suite, checkout, find_repo, registry
 
 # --------------------------------------------------------------------------- progress bar
 
@@ -169,7 +169,8 @@ def check_requirements(suite: Suite, impls: list[str]) -> list[str]:
     for mod in dict.fromkeys((*suite.requires, "pyperf", "numpy")):   # the report needs both
         if importlib.util.find_spec(mod) is None:
             missing.append(f"Python module {mod!r}")
-    for tool in suite.tools:
+    tools = [*suite.tools, *(suite.impl_tools[i] for i in impls if i in suite.impl_tools)]
+    for tool in dict.fromkeys(tools):
         if shutil.which(tool) is None:
             missing.append(f"executable {tool!r}")
     return missing
@@ -210,23 +211,40 @@ def _select(text: str | None, allowed: tuple[str, ...] | None, what: str) -> lis
     return items
 
 
-def run_suite(suite: Suite, *, repo: Path, quick: bool, scenarios: list[str] | None,
-              impls: list[str], pinning: dict[str, str], extra: list[str], verbose: bool,
-              workdir: Path, command: str) -> tuple[dict[str, Any], Path, Path]:
-    """Run one suite; return (results document, raw pyperf path, log path)."""
-    raw = workdir / f"{suite.name}.pyperf.json"
-    prog = workdir / f"{suite.name}.progress"
-    log_path = workdir / f"{suite.name}.log"
-    cmd = [sys.executable, str(suite.script), "-o", str(raw), "--progress", str(prog),
-           "--no-table"]
-    if quick:
-        cmd.append("--quick")
+def _command(suite: Suite, *, repo: Path | None, quick: bool, scenarios: list[str] | None,
+             impls: list[str], pinning: dict[str, str], extra: list[str], raw: Path,
+             prog: Path) -> list[str]:
+    cmd = suite.command()
+    if suite.protocol == "pyperf":
+        cmd += ["-o", str(raw), "--progress", str(prog), "--no-table"]
+        if quick:
+            cmd.append("--quick")
+        if suite.builtin and repo is not None:
+            cmd += ["--repo", str(repo)]       # the checkout whose commit is recorded
+    else:                                      # the script writes a results document
+        cmd += ["--results", str(raw)]
+        if quick:
+            cmd += suite.quick_args
     if scenarios:
         cmd += ["--scenarios", ",".join(scenarios)]
-    cmd += ["--impls", ",".join(impls)]
+    cmd += [suite.impls_option, ",".join(impls)]
     for role, cpu in pinning.items():
         cmd += [suite.cpu_roles[role], cpu]
-    cmd += extra
+    return cmd + extra
+
+
+def run_suite(suite: Suite, *, repo: Path | None, quick: bool, scenarios: list[str] | None,
+              impls: list[str], pinning: dict[str, str], extra: list[str], verbose: bool,
+              workdir: Path, command: str) -> tuple[dict[str, Any], Path | None, Path]:
+    """Run one suite; return (results document, raw pyperf path or None, log path)."""
+    pyperf_protocol = suite.protocol == "pyperf"
+    raw = workdir / (f"{suite.name}.pyperf.json" if pyperf_protocol else suite.name)
+    prog = workdir / f"{suite.name}.progress"
+    log_path = workdir / f"{suite.name}.log"
+    cmd = _command(suite, repo=repo, quick=quick, scenarios=scenarios, impls=impls,
+                   pinning=pinning, extra=extra, raw=raw, prog=prog)
+    # a script that reports by itself has no progress events: show its output instead
+    verbose = verbose or not pyperf_protocol
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     how = suite.duration.get("quick" if quick else "full")
     print(f"== suite {suite.name}: {suite.title}"
@@ -236,8 +254,8 @@ def run_suite(suite: Suite, *, repo: Path, quick: bool, scenarios: list[str] | N
     plan = _Plan(prog)
     t0 = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env)
+        proc = subprocess.Popen(cmd, cwd=repo or os.getcwd(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env)
         assert proc.stdout is not None
         out = _Output(proc.stdout, log, echo=verbose)
         out.start()
@@ -266,6 +284,8 @@ def run_suite(suite: Suite, *, repo: Path, quick: bool, scenarios: list[str] | N
                            f"last lines of {log_path}:\n" + "\n".join(tail))
     if bar is not None:
         bar.close()
+    if not pyperf_protocol:
+        return _script_result(suite, raw, quick, command), None, log_path
     try:
         from . import report
     except ImportError as exc:      # checked before the run; keep a clear message anyway
@@ -277,6 +297,20 @@ def run_suite(suite: Suite, *, repo: Path, quick: bool, scenarios: list[str] | N
     return doc, raw, log_path
 
 
+def _script_result(suite: Suite, directory: Path, quick: bool, command: str) -> dict[str, Any]:
+    """The results document a ``protocol = "results"`` script wrote into ``directory``."""
+    runs, problems = R.load_results(directory)
+    if problems or len(runs) != 1:
+        raise HarnessError(f"suite {suite.name}: expected one valid results file in "
+                           f"{directory}, found {len(runs)}"
+                           + "".join(f"\n  {p}" for p in problems))
+    doc = runs[0][1]
+    doc["command"] = command
+    if quick:
+        doc["mode"] = "quick"
+    return R.check(doc)
+
+
 def _draw(bar: ProgressBar, plan: _Plan, dots: int) -> None:
     total = len(plan.order)
     while plan.new_done:
@@ -286,12 +320,16 @@ def _draw(bar: ProgressBar, plan: _Plan, dots: int) -> None:
     bar.update(plan.fraction(dots), len(plan.done), total, name)
 
 
-def _keep_raw(raw: Path, log: Path, directory: Path, stem: str) -> Path:
+def _keep_raw(raw: Path | None, log: Path, directory: Path, stem: str) -> Path:
+    """Keep the raw pyperf data (gzipped, if the suite has any) and the log; return the raw
+    file, else the log."""
     directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(log, directory / f"{stem}.log")
+    if raw is None:
+        return directory / f"{stem}.log"
     dest = directory / f"{stem}.pyperf.json.gz"
     with open(raw, "rb") as src, gzip.open(dest, "wb") as dst:
         shutil.copyfileobj(src, dst)
-    shutil.copyfile(log, directory / f"{stem}.log")
     return dest
 
 
@@ -299,7 +337,9 @@ def _keep_raw(raw: Path, log: Path, directory: Path, stem: str) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("suites", nargs="*", metavar="SUITE",
-                   help="suites to run (default: all registered in perf/suites.toml)")
+                   help="suites to run (default: the default suites: loop, the one that ships "
+                        "with engine, and those of a checkout's perf/suites.toml not marked "
+                        "default = false)")
     p.add_argument("--quick", action="store_true",
                    help="rough numbers in well under a minute (the suite's quick mode)")
     p.add_argument("--scenarios", metavar="LIST",
@@ -312,11 +352,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "client) to these CPUs; auto (default): distinct CPUs from the current "
                         "affinity, highest first; none: no pinning")
     p.add_argument("--repo", metavar="DIR",
-                   help="engine checkout (default: the cwd or its nearest parent with "
-                        "perf/suites.toml)")
+                   help="engine checkout whose perf/suites.toml adds suites (default: the cwd "
+                        "or its nearest parent with perf/suites.toml; none: only the built-in "
+                        "loop suite)")
     p.add_argument("--results-dir", metavar="DIR",
-                   help="where to write the results file (default: REPO/results); raw pyperf "
-                        "data and the log go to DIR/raw/")
+                   help="where to write the results file (default: REPO/results in a "
+                        "checkout, else ./results); raw pyperf data and the log go to DIR/raw/")
     p.add_argument("--no-save", action="store_true", help="print the table, write nothing")
     p.add_argument("--update-readme", action="store_true",
                    help="then regenerate the latest-results table of RESULTS_DIR/README.md")
@@ -328,27 +369,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "run is recorded as mode 'custom'.")
 
 
+def _describe(s: Suite, repo: Path | None) -> str:
+    where = s.where() if s.script is None or repo is None else \
+        f"script {s.script.relative_to(repo)}"
+    return (f"{s.name:8s} {s.title}: {s.description}\n{'':8s} subject {s.subject}, "
+            f"peers {', '.join(s.peers)}, kinds {', '.join(s.kinds)}, "
+            f"{'built in' if s.builtin else 'checkout'}, {where}"
+            + ("" if s.default else " (run when named)"))
+
+
+def _unknown(unknown: list[str], suites: dict[str, Suite], repo: Path | None) -> HarnessError:
+    msg = f"unknown suite(s) {', '.join(unknown)} (registered: {', '.join(suites)})"
+    if repo is None:
+        msg = (f"suite(s) {', '.join(unknown)}: not built in (built in: {', '.join(suites)}). "
+               "The other suites (network, HTTP) run scripts of a checkout of the engine "
+               f"repository, registered in its {REGISTRY}: they need that checkout. "
+               f"{NEED_CHECKOUT}")
+    return HarnessError(msg)
+
+
 def main(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int:
-    repo = find_repo(args.repo)
-    registry = load_registry(repo)
+    repo = find_repo(args.repo) if args.repo is not None else checkout()
+    suites = registry(repo)
     if args.list:
-        for s in registry.values():
-            print(f"{s.name:8s} {s.title}: {s.description}\n{'':8s} subject {s.subject}, "
-                  f"peers {', '.join(s.peers)}, kinds {', '.join(s.kinds)}, script "
-                  f"{s.script.relative_to(repo)}")
+        for s in suites.values():
+            print(_describe(s, repo))
+        if repo is None:
+            print(f"(outside a checkout: built-in suites only. {NEED_CHECKOUT})")
         return 0
-    names = args.suites or list(registry)
-    unknown = [n for n in names if n not in registry]
+    names = args.suites or [n for n, s in suites.items() if s.default]
+    unknown = [n for n in names if n not in suites]
     if unknown:
-        raise HarnessError(f"unknown suite(s) {', '.join(unknown)} "
-                           f"(registered: {', '.join(registry)})")
+        raise _unknown(unknown, suites, repo)
     if args.scenarios and len(names) != 1:
         raise HarnessError("--scenarios needs exactly one suite: engine bench SUITE "
                            "--scenarios ...")
     plans = []
     problems = []
     for name in names:
-        suite = registry[name]
+        suite = suites[name]
         impls = _select(args.impls, suite.impls, f"implementation for suite {name}") \
             or list(suite.impls)
         if suite.subject not in impls:
@@ -364,7 +423,8 @@ def main(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int:
                            + "\n  ".join(problems)
                            + "\n(or leave a peer out with --impls)")
     scenarios = _select(args.scenarios, None, "scenario")
-    results_dir = Path(args.results_dir) if args.results_dir else repo / "results"
+    results_dir = Path(args.results_dir) if args.results_dir else \
+        (repo if repo is not None else Path.cwd()) / "results"
     command = shlex.join(["engine", *argv])
     status = 0
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
@@ -377,9 +437,14 @@ def main(args: argparse.Namespace, extra: list[str], argv: list[str]) -> int:
             if args.no_save:
                 continue
             path = R.write_result(doc, results_dir)
-            raw_kept = _keep_raw(raw, log, results_dir / "raw", path.stem)
-            print(f"\nresults: {path}\nraw pyperf data: {raw_kept} (python -m pyperf stats|hist "
-                  f"FILE; python perf/compare_loop.py FILE)")
+            kept = _keep_raw(raw, log, results_dir / "raw", path.stem)
+            if raw is None:
+                print(f"\nresults: {path}\nlog: {kept}")
+            else:
+                again = "python perf/compare_loop.py" if repo is not None else \
+                    "python -m engine.bench.report"
+                print(f"\nresults: {path}\nraw pyperf data: {kept} (python -m pyperf "
+                      f"stats|hist FILE; {again} FILE)")
     if args.update_readme and not args.no_save:
         readme = results_dir / "README.md"
         runs, _ = R.load_results(results_dir)

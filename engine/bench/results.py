@@ -217,6 +217,20 @@ def write_result(doc: Doc, directory: StrPath) -> Path:
     return path
 
 
+def write_to(doc: Doc, target: str) -> Path:
+    """Validate and write ``doc`` to ``target`` ('{date}' is replaced by the run's UTC date):
+    a directory (existing, or ending in /) gets the standard file name (write_result), any
+    other path is written as is. Returns the path written."""
+    check(doc)
+    out = target.replace("{date}", doc["meta"]["date"][:10])
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        return write_result(doc, out)
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    write_json(doc, out)
+    return Path(out)
+
+
 def write_json(doc: Doc, path: StrPath) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False, allow_nan=False)
@@ -460,7 +474,10 @@ def update_readme(readme: StrPath, runs: list[tuple[Path, Doc]]) -> bool:
 
 # --------------------------------------------------------------------------- machine / git
 
-def git(repo: StrPath, *args: str) -> str | None:
+def git(repo: StrPath | None, *args: str) -> str | None:
+    """Output of ``git -C repo ARGS``, or None (no repo, no git, not a repository, error)."""
+    if repo is None:
+        return None
     try:
         out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                              timeout=10)
@@ -469,11 +486,12 @@ def git(repo: StrPath, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_info(repo: StrPath) -> dict[str, Any]:
+def git_info(repo: StrPath | None) -> dict[str, Any]:
+    """Commit, describe, branch and dirtiness of the checkout ``repo`` (None: all None)."""
     commit = git(repo, "rev-parse", "HEAD")
     status = git(repo, "status", "--porcelain", "--untracked-files=no")
     return {
-        "repo": os.path.abspath(repo),
+        "repo": os.path.abspath(repo) if repo is not None else None,
         "commit": commit,
         "short": commit[:7] if commit else None,
         "describe": git(repo, "describe", "--always", "--dirty"),

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import results as R
 from .results import Doc
-from .suites import HarnessError, find_repo
+from .suites import HarnessError, checkout
 
 IMPL_COLORS = {"engine": "#1f77b4", "uvloop": "#ff7f0e", "asyncio": "#2ca02c"}
 OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -54,21 +54,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also put quick/custom runs in the history charts (default: full runs; "
                         "all runs when a suite has no full run)")
     p.add_argument("--no-readme", action="store_true",
-                   help="don't refresh the latest-results table of DIR/README.md")
-    p.add_argument("--readme", action="append", default=[], metavar="PATH",
-                   help="also refresh the table in this Markdown file (it must contain the "
-                        "markers of results/README.md); repeatable")
+                   help="don't refresh the latest-results table of DIR/README.md (the one "
+                        "place the table lives)")
+    p.add_argument("--headline", metavar="PATH",
+                   help="also draw the small headline chart (SVG) for a README: engine's "
+                        "geometric-mean advantage over each peer in the newest full run of "
+                        "each suite, each bar labelled with its results file")
     p.add_argument("--title", default="engine benchmarks", help="page title")
 
 
 def _results_dir(arg: str | None) -> Path:
-    if arg:
-        d = Path(arg)
-    else:
-        try:
-            d = find_repo() / "results"
-        except HarnessError:
-            d = Path("results")
+    root = checkout()
+    d = Path(arg) if arg else (root / "results" if root is not None else Path("results"))
     if not d.is_dir():
         raise HarnessError(f"results directory {d} does not exist (pass --results DIR)")
     return d
@@ -86,21 +83,24 @@ def main(args: argparse.Namespace) -> int:
         page = render(runs, include_quick=args.include_quick, title=args.title,
                       problems=problems)
     except ImportError as exc:
-        raise HarnessError(f"the dashboard needs matplotlib ({exc}): "
-                           "pip install '.[dashboard]'") from exc
+        raise HarnessError(f"the dashboard needs matplotlib ({exc}): pip install "
+                           "'engine[dashboard]' (in a checkout: '.[dashboard]')") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     nsvg = page.count("<svg")
     print(f"wrote {out} ({len(page) // 1024} KiB, {nsvg} charts, {len(runs)} runs)")
-    readmes = [] if args.no_readme or not (d / "README.md").exists() else [(d / "README.md", False)]
-    readmes += [(Path(r), True) for r in args.readme]
-    for readme, explicit in readmes:
+    if args.headline:
+        svg = headline(runs)
+        target = Path(args.headline)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(svg, encoding="utf-8")
+        print(f"wrote {target} ({len(svg.encode()) // 1024} KiB)")
+    readme = d / "README.md"
+    if not args.no_readme and readme.exists():
         try:
             if R.update_readme(readme, runs):
                 print(f"updated the latest-results table of {readme}")
         except (OSError, ValueError) as exc:
-            if explicit:
-                raise HarnessError(str(exc)) from exc
             print(f"WARNING: {exc}", file=sys.stderr)
     return 0
 
@@ -338,6 +338,65 @@ def _scenario_chart(charts: _Charts, name: str, doc: Doc, hist: History,
         _history_panel(a3, hist, name, doc["peers"], doc["subject"], order)
     fig.suptitle(f"{sc['label']} ({sc['kind']})", fontsize=10, fontweight="bold")
     return charts.svg(fig, f"{doc['suite']} {name}: {sc['label']}")
+
+
+# --------------------------------------------------------------------------- headline
+
+def headline_bars(runs: list[tuple[Path, Doc]]) -> list[tuple[str, str, str, float]]:
+    """(suite, peer, results file name, geomean advantage) of the newest full run of each
+    suite, for each peer with a geometric mean; variants of the subject itself (e.g.
+    engine-nopoll) are not peers here."""
+    bars = []
+    order = {"loop": 0, "net": 1, "http": 2}           # bottom of the stack up; others after
+    for suite in sorted({doc["suite"] for _, doc in runs}, key=lambda x: (order.get(x, 9), x)):
+        found = R.latest(runs, suite, ("full",))
+        if found is None:
+            continue
+        path, doc = found
+        for peer in doc["peers"]:
+            g = (doc.get("geomean") or {}).get(peer) or {}
+            if g.get("value") and not peer.startswith(doc["subject"] + "-"):
+                bars.append((suite, peer, path.name, float(g["value"])))
+    return bars
+
+
+def headline(runs: list[tuple[Path, Doc]], subject: str = "engine") -> str:
+    """One small standalone SVG: a horizontal bar per (suite, peer) from headline_bars()."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    bars = headline_bars(runs)
+    if not bars:
+        raise HarnessError("no full run with a geometric mean: nothing for the headline chart")
+    suites = list(dict.fromkeys(b[0] for b in bars))
+    colors = dict(zip(suites, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"),
+                      strict=False))
+    fig = Figure(figsize=(7.0, 0.32 * len(bars) + 1.5), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    y = list(range(len(bars)))
+    ax.barh(y, [b[3] for b in bars], color=[colors.get(b[0], "#444") for b in bars])
+    for yi, b in zip(y, bars, strict=True):
+        ax.annotate(f"{b[3]:.2f}x", (b[3], yi), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    ax.axvline(1.0, color="#333", lw=0.8, ls="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{b[0]}: vs {b[1]}" for b in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(b[3] for b in bars) * 1.15)
+    ax.set_xlabel(f"{subject} advantage, geometric mean of the throughput scenarios "
+                  f"(> 1 = {subject} faster)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    files = {b[0]: b[2] for b in bars}
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=colors.get(s, "#444"), label=f"results/{files[s]}")
+                       for s in suites], fontsize=7, loc="best", title_fontsize=7,
+              title="newest full run of each suite")
+    ax.set_title(f"{subject} vs its peers (same machine, same run per suite)", fontsize=9)
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "headline", "svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- page

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
-"""Event-loop micro-benchmarks: engine vs uvloop vs asyncio, in one pyperf run.
+"""The loop suite: event-loop micro-benchmarks, engine vs uvloop vs asyncio, in one pyperf run.
 
 Benchmark names are ``<scenario>[<impl>]``, e.g. ``call_soon[engine]``, and every
 benchmark carries the harness's ``bench_*`` metadata (kind, unit, scale, ...; see
-engine/_harness/report.py), so ``engine bench`` turns the pyperf file into a results
+engine/bench/report.py), so ``engine bench`` turns the pyperf file into a results
 document without knowing these scenarios:
 
 * throughput scenarios: ``bench_time_func`` with ``inner_loops`` = operations per
@@ -11,11 +10,15 @@ document without knowing these scenarios:
 * ``wakeup`` (latency): loops = 1, every pyperf value is one wake-up latency sample;
 * idle scenarios (cost): the value is *CPU-seconds per wall-second* (lower is better).
 
-Usually run through ``engine bench loop`` (progress bar, table, results file). Run
-directly as a script (not ``python -m``), so ``import engine`` resolves to the installed
-package and not to the source tree:
+It ships with engine (the built-in suite of engine.bench.suites), so it runs wherever engine
+and its perf extra are installed. Usually run through ``engine bench loop`` (progress bar,
+table, results file); directly as a module with ``-P``, so that a source tree in the cwd never
+shadows the installed, compiled package:
 
-    python perf/bench_loop.py --fast -o /tmp/loop.json --results results/loop-{date}.json
+    python -P -m engine.bench.loop_suite --fast -o /tmp/loop.json --results results/
+
+The op helpers (call_soon_chain, sleep0_coro, gather_coro, timer_delays, schedule_timers) are
+shared with the pytest-benchmark regression suite of a checkout (perf/test_regression.py).
 
 All of pyperf's options work (``--fast``, ``--rigorous``, ``-o``, ``--affinity``,
 ``-v``, ...). Extra options: ``--quick``, ``--impls``/``--loops-impl``, ``--scenarios``,
@@ -28,14 +31,13 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 
-import pyperf
+from engine.bench import results as _results
+from engine.bench.suites import checkout
 
 SUITE = "loop"
 SUBJECT = "engine"
@@ -107,10 +109,67 @@ SCENARIOS = _scenarios(TIMERS_N)
 IDLE_SCENARIOS = ("idle", "idle_far_timer")
 
 
-def _timer_delays(n):
-    # Deterministic, scrambled delays in [0, TIMERS_SPREAD): 10007 is prime, so
-    # i*7919 % 10007 is a permutation of 0..10006 (out-of-order inserts in the heap).
-    return [((i * 7919) % 10007) * (TIMERS_SPREAD / 10007) for i in range(n)]
+# --------------------------------------------------------------------------- ops
+# The work of the throughput scenarios, untimed (perf/test_regression.py times them too).
+
+def call_soon_chain(loop, n):
+    """A callback rescheduling itself with loop.call_soon n times; the future is done after
+    the n-th call."""
+    fut = loop.create_future()
+    remaining = n
+
+    def cb():
+        nonlocal remaining
+        remaining -= 1
+        if remaining:
+            loop.call_soon(cb)
+        else:
+            fut.set_result(n)
+
+    loop.call_soon(cb)
+    return fut
+
+
+async def sleep0_coro(n):
+    sleep = asyncio.sleep
+    for _ in range(n):
+        await sleep(0)
+
+
+async def _gather_child():
+    await asyncio.sleep(0)
+
+
+async def gather_coro(n, tasks=GATHER_TASKS):
+    """n rounds of asyncio.gather of ``tasks`` tasks, each awaiting sleep(0) once."""
+    gather = asyncio.gather
+    rng = range(tasks)
+    for _ in range(n):
+        await gather(*[_gather_child() for _ in rng])
+
+
+def timer_delays(n, spread=TIMERS_SPREAD):
+    """n deterministic, scrambled delays in [0, spread): 10007 is prime, so i*7919 % 10007 is
+    a permutation of 0..10006 (out-of-order inserts in the timer heap)."""
+    return [((i * 7919) % 10007) * (spread / 10007) for i in range(n)]
+
+
+def schedule_timers(loop, delays):
+    """One loop.call_later per delay; the future is done when all of them have fired."""
+    fut = loop.create_future()
+    n = len(delays)
+    fired = 0
+
+    def cb():
+        nonlocal fired
+        fired += 1
+        if fired == n:
+            fut.set_result(fired)
+
+    call_later = loop.call_later
+    for d in delays:
+        call_later(d, cb)
+    return fut
 
 
 # --------------------------------------------------------------------------- loop factories
@@ -124,7 +183,7 @@ def _build_id(path):
         return "unknown"
 
 
-def _loop_factory(impl):
+def loop_factory(impl):
     """Return (factory, version, module file, build id) or raise ImportError."""
     if impl == "engine":
         import engine
@@ -150,97 +209,35 @@ def _loop_factory(impl):
 # Each function takes (loops, factory[, ...]) and returns elapsed seconds for
 # loops * inner_loops operations. Loop creation/closing is never timed.
 
-def bench_call_soon(loops, factory):
-    n = loops * CALL_SOON_N
+def _timed(factory, start):
+    """Seconds until the awaitable ``start(loop)`` completes on a fresh loop (creating and
+    closing the loop is not timed; ``start`` itself is)."""
     loop = factory()
     try:
-        fut = loop.create_future()
-        remaining = n
-
-        def cb():
-            nonlocal remaining
-            remaining -= 1
-            if remaining:
-                loop.call_soon(cb)
-            else:
-                fut.set_result(None)
-
-        loop.call_soon(cb)
         t0 = time.perf_counter()
-        loop.run_until_complete(fut)
+        loop.run_until_complete(start(loop))
         dt = time.perf_counter() - t0
-        assert remaining == 0
     finally:
         loop.close()
     return dt
 
 
-async def _sleep0_main(n):
-    sleep = asyncio.sleep
-    for _ in range(n):
-        await sleep(0)
+def bench_call_soon(loops, factory):
+    return _timed(factory, lambda loop: call_soon_chain(loop, loops * CALL_SOON_N))
 
 
 def bench_sleep0(loops, factory):
-    loop = factory()
-    try:
-        coro = _sleep0_main(loops * SLEEP0_N)
-        t0 = time.perf_counter()
-        loop.run_until_complete(coro)
-        dt = time.perf_counter() - t0
-    finally:
-        loop.close()
-    return dt
-
-
-async def _gather_child():
-    await asyncio.sleep(0)
-
-
-async def _gather_main(loops):
-    gather = asyncio.gather
-    rng = range(GATHER_TASKS)
-    for _ in range(loops):
-        await gather(*[_gather_child() for _ in rng])
+    return _timed(factory, lambda loop: sleep0_coro(loops * SLEEP0_N))
 
 
 def bench_gather100(loops, factory):
-    loop = factory()
-    try:
-        coro = _gather_main(loops)
-        t0 = time.perf_counter()
-        loop.run_until_complete(coro)
-        dt = time.perf_counter() - t0
-    finally:
-        loop.close()
-    return dt
+    return _timed(factory, lambda loop: gather_coro(loops))
 
 
 def bench_timers(loops, factory, n):
-    total = 0.0
-    delays = _timer_delays(n)
-    for _ in range(loops):
-        loop = factory()
-        try:
-            fut = loop.create_future()
-            fired = 0
-
-            def cb(fut=fut):
-                nonlocal fired
-                fired += 1
-                if fired == n:
-                    fut.set_result(None)
-
-            call_later = loop.call_later
-            t0 = time.perf_counter()
-            for d in delays:
-                call_later(d, cb)
-            loop.run_until_complete(fut)
-            total += time.perf_counter() - t0
-            assert fired == n, fired
-        finally:
-            loop.close()
-    return total
+    delays = timer_delays(n)
+    return sum(_timed(factory, lambda loop: schedule_timers(loop, delays))
+               for _ in range(loops))
 
 
 def bench_timer_cancel(loops, factory, n):
@@ -317,6 +314,8 @@ def bench_wakeup(loops, factory):
     finally:
         loop.close()
     return total
+
+
 def _noop():
     pass
 
@@ -350,15 +349,6 @@ def bench_idle(loops, factory, seconds, far_timer):
 
 # --------------------------------------------------------------------------- runner
 
-def _git(repo, *git_args):
-    try:
-        out = subprocess.run(["git", "-C", repo, *git_args], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def _csv(text, allowed, what):
     items = [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
@@ -369,7 +359,7 @@ def _csv(text, allowed, what):
 
 def _add_worker_args(cmd, args):
     cmd.extend(("--loops-impl", args.loops_impl, "--scenarios", args.scenarios,
-                "--idle-seconds", repr(args.idle_seconds), "--repo", args.repo,
+                "--idle-seconds", repr(args.idle_seconds), "--repo", args.repo or "",
                 "--bench-mode", args.bench_mode))
     if args.quick:
         cmd.append("--quick")
@@ -419,8 +409,12 @@ def _processes(sc, args):
 
 
 def main():
+    import pyperf
+
     quick = "--quick" in sys.argv[1:]
-    runner = pyperf.Runner(add_cmdline_args=_add_worker_args,
+    # workers run the way this process runs: as this module (-P -m), or as a file
+    program = ("-P", "-m", __spec__.name) if __spec__ is not None else None
+    runner = pyperf.Runner(add_cmdline_args=_add_worker_args, program_args=program,
                            processes=2 if quick else None,
                            warmups=1 if quick else None)
     p = runner.argparser
@@ -439,13 +433,16 @@ def main():
                    help="after the run, write the results JSON to PATH ('{date}' is replaced "
                         "by the UTC date); a directory: the standard name "
                         "<suite>-<UTC time>-<commit>[-<mode>].json in it")
-    p.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                   help="git repository whose commit is recorded (default: %(default)s)")
+    p.add_argument("--repo", default=None,
+                   help="git checkout of engine whose commit is recorded (default: the one "
+                        "around the cwd, if any; '' = none)")
     p.add_argument("--no-table", action="store_true", help="don't print the comparison table")
     p.add_argument("--progress", metavar="PATH", default=None,
                    help="append progress events (JSON lines) to PATH (used by engine bench)")
     p.add_argument("--bench-mode", default="", help=argparse.SUPPRESS)  # parent -> workers
     args = runner.parse_args()
+    if args.repo is None:
+        args.repo = str(checkout() or "")
     if args.idle_seconds is None:
         args.idle_seconds = QUICK_IDLE_SECONDS if args.quick else 1.0
 
@@ -458,13 +455,13 @@ def main():
     factories = {}
     for impl in impls:
         try:
-            factories[impl] = _loop_factory(impl)
+            factories[impl] = loop_factory(impl)
         except ImportError as exc:
             # workers get the parent's resolved list: they must not diverge from it
             if impl == "engine" or is_worker:
                 raise SystemExit(f"cannot import {impl}: {exc}") from exc
             print(f"SKIP {impl}: not importable ({exc}); "
-                  "install the peers with: pip install '.[perf]'", file=sys.stderr)
+                  "install the peers with: pip install 'engine[perf]'", file=sys.stderr)
     impls = [i for i in impls if i in factories]
     if not impls:
         raise SystemExit("no loop implementation available")
@@ -477,7 +474,7 @@ def main():
     # git state at run time (the report may be made later, on another checkout)
     for key, git_args in (("bench_git_commit", ("rev-parse", "HEAD")),
                           ("bench_git_describe", ("describe", "--always", "--dirty"))):
-        value = _git(args.repo, *git_args)
+        value = _results.git(args.repo, *git_args) if args.repo else None
         if value:
             runner.metadata[key] = value
 
@@ -539,26 +536,16 @@ def main():
 
     if is_worker or not benches or (args.no_table and not args.results):
         return
-    from engine._harness import report as _report
-    from engine._harness import results as _results
+    from engine.bench import report as _report
 
     doc = _report.build_result(pyperf.BenchmarkSuite(benches), suite=SUITE, subject=SUBJECT,
                                peers=[i for i in impls if i != SUBJECT], mode=args.bench_mode,
-                               command="python " + " ".join(sys.argv), repo=args.repo)
+                               command="python " + " ".join(sys.argv), repo=args.repo or None)
     if not args.no_table:
         print()
         print(_results.format_table(doc))
     if args.results:
-        out = args.results.replace("{date}", doc["meta"]["date"][:10])
-        if out.endswith(("/", os.sep)) or os.path.isdir(out):
-            path = _results.write_result(doc, out)
-        else:
-            _results.check(doc)
-            if os.path.dirname(out):
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-            _results.write_json(doc, out)
-            path = out
-        print(f"\nresults written to {path}")
+        print(f"\nresults written to {_results.write_to(doc, args.results)}")
 
 
 @contextlib.contextmanager
