@@ -19,9 +19,11 @@ def _no_unclosed_loops():
 
 
 @pytest.fixture
-def loop():
-    """A fresh engine loop, closed after the test (mixin classes define their own)."""
-    loop = engine.new_event_loop()
+def loop(request):
+    """A fresh event loop, closed after the test: made by the test class's ``factory`` (the
+    engine-vs-asyncio mixins of tests/loop_case.py), else an engine loop."""
+    factory = getattr(request.cls, "factory", None) or engine.new_event_loop
+    loop = factory()
     yield loop
     if not loop.is_closed():
         loop.close()

@@ -6,6 +6,7 @@ import socket
 import sys
 
 import pytest
+from loop_case import LoopCase
 
 import engine
 from engine import _ws
@@ -59,18 +60,8 @@ async def echo_app(scope, receive, send):
                 "body": scope["method"].encode() + b" " + scope["path"].encode() + b" " + body})
 
 
-class HttpBehaviour:
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
-
-    def run(self, loop, coro, timeout=30):
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+class HttpBehaviour(LoopCase):
+    timeout = 30
 
     async def serve(self, loop, app, **cfg):
         config = server_config(app, Cfg(**cfg) if cfg else None)

@@ -15,21 +15,13 @@ import threading
 import time
 
 import pytest
+from loop_case import LoopCase
 
 import engine
 
 
-class LoopBehaviour:
-    """Mixin: subclasses set `factory` to a zero-argument loop constructor."""
-
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
+class LoopBehaviour(LoopCase):
+    """The event loop's own API: callbacks, timers, futures, sockets, signals, executors."""
 
     # --- callbacks --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import trustme
+from loop_case import LoopCase
 
 import engine
 
@@ -26,18 +27,8 @@ def tls():
     return server_ctx, client_ctx
 
 
-class NetworkBehaviour:
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
-
-    def run(self, loop, coro, timeout=20):
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+class NetworkBehaviour(LoopCase):
+    timeout = 20
 
     # --- TLS ------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
+from loop_case import LoopCase
 
 import engine
 
@@ -44,18 +44,8 @@ class Collect(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-class RobustnessBehaviour:
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
-
-    def run(self, loop, coro, timeout=60):
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+class RobustnessBehaviour(LoopCase):
+    timeout = 60
 
     def test_peer_reset_while_reading(self, loop):
         async def main():

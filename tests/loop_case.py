@@ -1,0 +1,27 @@
+"""The base of the behaviour mixins: a test written once runs on engine's loop AND asyncio's.
+
+    class NetworkBehaviour(LoopCase):       # the tests, written once
+        timeout = 20
+
+    class TestEngineNetwork(NetworkBehaviour):
+        factory = staticmethod(engine.new_event_loop)
+
+    class TestAsyncioNetwork(NetworkBehaviour):
+        factory = staticmethod(asyncio.new_event_loop)
+
+The ``loop`` fixture (tests/conftest.py, the only one) builds each test's loop with the class's
+``factory``. If asyncio's loop fails a behaviour test, the test is wrong, not engine.
+"""
+import asyncio
+
+
+class LoopCase:
+    """Mixin base: subclasses set ``factory`` to a zero-argument loop constructor."""
+
+    factory = None
+    timeout = 30            # seconds run() waits for a coroutine before it fails the test
+
+    def run(self, loop, coro, timeout=None):
+        """Run ``coro`` to completion on ``loop``; a hang fails after ``timeout`` seconds."""
+        return loop.run_until_complete(
+            asyncio.wait_for(coro, self.timeout if timeout is None else timeout))
