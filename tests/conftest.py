@@ -2,8 +2,7 @@ import gc
 import warnings
 
 import pytest
-
-import engine
+from loop_case import LOOPS
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +19,11 @@ def _no_unclosed_loops():
 
 @pytest.fixture
 def loop(request):
-    """A fresh event loop, closed after the test: made by the test class's ``factory`` (the
-    engine-vs-asyncio mixins of tests/loop_case.py), else an engine loop."""
-    factory = getattr(request.cls, "factory", None) or engine.new_event_loop
+    """A fresh event loop, closed after the test, made by (the first there is) the test class's
+    ``factory`` (the engine-vs-asyncio mixins of tests/loop_case.py), the loop named by an
+    indirect parametrisation (loop_case.on_both_loops), or else engine."""
+    factory = (getattr(request.cls, "factory", None)
+               or LOOPS[getattr(request, "param", "engine")])
     loop = factory()
     yield loop
     if not loop.is_closed():

@@ -10,9 +10,18 @@
         factory = staticmethod(asyncio.new_event_loop)
 
 The ``loop`` fixture (tests/conftest.py, the only one) builds each test's loop with the class's
-``factory``. If asyncio's loop fails a behaviour test, the test is wrong, not engine.
+``factory``. A plain test function runs on both loops with ``@on_both_loops`` (ids [engine] and
+[asyncio]). If asyncio's loop fails a behaviour test, the test is wrong, not engine.
 """
 import asyncio
+
+import pytest
+
+import engine
+
+LOOPS = {"engine": engine.new_event_loop, "asyncio": asyncio.new_event_loop}
+
+on_both_loops = pytest.mark.parametrize("loop", list(LOOPS), indirect=True)
 
 
 class LoopCase:
