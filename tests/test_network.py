@@ -681,93 +681,81 @@ async def _queue_transport(loop):
     return tr, b, got
 
 
-def test_transports_receive_into_the_loop_pool():
-    loop = engine.new_event_loop()
-    try:
-        async def main():
-            tr, b, got = await _queue_transport(loop)
-            before = loop.buffer_pool.stats()["acquired"]
-            b.sendall(b"pooled")
-            assert await got.get() == b"pooled"
-            st = loop.buffer_pool.stats()
-            assert st["acquired"] > before and st["in_use"] == 0
-            tr.close()
-            b.close()
+def test_transports_receive_into_the_loop_pool(loop):
+    async def main():
+        tr, b, got = await _queue_transport(loop)
+        before = loop.buffer_pool.stats()["acquired"]
+        b.sendall(b"pooled")
+        assert await got.get() == b"pooled"
+        st = loop.buffer_pool.stats()
+        assert st["acquired"] > before and st["in_use"] == 0
+        tr.close()
+        b.close()
 
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    loop.run_until_complete(main())
 
 
-def test_pause_reading_is_lazy_and_stops_polling_once_data_waits():
+def test_pause_reading_is_lazy_and_stops_polling_once_data_waits(loop):
     # engine-specific: pause_reading() leaves the fd in the poller until it turns readable
     # (no epoll_ctl pair per request/response); then the fd leaves it, so the loop does not
     # spin on a level-triggered event, and resume_reading() delivers what waited.
-    loop = engine.new_event_loop()
-    try:
-        async def main():
-            tr, b, got = await _queue_transport(loop)
-            await asyncio.sleep(0)
-            assert "read=polling" in repr(tr)
-            tr.pause_reading()
-            assert not tr.is_reading()
-            assert "read=polling" in repr(tr)          # no syscall yet
-            tr.resume_reading()
-            tr.pause_reading()
-            b.sendall(b"waits")
-            for _ in range(20):
-                await asyncio.sleep(0.01)
-                if "read=idle" in repr(tr):
-                    break
-            assert "read=idle" in repr(tr)             # readable while paused: unwatched
-            assert got.empty()
-            tr.resume_reading()
-            assert tr.is_reading()
-            assert await asyncio.wait_for(got.get(), 5) == b"waits"
-            tr.close()
-            b.close()
+    async def main():
+        tr, b, got = await _queue_transport(loop)
+        await asyncio.sleep(0)
+        assert "read=polling" in repr(tr)
+        tr.pause_reading()
+        assert not tr.is_reading()
+        assert "read=polling" in repr(tr)          # no syscall yet
+        tr.resume_reading()
+        tr.pause_reading()
+        b.sendall(b"waits")
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            if "read=idle" in repr(tr):
+                break
+        assert "read=idle" in repr(tr)             # readable while paused: unwatched
+        assert got.empty()
+        tr.resume_reading()
+        assert tr.is_reading()
+        assert await asyncio.wait_for(got.get(), 5) == b"waits"
+        tr.close()
+        b.close()
 
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    loop.run_until_complete(main())
 
 
-def test_buffered_protocol_with_pool_chunks_into_numpy():
+def test_buffered_protocol_with_pool_chunks_into_numpy(loop):
     import numpy as np
     pool = engine.BufferPool(chunk_size=4096, slab_chunks=8, max_slabs=1)
-    loop = engine.new_event_loop()
-    try:
-        async def main():
-            a, b = socket.socketpair()
-            done = loop.create_future()
-            chunks = []
+    async def main():
+        a, b = socket.socketpair()
+        done = loop.create_future()
+        chunks = []
 
-            class P(asyncio.BufferedProtocol):
-                def get_buffer(self, sizehint):
-                    self.buf = pool.acquire()
-                    return self.buf
+        class P(asyncio.BufferedProtocol):
+            def get_buffer(self, sizehint):
+                self.buf = pool.acquire()
+                return self.buf
 
-                def buffer_updated(self, nbytes):
-                    arr = np.frombuffer(self.buf, dtype=np.uint8, count=nbytes)
-                    chunks.append(arr.copy())
-                    del arr
-                    self.buf.release()
+            def buffer_updated(self, nbytes):
+                arr = np.frombuffer(self.buf, dtype=np.uint8, count=nbytes)
+                chunks.append(arr.copy())
+                del arr
+                self.buf.release()
 
-                def eof_received(self):
-                    self.buf.release()          # the chunk offered for the read that saw EOF
-                    done.set_result(None)
+            def eof_received(self):
+                self.buf.release()          # the chunk offered for the read that saw EOF
+                done.set_result(None)
 
-            tr, _ = await loop.create_connection(P, sock=a)
-            payload = bytes(range(256)) * 64
-            b.sendall(payload)
-            b.shutdown(socket.SHUT_WR)
-            await done
-            assert np.concatenate(chunks).tobytes() == payload
-            assert pool.stats()["in_use"] == 0
-            tr.close()
-            b.close()
+        tr, _ = await loop.create_connection(P, sock=a)
+        payload = bytes(range(256)) * 64
+        b.sendall(payload)
+        b.shutdown(socket.SHUT_WR)
+        await done
+        assert np.concatenate(chunks).tobytes() == payload
+        assert pool.stats()["in_use"] == 0
+        tr.close()
+        b.close()
 
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    loop.run_until_complete(main())
 
