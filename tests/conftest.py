@@ -1,4 +1,6 @@
+import asyncio
 import gc
+import socket
 import warnings
 
 import pytest
@@ -28,3 +30,35 @@ def loop(request):
     yield loop
     if not loop.is_closed():
         loop.close()
+
+
+@pytest.fixture
+def sendfile_roundtrip(loop):
+    """``roundtrip(file, **kw)``: loop.sock_sendfile(sock, file, **kw) into one end of a
+    socketpair, the other end read to EOF; returns (what sock_sendfile returned, the bytes)."""
+    def roundtrip(file, **kw):
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+
+            async def drain():
+                got = bytearray()
+                while chunk := await loop.sock_recv(b, 1 << 16):
+                    got += chunk
+                return bytes(got)
+
+            reader = asyncio.ensure_future(drain())
+            try:
+                sent = await loop.sock_sendfile(a, file, **kw)
+                a.shutdown(socket.SHUT_WR)
+                return sent, await reader
+            finally:
+                reader.cancel()                 # done already, unless sock_sendfile raised
+                await asyncio.gather(reader, return_exceptions=True)
+                a.close()
+                b.close()
+
+        return loop.run_until_complete(main())
+
+    return roundtrip

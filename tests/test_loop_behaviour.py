@@ -622,54 +622,31 @@ class LoopBehaviour(LoopCase):
         finally:
             s.close()
 
-    def _sendfile_roundtrip(self, loop, file, **kw):
-        async def main():
-            a, b = socket.socketpair()
-            a.setblocking(False)
-            b.setblocking(False)
-
-            async def drain():
-                got = bytearray()
-                while True:
-                    chunk = await loop.sock_recv(b, 1 << 16)
-                    if not chunk:
-                        return bytes(got)
-                    got += chunk
-
-            reader = asyncio.ensure_future(drain())
-            sent = await loop.sock_sendfile(a, file, **kw)
-            a.shutdown(socket.SHUT_WR)
-            data = await reader
-            a.close()
-            b.close()
-            return sent, data
-
-        return loop.run_until_complete(main())
-
-    def test_sock_sendfile_whole_file_offset_count_and_position(self, loop, tmp_path):
+    def test_sock_sendfile_whole_file_offset_count_and_position(self, sendfile_roundtrip,
+                                                               tmp_path):
         content = bytes(range(256)) * 8000               # 2 MB: more than a socket buffer
         path = tmp_path / "blob"
         path.write_bytes(content)
         with open(path, "rb") as f:
-            sent, data = self._sendfile_roundtrip(loop, f)
+            sent, data = sendfile_roundtrip(f)
             assert sent == len(content) and data == content
             assert f.tell() == len(content)
         with open(path, "rb") as f:
-            sent, data = self._sendfile_roundtrip(loop, f, offset=1000, count=50000)
+            sent, data = sendfile_roundtrip(f, offset=1000, count=50000)
             assert sent == 50000 and data == content[1000:51000]
             assert f.tell() == 51000
         empty = tmp_path / "empty"
         empty.write_bytes(b"")
         with open(empty, "rb") as f:
-            assert self._sendfile_roundtrip(loop, f) == (0, b"")
+            assert sendfile_roundtrip(f) == (0, b"")
 
-    def test_sock_sendfile_falls_back_for_non_files(self, loop):
+    def test_sock_sendfile_falls_back_for_non_files(self, loop, sendfile_roundtrip):
         import io
         content = b"not a regular file " * 10000
-        sent, data = self._sendfile_roundtrip(loop, io.BytesIO(content))
+        sent, data = sendfile_roundtrip(io.BytesIO(content))
         assert sent == len(content) and data == content
         with pytest.raises(asyncio.SendfileNotAvailableError):
-            self._sendfile_roundtrip(loop, io.BytesIO(content), fallback=False)
+            sendfile_roundtrip(io.BytesIO(content), fallback=False)
         loop.run_until_complete(loop.shutdown_default_executor())
 
     def test_sock_sendfile_argument_checks(self, loop, tmp_path):
