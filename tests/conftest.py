@@ -33,6 +33,15 @@ def loop(request):
 
 
 @pytest.fixture
+def sock_pair():
+    """A connected pair of sockets (socket.socketpair()), both closed after the test."""
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
 def sendfile_roundtrip(loop):
     """``roundtrip(file, **kw)``: loop.sock_sendfile(sock, file, **kw) into one end of a
     socketpair, the other end read to EOF; returns (what sock_sendfile returned, the bytes)."""

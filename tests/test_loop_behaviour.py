@@ -182,18 +182,24 @@ class LoopBehaviour(LoopCase):
         with pytest.raises(RuntimeError, match="Event loop stopped before Future completed"):
             loop.run_until_complete(fut)
 
-    def test_run_forever_not_reentrant(self, loop):
+    @staticmethod
+    def _refused_while_running(loop, call):
+        """The RuntimeError messages ``call()`` raises from a callback of the running loop."""
         errors = []
 
-        def reenter():
+        def attempt():
             try:
-                loop.run_forever()
+                call()
             except RuntimeError as e:
                 errors.append(str(e))
             loop.stop()
 
-        loop.call_soon(reenter)
+        loop.call_soon(attempt)
         loop.run_forever()
+        return errors
+
+    def test_run_forever_not_reentrant(self, loop):
+        errors = self._refused_while_running(loop, loop.run_forever)
         assert errors == ["This event loop is already running"]
 
     def test_is_running_inside_callbacks(self, loop):
@@ -234,17 +240,7 @@ class LoopBehaviour(LoopCase):
             loop.run_in_executor(None, lambda: None)
 
     def test_close_while_running_raises(self, loop):
-        errors = []
-
-        def try_close():
-            try:
-                loop.close()
-            except RuntimeError as e:
-                errors.append(str(e))
-            loop.stop()
-
-        loop.call_soon(try_close)
-        loop.run_forever()
+        errors = self._refused_while_running(loop, loop.close)
         assert errors == ["Cannot close a running event loop"]
 
     # --- exceptions -------------------------------------------------------------------------
@@ -397,88 +393,68 @@ class LoopBehaviour(LoopCase):
 
     # --- fds --------------------------------------------------------------------------------
 
-    def test_add_reader_called_when_readable(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = []
+    def test_add_reader_called_when_readable(self, loop, sock_pair):
+        a, b = sock_pair
+        got = []
 
-            def on_read():
-                got.append(a.recv(100))
-                loop.remove_reader(a)
+        def on_read():
+            got.append(a.recv(100))
+            loop.remove_reader(a)
+            loop.stop()
+
+        assert loop.add_reader(a, on_read) is None
+        loop.call_later(0.01, b.send, b"ping")
+        loop.run_forever()
+        assert got == [b"ping"]
+        assert loop.remove_reader(a) is False
+
+    def test_add_reader_is_level_triggered(self, loop, sock_pair):
+        a, b = sock_pair
+        calls = []
+        b.send(b"x")
+
+        def on_read():
+            calls.append(1)
+            if len(calls) == 3:
                 loop.stop()
 
-            assert loop.add_reader(a, on_read) is None
-            loop.call_later(0.01, b.send, b"ping")
-            loop.run_forever()
-            assert got == [b"ping"]
-            assert loop.remove_reader(a) is False
-        finally:
-            a.close()
-            b.close()
+        loop.add_reader(a.fileno(), on_read)
+        loop.run_forever()  # never reads: called again every iteration
+        assert len(calls) == 3
+        assert loop.remove_reader(a.fileno()) is True
 
-    def test_add_reader_is_level_triggered(self, loop):
-        a, b = socket.socketpair()
-        try:
-            calls = []
-            b.send(b"x")
+    def test_add_reader_replaces_previous_reader(self, loop, sock_pair):
+        a, b = sock_pair
+        got = []
+        loop.add_reader(a, got.append, "old")
+        loop.add_reader(a, lambda: (got.append("new"), loop.stop()))
+        b.send(b"x")
+        loop.run_forever()
+        assert got == ["new"]
+        assert loop.remove_reader(a)
 
-            def on_read():
-                calls.append(1)
-                if len(calls) == 3:
-                    loop.stop()
+    def test_add_writer_called_when_writable(self, loop, sock_pair):
+        a, b = sock_pair
+        got = []
+        loop.add_writer(a, lambda: (got.append("w"), loop.stop()))
+        loop.run_forever()
+        assert got == ["w"]
+        assert loop.remove_writer(a) is True
+        assert loop.remove_writer(a) is False
 
-            loop.add_reader(a.fileno(), on_read)
-            loop.run_forever()  # never reads: called again every iteration
-            assert len(calls) == 3
-            assert loop.remove_reader(a.fileno()) is True
-        finally:
-            a.close()
-            b.close()
+    def test_reader_and_writer_on_same_fd(self, loop, sock_pair):
+        a, b = sock_pair
+        got = set()
 
-    def test_add_reader_replaces_previous_reader(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = []
-            loop.add_reader(a, got.append, "old")
-            loop.add_reader(a, lambda: (got.append("new"), loop.stop()))
-            b.send(b"x")
-            loop.run_forever()
-            assert got == ["new"]
-            assert loop.remove_reader(a)
-        finally:
-            a.close()
-            b.close()
+        def done():
+            if got == {"r", "w"}:
+                loop.stop()
 
-    def test_add_writer_called_when_writable(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = []
-            loop.add_writer(a, lambda: (got.append("w"), loop.stop()))
-            loop.run_forever()
-            assert got == ["w"]
-            assert loop.remove_writer(a) is True
-            assert loop.remove_writer(a) is False
-        finally:
-            a.close()
-            b.close()
-
-    def test_reader_and_writer_on_same_fd(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = set()
-
-            def done():
-                if got == {"r", "w"}:
-                    loop.stop()
-
-            loop.add_writer(a, lambda: (got.add("w"), loop.remove_writer(a), done()))
-            loop.add_reader(a, lambda: (got.add("r"), a.recv(10), loop.remove_reader(a), done()))
-            b.send(b"x")
-            loop.run_forever()
-            assert got == {"r", "w"}
-        finally:
-            a.close()
-            b.close()
+        loop.add_writer(a, lambda: (got.add("w"), loop.remove_writer(a), done()))
+        loop.add_reader(a, lambda: (got.add("r"), a.recv(10), loop.remove_reader(a), done()))
+        b.send(b"x")
+        loop.run_forever()
+        assert got == {"r", "w"}
 
     def test_bad_fds_raise_like_asyncio(self, loop):
         with pytest.raises(ValueError):
