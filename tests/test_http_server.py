@@ -68,6 +68,18 @@ class HttpBehaviour(LoopCase):
         server = await loop.create_server(lambda: HttpProtocol(config, loop), "127.0.0.1", 0)
         return server, server.sockets[0].getsockname()[1]
 
+    def run_client(self, loop, app, client, **cfg):
+        """Serve ``app`` (``cfg``: server settings) on a free port, run ``await client(port)``
+        and close the server."""
+        async def main():
+            server, port = await self.serve(loop, app, **cfg)
+            try:
+                return await client(port)
+            finally:
+                server.close()
+
+        return self.run(loop, main())
+
     async def answers_ok(self, port):
         """The server still serves a new connection (the app answers /ok with b"ok")."""
         r, w = await self.connect(port)
@@ -81,8 +93,7 @@ class HttpBehaviour(LoopCase):
     # --- framing, keep-alive, pipelining ---------------------------------------------------------
 
     def test_pipelined_responses_come_back_in_request_order(self, loop):
-        async def main():
-            server, port = await self.serve(loop, echo_app)
+        async def client(port):
             r, w = await self.connect(port)
             # the first response is the slowest: order must hold anyway
             w.write(b"GET /sleep/0.2 HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -94,9 +105,8 @@ class HttpBehaviour(LoopCase):
             assert all(s == 200 for s, _, _ in got)
             assert got[0][1]["content-length"] == "15" and "date" in got[0][1]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, client)
 
     def test_responses_leave_together_at_the_end_of_the_iteration(self, loop):
         # write batching: what the app sends is held while the loop dispatches the iteration
@@ -176,17 +186,15 @@ class HttpBehaviour(LoopCase):
             else:
                 await send({"type": "http.response.body", "body": b"small" + scope["path"].encode()})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /file HTTP/1.1\r\nHost: a\r\n\r\n"
                     b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
             got = [await read_response(r) for _ in range(3)]
             assert [b for _, _, b in got] == [b"small/a", data, b"small/b"]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_streaming_chunked_response_and_close_delimited_for_http10(self, loop):
         async def app(scope, receive, send):
@@ -256,8 +264,7 @@ class HttpBehaviour(LoopCase):
         self.run(loop, main())
 
     def test_head_has_headers_but_no_body(self, loop):
-        async def main():
-            server, port = await self.serve(loop, echo_app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n")
             head = await r.readuntil(b"\r\n\r\n")
@@ -265,9 +272,8 @@ class HttpBehaviour(LoopCase):
             status, _, body = await read_response(r)      # next bytes: the GET's response
             assert body == b"GET /y "
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, client)
 
     def test_large_request_body_streams_with_backpressure(self, loop):
         seen = []
@@ -286,8 +292,7 @@ class HttpBehaviour(LoopCase):
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": str(total).encode()})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             size = 16 << 20
             w.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -299,9 +304,8 @@ class HttpBehaviour(LoopCase):
             status, _, body = await read_response(r)
             assert status == 200 and int(body) == size
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert seen[0][0] == 16 << 20 and seen[0][1] > 1
 
     def test_streamed_response_waits_for_a_slow_reader(self, loop):
@@ -510,8 +514,7 @@ class HttpBehaviour(LoopCase):
             await send({"type": "http.response.body", "body": b"partial", "more_body": True})
             raise ValueError("after start")
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for path in (b"/before", b"/nothing"):
                 r, w = await self.connect(port)
                 w.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -523,9 +526,8 @@ class HttpBehaviour(LoopCase):
             raw = await r.read()                      # cut short: no terminating chunk
             assert raw.endswith(b"partial\r\n") and b"0\r\n\r\n" not in raw
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert "Exception in ASGI application" in caplog.text
 
     def test_disconnect_reaches_the_app(self, loop):
@@ -535,8 +537,7 @@ class HttpBehaviour(LoopCase):
             got.append(await receive())               # the body ("abc") ...
             got.append(await receive())               # ... then the client goes away
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
             while not got:
@@ -544,9 +545,8 @@ class HttpBehaviour(LoopCase):
             w.close()
             while len(got) < 2:
                 await asyncio.sleep(0.01)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert got[0] == {"type": "http.request", "body": b"abc", "more_body": True}
         assert got[1] == {"type": "http.disconnect"}
 
@@ -584,8 +584,7 @@ class HttpBehaviour(LoopCase):
                     await send({"type": "http.response.zerocopysend", "file": f,
                                 "offset": 100, "count": 1000})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /path HTTP/1.1\r\nHost: a\r\n\r\nGET /zc HTTP/1.1\r\nHost: a\r\n\r\n"
                     b"HEAD /path HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -596,9 +595,8 @@ class HttpBehaviour(LoopCase):
             assert b2 == data[100:1100]
             assert b"content-length: %d" % len(data) in head
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_zerocopysend_of_a_file_object_without_a_descriptor(self, loop):
         # not what the extension is for, but a file-like object with no fileno() still gets
@@ -611,17 +609,15 @@ class HttpBehaviour(LoopCase):
             await send({"type": "http.response.zerocopysend", "file": io.BytesIO(data),
                         "offset": 5, "count": 200_000})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
             for _ in range(2):
                 status, headers, body = await read_response(r)
                 assert status == 200 and body == data[5:200_005]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_file_responses_larger_than_the_socket_buffer(self, loop, tmp_path):
         # engine sends a file's first part at once and the rest when the socket drains: a
@@ -682,8 +678,7 @@ class HttpBehaviour(LoopCase):
                 raise
             outcome.append((await receive())["type"])
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for target in (b"/path", b"/zc"):
                 s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -700,9 +695,8 @@ class HttpBehaviour(LoopCase):
                     await asyncio.sleep(0.01)
             assert outcome == ["http.disconnect", "http.disconnect"]
             await self.answers_ok(port)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_pathsend_refuses_what_is_not_a_regular_file(self, loop, tmp_path):
         # a directory or a FIFO (which open(2) would block on, stalling every connection)
@@ -725,8 +719,7 @@ class HttpBehaviour(LoopCase):
                 errors.append(type(exc))
                 raise
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for target in (b"/dir", b"/fifo", b"/missing"):
                 r, w = await self.connect(port)
                 w.write(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -734,9 +727,8 @@ class HttpBehaviour(LoopCase):
                 w.close()
             assert errors == [IsADirectoryError, ValueError, FileNotFoundError]
             await self.answers_ok(port)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_no_pipelined_request_runs_after_a_response_that_closes(self, loop):
         # the app ends the connection with its response: requests pipelined behind it are
@@ -749,8 +741,7 @@ class HttpBehaviour(LoopCase):
                         "headers": [(b"connection", b"close")]})
             await send({"type": "http.response.body", "body": b"bye"})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\n"
                     b"Content-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -760,9 +751,8 @@ class HttpBehaviour(LoopCase):
             await asyncio.sleep(0.05)
             assert seen == ["/a"]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_file_shorter_than_announced_ends_the_connection(self, loop, tmp_path):
         # a zerocopysend count past the end of the file (a file that shrank): the response
@@ -836,8 +826,7 @@ class HttpBehaviour(LoopCase):
 
         closed = []
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w, head = await self.ws_connect(port)
             assert head.startswith(b"HTTP/1.1 101")
             assert b"\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
@@ -853,9 +842,8 @@ class HttpBehaviour(LoopCase):
             assert await r.read() == b""
             while not closed:
                 await asyncio.sleep(0.01)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert closed == [1000]
 
     def test_websocket_deny_and_bad_handshakes(self, loop):
@@ -868,8 +856,7 @@ class HttpBehaviour(LoopCase):
                             "headers": [(b"content-length", b"4")]})
                 await send({"type": "websocket.http.response.body", "body": b"nope"})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w, head = await self.ws_connect(port, b"/deny")
             assert head.startswith(b"HTTP/1.1 403")
             w.close()
@@ -882,9 +869,8 @@ class HttpBehaviour(LoopCase):
             status, _, _ = await read_response(r)
             assert status == 400
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_websocket_protocol_errors_close_with_the_right_code(self, loop):
         codes = []
@@ -898,8 +884,7 @@ class HttpBehaviour(LoopCase):
                     codes.append(m["code"])
                     return
 
-        async def main():
-            server, port = await self.serve(loop, app, ws_max_size=1024)
+        async def client(port):
             # unmasked client frame: 1002
             r, w, _ = await self.ws_connect(port)
             w.write(_ws.build_frame(_ws.OP_TEXT, "x"))
@@ -918,9 +903,8 @@ class HttpBehaviour(LoopCase):
             w.close()
             while len(codes) < 3:
                 await asyncio.sleep(0.01)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client, ws_max_size=1024)
         assert sorted(codes) == [1002, 1007, 1009]
 
     # --- graceful shutdown ------------------------------------------------------------------------
