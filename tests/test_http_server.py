@@ -68,9 +68,9 @@ class HttpBehaviour(LoopCase):
         server = await loop.create_server(lambda: HttpProtocol(config, loop), "127.0.0.1", 0)
         return server, server.sockets[0].getsockname()[1]
 
-    def run_client(self, loop, app, client, **cfg):
+    def run_client(self, loop, app, client, timeout=None, **cfg):
         """Serve ``app`` (``cfg``: server settings) on a free port, run ``await client(port)``
-        and close the server."""
+        and close the server (``timeout``: as for run())."""
         async def main():
             server, port = await self.serve(loop, app, **cfg)
             try:
@@ -78,7 +78,7 @@ class HttpBehaviour(LoopCase):
             finally:
                 server.close()
 
-        return self.run(loop, main())
+        return self.run(loop, main(), timeout)
 
     async def answers_ok(self, port):
         """The server still serves a new connection (the app answers /ok with b"ok")."""
@@ -203,8 +203,7 @@ class HttpBehaviour(LoopCase):
                 await send({"type": "http.response.body", "body": b"p%d" % i, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             status, headers, body = await read_response(r)
@@ -215,9 +214,8 @@ class HttpBehaviour(LoopCase):
             raw = await r.read()                      # HTTP/1.0: ends when the server closes
             head, body = raw.split(b"\r\n\r\n", 1)
             assert b"transfer-encoding" not in head.lower() and body == b"p0p1p2"
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_send_result_is_awaitable_every_way_and_headers_are_normalized(self, loop):
         # send() returns a finished awaitable when it did the work at once (not a coroutine);
@@ -242,8 +240,7 @@ class HttpBehaviour(LoopCase):
             except RuntimeError as exc:
                 errors.append(str(exc))
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             head = await r.readuntil(b"\r\n\r\n")
@@ -256,12 +253,11 @@ class HttpBehaviour(LoopCase):
             assert (await r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 201")
             await r.readexactly(5)
             w.close()
-            server.close()
-            assert len(errors) == 4
-            assert "'http.response.start' sent, after response started" in errors[0]
-            assert "after response already completed" in errors[1] and errors[2:] == errors[:2]
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
+        assert len(errors) == 4
+        assert "'http.response.start' sent, after response started" in errors[0]
+        assert "after response already completed" in errors[1] and errors[2:] == errors[:2]
 
     def test_head_has_headers_but_no_body(self, loop):
         async def client(port):
@@ -323,8 +319,7 @@ class HttpBehaviour(LoopCase):
                             "more_body": i < total - 1})
                 progress[0] = i + 1
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.transport.pause_reading()                  # the client reads nothing for now
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -340,35 +335,34 @@ class HttpBehaviour(LoopCase):
                        for i in range(total))
             assert progress[0] == total
             w.close()
-            server.close()
 
-        self.run(loop, main(), timeout=60)
+        self.run_client(loop, app, client, timeout=60)
 
     def test_expect_100_continue_only_when_the_app_reads(self, loop):
         async def reject(scope, receive, send):
             await send({"type": "http.response.start", "status": 417, "headers": []})
             await send({"type": "http.response.body", "body": b"no"})
 
-        async def main():
-            server, port = await self.serve(loop, echo_app)
+        request = (b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                   b"Expect: 100-continue\r\n\r\n")
+
+        async def read_by_the_app(port):
             r, w = await self.connect(port)
-            w.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-                    b"Expect: 100-continue\r\n\r\n")
+            w.write(request)
             assert await r.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
             w.write(b"data")
             assert (await read_response(r))[2] == b"POST /up data"
             w.close()
-            server.close()
-            server2, port2 = await self.serve(loop, reject)
-            r, w = await self.connect(port2)
-            w.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-                    b"Expect: 100-continue\r\n\r\n")
+
+        async def refused_by_the_app(port):
+            r, w = await self.connect(port)
+            w.write(request)
             status, _, body = await read_response(r)
             assert status == 417                      # no 100 Continue before it
             w.close()
-            server2.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, read_by_the_app)
+        self.run_client(loop, reject, refused_by_the_app)
 
     # --- the ASGI scope -------------------------------------------------------------------------
 
@@ -442,8 +436,7 @@ class HttpBehaviour(LoopCase):
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
-        async def main():
-            server, port = await self.serve(loop, app, root_path="/api")
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /caf%C3%A9/a%2Fb?x=1&y=%20 HTTP/1.1\r\nHost: example\r\n"
                     b"X-Custom: One\r\nx-custom: two\r\n\r\n")
@@ -451,10 +444,9 @@ class HttpBehaviour(LoopCase):
             assert status == 204 and "content-length" not in headers and body == b""
             local = w.get_extra_info("sockname")
             w.close()
-            server.close()
             return local
 
-        local = self.run(loop, main())
+        local = self.run_client(loop, app, client, root_path="/api")
         s = scopes[0]
         assert s["type"] == "http" and s["asgi"]["version"] == "3.0"
         assert s["http_version"] == "1.1" and s["method"] == "GET" and s["scheme"] == "http"
@@ -485,8 +477,7 @@ class HttpBehaviour(LoopCase):
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        async def main():
-            server, port = await self.serve(loop, app, max_body=1 << 20)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(raw)
             st, _, _ = await read_response(r)
@@ -499,9 +490,8 @@ class HttpBehaviour(LoopCase):
             assert (st2, body2) == (200, b"ok")
             w.close()
             w2.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client, max_body=1 << 20)
         assert calls == ["/fine"]                     # the bad request never reached the app
 
     def test_app_errors_become_500_or_a_close(self, loop, caplog):
@@ -551,9 +541,7 @@ class HttpBehaviour(LoopCase):
         assert got[1] == {"type": "http.disconnect"}
 
     def test_slow_headers_time_out_with_408_and_idle_connections_close(self, loop):
-        async def main():
-            server, port = await self.serve(loop, echo_app, timeout_request_header=0.3,
-                                            timeout_keep_alive=0.3)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n")   # ... and never the blank line
             status, _, _ = await read_response(r)
@@ -563,9 +551,8 @@ class HttpBehaviour(LoopCase):
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             await read_response(r)
             assert await r.read() == b""              # keep-alive idle timeout closes
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, client, timeout_request_header=0.3, timeout_keep_alive=0.3)
 
     # --- files ----------------------------------------------------------------------------------
 
@@ -639,8 +626,7 @@ class HttpBehaviour(LoopCase):
             else:
                 await send({"type": "http.response.body", "body": b"small"})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /path HTTP/1.1\r\nHost: a\r\n\r\nGET /zc HTTP/1.1\r\nHost: a\r\n\r\n"
                     b"GET /s HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -650,9 +636,8 @@ class HttpBehaviour(LoopCase):
             assert got[2][2] == b"small"
             assert positions == [len(data) - 93]       # where loop.sendfile leaves it
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_client_gone_during_a_file_response(self, loop, tmp_path):
         # the client resets while a large file is on its way: the app's send() returns (no
@@ -772,8 +757,7 @@ class HttpBehaviour(LoopCase):
                 await send({"type": "http.response.body", "body": b"TAIL"})
             after.append(scope["path"])
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for target, framing in ((b"/length", b"content-length: 5000"),
                                     (b"/chunked", b"transfer-encoding: chunked")):
                 r, w = await self.connect(port)
@@ -787,9 +771,8 @@ class HttpBehaviour(LoopCase):
                 assert not rest.endswith(b"0\r\n\r\n")
                 w.close()
             assert after == ["/length", "/chunked"]    # the apps finished without an error
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     # --- websocket ------------------------------------------------------------------------------
 
