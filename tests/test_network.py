@@ -27,6 +27,13 @@ def tls():
     return server_ctx, client_ctx
 
 
+async def close_and_wait(*closing):
+    """close() each of these (stream writers, servers), in order, and wait until it is closed."""
+    for c in closing:
+        c.close()
+        await c.wait_closed()
+
+
 class NetworkBehaviour(LoopCase):
     timeout = 20
 
@@ -57,10 +64,7 @@ class NetworkBehaviour(LoopCase):
             await writer.drain()
             got = await reader.readexactly(len(payload))
             assert got == payload
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(writer, server)
 
         self.run(loop, main())
         assert seen["cipher"] is not None
@@ -78,8 +82,7 @@ class NetworkBehaviour(LoopCase):
             with pytest.raises(ssl.SSLCertVerificationError):
                 await asyncio.open_connection("127.0.0.1", port, ssl=ssl.create_default_context(),
                                               server_hostname="localhost")
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
 
@@ -145,10 +148,7 @@ class NetworkBehaviour(LoopCase):
             assert writer.get_extra_info("ssl_object") is not None
             writer.write(b"hello\n")
             assert await reader.readline() == b"secure:hello\n"
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(writer, server)
 
         self.run(loop, main())
 
@@ -167,10 +167,7 @@ class NetworkBehaviour(LoopCase):
                 path, ssl=client_ctx, server_hostname="localhost")
             writer.write(b"abc\n")
             assert await reader.readline() == b"ABC\n"
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(writer, server)
 
         self.run(loop, main())
 
@@ -472,8 +469,7 @@ class NetworkBehaviour(LoopCase):
             tr.write(b"TAIL")
             tr.close()
             await done
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
         assert received[0] == b"HEAD" * 50000 + data[1000:1000 + (1 << 20)] + data + b"TAIL"
@@ -496,8 +492,7 @@ class NetworkBehaviour(LoopCase):
                 assert await task == 16 << 20
             tr.close()
             await done
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
         assert len(received[0]) == 16 << 20
@@ -520,8 +515,7 @@ class NetworkBehaviour(LoopCase):
                 assert await loop.sendfile(tr, f, 10) == len(data) - 10
             tr.close()
             await done
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
         assert received[0] == data[10:]
