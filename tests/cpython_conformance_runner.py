@@ -250,6 +250,31 @@ def _engine_loop_in_setup(engine, cls) -> None:
     cls.setUp = setUp
 
 
+# the suites whose mixin runs in a class of ours on engine's loop: suite -> (class, mixin)
+ENGINE_CASES = {
+    "test_events": ("EngineEventLoopTests", "EventLoopTestsMixin"),
+    "test_subprocess": ("EngineSubprocessTests", "SubprocessMixin"),
+    "test_sock_lowlevel": ("EngineSockTests", "BaseSockTestsMixin"),
+}
+
+
+def _engine_case(engine, module, name: str, mixin: str) -> type:
+    """``class <name>(module.<mixin>, test_utils.TestCase)`` on engine loops, named as if the
+    suite's module defined it."""
+    from test.test_asyncio import utils as test_utils
+
+    case = type(name, (getattr(module, mixin), test_utils.TestCase),
+                {"__module__": module.__name__})
+    if mixin == "SubprocessMixin":          # builds no loop itself: the test classes' setUp does
+        _engine_loop_in_setup(engine, case)
+    else:                                   # the mixin's setUp asks create_event_loop()
+        def create_event_loop(self):
+            return engine.new_event_loop()
+
+        case.create_event_loop = create_event_loop
+    return case
+
+
 def build_suite(name: str, engine, keep_testloop: bool,
                 deselected: dict[str, str]) -> unittest.TestSuite:
     if name in SELECTOR_SUITES:
@@ -269,38 +294,9 @@ def build_suite(name: str, engine, keep_testloop: bool,
                if isinstance(cls, type) and issubclass(cls, unittest.TestCase)
                and cls.__module__ == module.__name__
                and not (name == "test_events" and attr in REPLACED_CLASSES)]
-    if name == "test_events":
-        from test.test_asyncio import utils as test_utils
-
-        class EngineEventLoopTests(module.EventLoopTestsMixin, test_utils.TestCase):
-            def create_event_loop(self):
-                return engine.new_event_loop()
-
-        EngineEventLoopTests.__module__ = module.__name__
-        EngineEventLoopTests.__qualname__ = "EngineEventLoopTests"
-        classes.insert(0, ("EngineEventLoopTests", EngineEventLoopTests))
-    elif name == "test_subprocess":
-        from test.test_asyncio import utils as test_utils
-
-        class EngineSubprocessTests(module.SubprocessMixin, test_utils.TestCase):
-            def setUp(self):
-                super().setUp()
-                self.loop = engine.new_event_loop()
-                self.set_event_loop(self.loop)
-
-        EngineSubprocessTests.__module__ = module.__name__
-        EngineSubprocessTests.__qualname__ = "EngineSubprocessTests"
-        classes.insert(0, ("EngineSubprocessTests", EngineSubprocessTests))
-    elif name == "test_sock_lowlevel":
-        from test.test_asyncio import utils as test_utils
-
-        class EngineSockTests(module.BaseSockTestsMixin, test_utils.TestCase):
-            def create_event_loop(self):
-                return engine.new_event_loop()
-
-        EngineSockTests.__module__ = module.__name__
-        EngineSockTests.__qualname__ = "EngineSockTests"
-        classes.insert(0, ("EngineSockTests", EngineSockTests))
+    if name in ENGINE_CASES:
+        case_name, mixin = ENGINE_CASES[name]
+        classes.insert(0, (case_name, _engine_case(engine, module, case_name, mixin)))
 
     suite = unittest.TestSuite()
     for attr, cls in classes:

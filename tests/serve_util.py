@@ -16,6 +16,20 @@ WAIT = 60.0                 # upper bound of any single wait; tests normally tak
 LINE = re.compile(r"^engine serve: (\S+) \((.*)\)$")
 
 
+def lifespan_source(state: dict[str, str], shutdown_line: str | None = None) -> str:
+    """Source of ``async def lifespan(scope, receive, send)`` for an app module that ``engine
+    serve`` loads: at startup it puts ``state`` into the lifespan state; at shutdown it prints
+    ``shutdown_line`` (if given) to stdout, then completes."""
+    printing = f"    print({shutdown_line!r}, flush=True)\n" if shutdown_line else ""
+    return ("async def lifespan(scope, receive, send):\n"
+            "    await receive()\n"
+            f"    scope['state'].update({state!r})\n"
+            "    await send({'type': 'lifespan.startup.complete'})\n"
+            "    await receive()\n"
+            f"{printing}"
+            "    await send({'type': 'lifespan.shutdown.complete'})\n")
+
+
 class Served:
     """``engine serve ARGS`` in a subprocess; stdout and stderr are collected by threads."""
 

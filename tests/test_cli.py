@@ -11,25 +11,19 @@ import textwrap
 import time
 
 import pytest
-from serve_util import ENGINE, WAIT, Served
+from serve_util import ENGINE, WAIT, Served, lifespan_source
 from websockets.sync.client import connect as ws_connect
 
 from engine.serve.config import AppLoadError, Config, ConfigError
 
 # --------------------------------------------------------------------------- apps used below
 
-APP = textwrap.dedent('''
+APP = lifespan_source({"db": "connected"}, "app: lifespan shutdown") + textwrap.dedent('''
     import asyncio, os
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            await receive()
-            scope["state"]["db"] = "connected"
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            print("app: lifespan shutdown", flush=True)
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await lifespan(scope, receive, send)
         if scope["path"] == "/slow":
             print("app: slow request started", flush=True)
             await asyncio.sleep(0.5)

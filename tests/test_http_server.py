@@ -6,6 +6,7 @@ import socket
 import sys
 
 import pytest
+from loop_case import LoopCase
 
 import engine
 from engine import _ws
@@ -59,23 +60,25 @@ async def echo_app(scope, receive, send):
                 "body": scope["method"].encode() + b" " + scope["path"].encode() + b" " + body})
 
 
-class HttpBehaviour:
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
-
-    def run(self, loop, coro, timeout=30):
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+class HttpBehaviour(LoopCase):
+    timeout = 30
 
     async def serve(self, loop, app, **cfg):
         config = server_config(app, Cfg(**cfg) if cfg else None)
         server = await loop.create_server(lambda: HttpProtocol(config, loop), "127.0.0.1", 0)
         return server, server.sockets[0].getsockname()[1]
+
+    def run_client(self, loop, app, client, timeout=None, **cfg):
+        """Serve ``app`` (``cfg``: server settings) on a free port, run ``await client(port)``
+        and close the server (``timeout``: as for run())."""
+        async def main():
+            server, port = await self.serve(loop, app, **cfg)
+            try:
+                return await client(port)
+            finally:
+                server.close()
+
+        return self.run(loop, main(), timeout)
 
     async def answers_ok(self, port):
         """The server still serves a new connection (the app answers /ok with b"ok")."""
@@ -90,8 +93,7 @@ class HttpBehaviour:
     # --- framing, keep-alive, pipelining ---------------------------------------------------------
 
     def test_pipelined_responses_come_back_in_request_order(self, loop):
-        async def main():
-            server, port = await self.serve(loop, echo_app)
+        async def client(port):
             r, w = await self.connect(port)
             # the first response is the slowest: order must hold anyway
             w.write(b"GET /sleep/0.2 HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -103,9 +105,8 @@ class HttpBehaviour:
             assert all(s == 200 for s, _, _ in got)
             assert got[0][1]["content-length"] == "15" and "date" in got[0][1]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, client)
 
     def test_responses_leave_together_at_the_end_of_the_iteration(self, loop):
         # write batching: what the app sends is held while the loop dispatches the iteration
@@ -185,17 +186,15 @@ class HttpBehaviour:
             else:
                 await send({"type": "http.response.body", "body": b"small" + scope["path"].encode()})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /file HTTP/1.1\r\nHost: a\r\n\r\n"
                     b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
             got = [await read_response(r) for _ in range(3)]
             assert [b for _, _, b in got] == [b"small/a", data, b"small/b"]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_streaming_chunked_response_and_close_delimited_for_http10(self, loop):
         async def app(scope, receive, send):
@@ -204,8 +203,7 @@ class HttpBehaviour:
                 await send({"type": "http.response.body", "body": b"p%d" % i, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             status, headers, body = await read_response(r)
@@ -216,9 +214,8 @@ class HttpBehaviour:
             raw = await r.read()                      # HTTP/1.0: ends when the server closes
             head, body = raw.split(b"\r\n\r\n", 1)
             assert b"transfer-encoding" not in head.lower() and body == b"p0p1p2"
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_send_result_is_awaitable_every_way_and_headers_are_normalized(self, loop):
         # send() returns a finished awaitable when it did the work at once (not a coroutine);
@@ -243,8 +240,7 @@ class HttpBehaviour:
             except RuntimeError as exc:
                 errors.append(str(exc))
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             head = await r.readuntil(b"\r\n\r\n")
@@ -257,16 +253,14 @@ class HttpBehaviour:
             assert (await r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 201")
             await r.readexactly(5)
             w.close()
-            server.close()
-            assert len(errors) == 4
-            assert "'http.response.start' sent, after response started" in errors[0]
-            assert "after response already completed" in errors[1] and errors[2:] == errors[:2]
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
+        assert len(errors) == 4
+        assert "'http.response.start' sent, after response started" in errors[0]
+        assert "after response already completed" in errors[1] and errors[2:] == errors[:2]
 
     def test_head_has_headers_but_no_body(self, loop):
-        async def main():
-            server, port = await self.serve(loop, echo_app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n")
             head = await r.readuntil(b"\r\n\r\n")
@@ -274,9 +268,8 @@ class HttpBehaviour:
             status, _, body = await read_response(r)      # next bytes: the GET's response
             assert body == b"GET /y "
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, client)
 
     def test_large_request_body_streams_with_backpressure(self, loop):
         seen = []
@@ -295,8 +288,7 @@ class HttpBehaviour:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": str(total).encode()})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             size = 16 << 20
             w.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -308,9 +300,8 @@ class HttpBehaviour:
             status, _, body = await read_response(r)
             assert status == 200 and int(body) == size
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert seen[0][0] == 16 << 20 and seen[0][1] > 1
 
     def test_streamed_response_waits_for_a_slow_reader(self, loop):
@@ -328,8 +319,7 @@ class HttpBehaviour:
                             "more_body": i < total - 1})
                 progress[0] = i + 1
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.transport.pause_reading()                  # the client reads nothing for now
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -345,35 +335,34 @@ class HttpBehaviour:
                        for i in range(total))
             assert progress[0] == total
             w.close()
-            server.close()
 
-        self.run(loop, main(), timeout=60)
+        self.run_client(loop, app, client, timeout=60)
 
     def test_expect_100_continue_only_when_the_app_reads(self, loop):
         async def reject(scope, receive, send):
             await send({"type": "http.response.start", "status": 417, "headers": []})
             await send({"type": "http.response.body", "body": b"no"})
 
-        async def main():
-            server, port = await self.serve(loop, echo_app)
+        request = (b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                   b"Expect: 100-continue\r\n\r\n")
+
+        async def read_by_the_app(port):
             r, w = await self.connect(port)
-            w.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-                    b"Expect: 100-continue\r\n\r\n")
+            w.write(request)
             assert await r.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
             w.write(b"data")
             assert (await read_response(r))[2] == b"POST /up data"
             w.close()
-            server.close()
-            server2, port2 = await self.serve(loop, reject)
-            r, w = await self.connect(port2)
-            w.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-                    b"Expect: 100-continue\r\n\r\n")
+
+        async def refused_by_the_app(port):
+            r, w = await self.connect(port)
+            w.write(request)
             status, _, body = await read_response(r)
             assert status == 417                      # no 100 Continue before it
             w.close()
-            server2.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, read_by_the_app)
+        self.run_client(loop, reject, refused_by_the_app)
 
     # --- the ASGI scope -------------------------------------------------------------------------
 
@@ -447,8 +436,7 @@ class HttpBehaviour:
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
-        async def main():
-            server, port = await self.serve(loop, app, root_path="/api")
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /caf%C3%A9/a%2Fb?x=1&y=%20 HTTP/1.1\r\nHost: example\r\n"
                     b"X-Custom: One\r\nx-custom: two\r\n\r\n")
@@ -456,10 +444,9 @@ class HttpBehaviour:
             assert status == 204 and "content-length" not in headers and body == b""
             local = w.get_extra_info("sockname")
             w.close()
-            server.close()
             return local
 
-        local = self.run(loop, main())
+        local = self.run_client(loop, app, client, root_path="/api")
         s = scopes[0]
         assert s["type"] == "http" and s["asgi"]["version"] == "3.0"
         assert s["http_version"] == "1.1" and s["method"] == "GET" and s["scheme"] == "http"
@@ -490,8 +477,7 @@ class HttpBehaviour:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        async def main():
-            server, port = await self.serve(loop, app, max_body=1 << 20)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(raw)
             st, _, _ = await read_response(r)
@@ -504,9 +490,8 @@ class HttpBehaviour:
             assert (st2, body2) == (200, b"ok")
             w.close()
             w2.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client, max_body=1 << 20)
         assert calls == ["/fine"]                     # the bad request never reached the app
 
     def test_app_errors_become_500_or_a_close(self, loop, caplog):
@@ -519,8 +504,7 @@ class HttpBehaviour:
             await send({"type": "http.response.body", "body": b"partial", "more_body": True})
             raise ValueError("after start")
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for path in (b"/before", b"/nothing"):
                 r, w = await self.connect(port)
                 w.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -532,9 +516,8 @@ class HttpBehaviour:
             raw = await r.read()                      # cut short: no terminating chunk
             assert raw.endswith(b"partial\r\n") and b"0\r\n\r\n" not in raw
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert "Exception in ASGI application" in caplog.text
 
     def test_disconnect_reaches_the_app(self, loop):
@@ -544,8 +527,7 @@ class HttpBehaviour:
             got.append(await receive())               # the body ("abc") ...
             got.append(await receive())               # ... then the client goes away
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
             while not got:
@@ -553,16 +535,13 @@ class HttpBehaviour:
             w.close()
             while len(got) < 2:
                 await asyncio.sleep(0.01)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert got[0] == {"type": "http.request", "body": b"abc", "more_body": True}
         assert got[1] == {"type": "http.disconnect"}
 
     def test_slow_headers_time_out_with_408_and_idle_connections_close(self, loop):
-        async def main():
-            server, port = await self.serve(loop, echo_app, timeout_request_header=0.3,
-                                            timeout_keep_alive=0.3)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n")   # ... and never the blank line
             status, _, _ = await read_response(r)
@@ -572,9 +551,8 @@ class HttpBehaviour:
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             await read_response(r)
             assert await r.read() == b""              # keep-alive idle timeout closes
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, echo_app, client, timeout_request_header=0.3, timeout_keep_alive=0.3)
 
     # --- files ----------------------------------------------------------------------------------
 
@@ -593,8 +571,7 @@ class HttpBehaviour:
                     await send({"type": "http.response.zerocopysend", "file": f,
                                 "offset": 100, "count": 1000})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /path HTTP/1.1\r\nHost: a\r\n\r\nGET /zc HTTP/1.1\r\nHost: a\r\n\r\n"
                     b"HEAD /path HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -605,9 +582,8 @@ class HttpBehaviour:
             assert b2 == data[100:1100]
             assert b"content-length: %d" % len(data) in head
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_zerocopysend_of_a_file_object_without_a_descriptor(self, loop):
         # not what the extension is for, but a file-like object with no fileno() still gets
@@ -620,17 +596,15 @@ class HttpBehaviour:
             await send({"type": "http.response.zerocopysend", "file": io.BytesIO(data),
                         "offset": 5, "count": 200_000})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
             for _ in range(2):
                 status, headers, body = await read_response(r)
                 assert status == 200 and body == data[5:200_005]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_file_responses_larger_than_the_socket_buffer(self, loop, tmp_path):
         # engine sends a file's first part at once and the rest when the socket drains: a
@@ -652,8 +626,7 @@ class HttpBehaviour:
             else:
                 await send({"type": "http.response.body", "body": b"small"})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /path HTTP/1.1\r\nHost: a\r\n\r\nGET /zc HTTP/1.1\r\nHost: a\r\n\r\n"
                     b"GET /s HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -663,9 +636,8 @@ class HttpBehaviour:
             assert got[2][2] == b"small"
             assert positions == [len(data) - 93]       # where loop.sendfile leaves it
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_client_gone_during_a_file_response(self, loop, tmp_path):
         # the client resets while a large file is on its way: the app's send() returns (no
@@ -691,8 +663,7 @@ class HttpBehaviour:
                 raise
             outcome.append((await receive())["type"])
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for target in (b"/path", b"/zc"):
                 s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -709,9 +680,8 @@ class HttpBehaviour:
                     await asyncio.sleep(0.01)
             assert outcome == ["http.disconnect", "http.disconnect"]
             await self.answers_ok(port)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_pathsend_refuses_what_is_not_a_regular_file(self, loop, tmp_path):
         # a directory or a FIFO (which open(2) would block on, stalling every connection)
@@ -734,8 +704,7 @@ class HttpBehaviour:
                 errors.append(type(exc))
                 raise
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for target in (b"/dir", b"/fifo", b"/missing"):
                 r, w = await self.connect(port)
                 w.write(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -743,9 +712,8 @@ class HttpBehaviour:
                 w.close()
             assert errors == [IsADirectoryError, ValueError, FileNotFoundError]
             await self.answers_ok(port)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_no_pipelined_request_runs_after_a_response_that_closes(self, loop):
         # the app ends the connection with its response: requests pipelined behind it are
@@ -758,8 +726,7 @@ class HttpBehaviour:
                         "headers": [(b"connection", b"close")]})
             await send({"type": "http.response.body", "body": b"bye"})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w = await self.connect(port)
             w.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\n"
                     b"Content-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -769,9 +736,8 @@ class HttpBehaviour:
             await asyncio.sleep(0.05)
             assert seen == ["/a"]
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_file_shorter_than_announced_ends_the_connection(self, loop, tmp_path):
         # a zerocopysend count past the end of the file (a file that shrank): the response
@@ -791,8 +757,7 @@ class HttpBehaviour:
                 await send({"type": "http.response.body", "body": b"TAIL"})
             after.append(scope["path"])
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             for target, framing in ((b"/length", b"content-length: 5000"),
                                     (b"/chunked", b"transfer-encoding: chunked")):
                 r, w = await self.connect(port)
@@ -806,9 +771,8 @@ class HttpBehaviour:
                 assert not rest.endswith(b"0\r\n\r\n")
                 w.close()
             assert after == ["/length", "/chunked"]    # the apps finished without an error
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     # --- websocket ------------------------------------------------------------------------------
 
@@ -845,8 +809,7 @@ class HttpBehaviour:
 
         closed = []
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w, head = await self.ws_connect(port)
             assert head.startswith(b"HTTP/1.1 101")
             assert b"\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
@@ -862,9 +825,8 @@ class HttpBehaviour:
             assert await r.read() == b""
             while not closed:
                 await asyncio.sleep(0.01)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
         assert closed == [1000]
 
     def test_websocket_deny_and_bad_handshakes(self, loop):
@@ -877,8 +839,7 @@ class HttpBehaviour:
                             "headers": [(b"content-length", b"4")]})
                 await send({"type": "websocket.http.response.body", "body": b"nope"})
 
-        async def main():
-            server, port = await self.serve(loop, app)
+        async def client(port):
             r, w, head = await self.ws_connect(port, b"/deny")
             assert head.startswith(b"HTTP/1.1 403")
             w.close()
@@ -891,9 +852,8 @@ class HttpBehaviour:
             status, _, _ = await read_response(r)
             assert status == 400
             w.close()
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client)
 
     def test_websocket_protocol_errors_close_with_the_right_code(self, loop):
         codes = []
@@ -907,8 +867,7 @@ class HttpBehaviour:
                     codes.append(m["code"])
                     return
 
-        async def main():
-            server, port = await self.serve(loop, app, ws_max_size=1024)
+        async def client(port):
             # unmasked client frame: 1002
             r, w, _ = await self.ws_connect(port)
             w.write(_ws.build_frame(_ws.OP_TEXT, "x"))
@@ -927,9 +886,8 @@ class HttpBehaviour:
             w.close()
             while len(codes) < 3:
                 await asyncio.sleep(0.01)
-            server.close()
 
-        self.run(loop, main())
+        self.run_client(loop, app, client, ws_max_size=1024)
         assert sorted(codes) == [1002, 1007, 1009]
 
     # --- graceful shutdown ------------------------------------------------------------------------

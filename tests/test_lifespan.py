@@ -3,7 +3,7 @@ lifespan state reaching request scopes through ServerState and the HTTP protocol
 import asyncio
 import logging
 
-import pytest
+from loop_case import on_both_loops
 
 import engine
 from engine.serve.config import Config
@@ -11,13 +11,6 @@ from engine.serve.lifespan import Lifespan
 from engine.serve.protocols import ServerState, load_plugin
 
 BOUND = 30.0
-
-
-@pytest.fixture(params=["engine", "asyncio"])
-def any_loop(request):
-    loop = engine.new_event_loop() if request.param == "engine" else asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def run(loop, coro):
@@ -54,32 +47,34 @@ class Recorder:
         await send({"type": f"lifespan.shutdown.{self.shutdown}", "message": self.message})
 
 
-def test_startup_and_shutdown_complete(any_loop, caplog):
+@on_both_loops
+def test_startup_and_shutdown_complete(loop, caplog):
     app = Recorder()
     lifespan, state = make(app)
     with caplog.at_level(logging.INFO, logger="engine.lifespan"):
-        run(any_loop, lifespan.startup())
+        run(loop, lifespan.startup())
         assert not lifespan.should_exit and lifespan.supported
         assert app.scope["type"] == "lifespan"
         assert app.scope["asgi"] == {"version": "3.0", "spec_version": "2.0"}
         assert app.scope["state"] is state.lifespan_state
         assert state.lifespan_state == {"pool": ["connection"]}
-        run(any_loop, lifespan.shutdown())
+        run(loop, lifespan.shutdown())
     assert app.received == ["lifespan.startup", "lifespan.shutdown"]
     assert not lifespan.should_exit
     assert "Application startup complete." in caplog.text
     assert "Application shutdown complete." in caplog.text
 
 
-def test_startup_failed_sets_should_exit(any_loop, caplog):
+@on_both_loops
+def test_startup_failed_sets_should_exit(loop, caplog):
     app = Recorder(startup="failed", message="database unreachable")
     lifespan, _ = make(app)
     with caplog.at_level(logging.ERROR, logger="engine.lifespan"):
-        run(any_loop, lifespan.startup())
+        run(loop, lifespan.startup())
     assert lifespan.should_exit and lifespan.startup_failed
     assert lifespan.message == "database unreachable"
     assert "database unreachable" in caplog.text
-    run(any_loop, lifespan.shutdown())             # nothing to shut down: returns at once
+    run(loop, lifespan.shutdown())             # nothing to shut down: returns at once
     assert app.received == ["lifespan.startup"]
 
 
@@ -87,66 +82,73 @@ async def raising_app(scope, receive, send):
     assert scope["type"] == "http", "only http here"
 
 
-def test_auto_mode_app_without_lifespan_goes_on(any_loop, caplog):
+@on_both_loops
+def test_auto_mode_app_without_lifespan_goes_on(loop, caplog):
     lifespan, _ = make(raising_app, lifespan="auto")
     with caplog.at_level(logging.INFO, logger="engine.lifespan"):
-        run(any_loop, lifespan.startup())
+        run(loop, lifespan.startup())
     assert not lifespan.should_exit and not lifespan.supported
     assert isinstance(lifespan.error, AssertionError)
     assert "appears unsupported" in caplog.text
-    run(any_loop, lifespan.shutdown())
+    run(loop, lifespan.shutdown())
     assert not lifespan.should_exit
 
 
-def test_on_mode_app_raising_fails_startup(any_loop, caplog):
+@on_both_loops
+def test_on_mode_app_raising_fails_startup(loop, caplog):
     lifespan, _ = make(raising_app, lifespan="on")
     with caplog.at_level(logging.ERROR, logger="engine.lifespan"):
-        run(any_loop, lifespan.startup())
+        run(loop, lifespan.startup())
     assert lifespan.should_exit
     assert "only http here" in caplog.text                   # the traceback is logged
 
 
-def test_off_mode_never_calls_the_app(any_loop):
+@on_both_loops
+def test_off_mode_never_calls_the_app(loop):
     app = Recorder()
     lifespan, _ = make(app, lifespan="off")
-    run(any_loop, lifespan.startup())
-    run(any_loop, lifespan.shutdown())
+    run(loop, lifespan.startup())
+    run(loop, lifespan.shutdown())
     assert app.scope is None and not lifespan.should_exit
 
 
-def test_app_returning_without_answer_is_fine(any_loop):
+@on_both_loops
+def test_app_returning_without_answer_is_fine(loop):
     async def app(scope, receive, send):
         return
 
     lifespan, _ = make(app)
-    run(any_loop, lifespan.startup())
+    run(loop, lifespan.startup())
     assert not lifespan.should_exit and lifespan.error is None
-    run(any_loop, lifespan.shutdown())
+    run(loop, lifespan.shutdown())
     assert not lifespan.should_exit
 
 
-def test_shutdown_failed(any_loop, caplog):
+@on_both_loops
+def test_shutdown_failed(loop, caplog):
     app = Recorder(shutdown="failed", message="flush failed")
     lifespan, _ = make(app)
-    run(any_loop, lifespan.startup())
+    run(loop, lifespan.startup())
     with caplog.at_level(logging.ERROR, logger="engine.lifespan"):
-        run(any_loop, lifespan.shutdown())
+        run(loop, lifespan.shutdown())
     assert lifespan.shutdown_failed and lifespan.should_exit
     assert "flush failed" in caplog.text
 
 
-def test_shutdown_that_never_answers_is_bounded(any_loop, caplog):
+@on_both_loops
+def test_shutdown_that_never_answers_is_bounded(loop, caplog):
     app = Recorder(shutdown="never")
     lifespan, _ = make(app, timeout_graceful_shutdown=0.05)
-    run(any_loop, lifespan.startup())
+    run(loop, lifespan.startup())
     with caplog.at_level(logging.ERROR, logger="engine.lifespan"):
-        run(any_loop, lifespan.shutdown())
+        run(loop, lifespan.shutdown())
     assert lifespan.shutdown_failed and "did not complete" in caplog.text
     lifespan._task.cancel()
-    any_loop.run_until_complete(asyncio.gather(lifespan._task, return_exceptions=True))
+    loop.run_until_complete(asyncio.gather(lifespan._task, return_exceptions=True))
 
 
-def test_messages_out_of_order_raise_in_the_app(any_loop):
+@on_both_loops
+def test_messages_out_of_order_raise_in_the_app(loop):
     errors = []
 
     async def app(scope, receive, send):
@@ -167,8 +169,8 @@ def test_messages_out_of_order_raise_in_the_app(any_loop):
         await send({"type": "lifespan.shutdown.complete"})
 
     lifespan, _ = make(app)
-    run(any_loop, lifespan.startup())
-    run(any_loop, lifespan.shutdown())
+    run(loop, lifespan.startup())
+    run(loop, lifespan.shutdown())
     assert not lifespan.should_exit
     assert len(errors) == 3
     assert "no shutdown in progress" in errors[0]
@@ -176,7 +178,8 @@ def test_messages_out_of_order_raise_in_the_app(any_loop):
     assert "no startup in progress" in errors[2]
 
 
-def test_exception_during_shutdown_is_logged_and_does_not_hang(any_loop, caplog):
+@on_both_loops
+def test_exception_during_shutdown_is_logged_and_does_not_hang(loop, caplog):
     async def app(scope, receive, send):
         await receive()
         await send({"type": "lifespan.startup.complete"})
@@ -184,9 +187,9 @@ def test_exception_during_shutdown_is_logged_and_does_not_hang(any_loop, caplog)
         raise ValueError("boom at shutdown")
 
     lifespan, _ = make(app)
-    run(any_loop, lifespan.startup())
+    run(loop, lifespan.startup())
     with caplog.at_level(logging.ERROR, logger="engine.lifespan"):
-        run(any_loop, lifespan.shutdown())
+        run(loop, lifespan.shutdown())
     assert "boom at shutdown" in caplog.text and lifespan.supported
     assert not lifespan.should_exit                # auto mode: logged, not fatal
 

@@ -15,21 +15,13 @@ import threading
 import time
 
 import pytest
+from loop_case import LoopCase
 
 import engine
 
 
-class LoopBehaviour:
-    """Mixin: subclasses set `factory` to a zero-argument loop constructor."""
-
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
+class LoopBehaviour(LoopCase):
+    """The event loop's own API: callbacks, timers, futures, sockets, signals, executors."""
 
     # --- callbacks --------------------------------------------------------------------------
 
@@ -190,18 +182,24 @@ class LoopBehaviour:
         with pytest.raises(RuntimeError, match="Event loop stopped before Future completed"):
             loop.run_until_complete(fut)
 
-    def test_run_forever_not_reentrant(self, loop):
+    @staticmethod
+    def _refused_while_running(loop, call):
+        """The RuntimeError messages ``call()`` raises from a callback of the running loop."""
         errors = []
 
-        def reenter():
+        def attempt():
             try:
-                loop.run_forever()
+                call()
             except RuntimeError as e:
                 errors.append(str(e))
             loop.stop()
 
-        loop.call_soon(reenter)
+        loop.call_soon(attempt)
         loop.run_forever()
+        return errors
+
+    def test_run_forever_not_reentrant(self, loop):
+        errors = self._refused_while_running(loop, loop.run_forever)
         assert errors == ["This event loop is already running"]
 
     def test_is_running_inside_callbacks(self, loop):
@@ -242,17 +240,7 @@ class LoopBehaviour:
             loop.run_in_executor(None, lambda: None)
 
     def test_close_while_running_raises(self, loop):
-        errors = []
-
-        def try_close():
-            try:
-                loop.close()
-            except RuntimeError as e:
-                errors.append(str(e))
-            loop.stop()
-
-        loop.call_soon(try_close)
-        loop.run_forever()
+        errors = self._refused_while_running(loop, loop.close)
         assert errors == ["Cannot close a running event loop"]
 
     # --- exceptions -------------------------------------------------------------------------
@@ -405,88 +393,68 @@ class LoopBehaviour:
 
     # --- fds --------------------------------------------------------------------------------
 
-    def test_add_reader_called_when_readable(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = []
+    def test_add_reader_called_when_readable(self, loop, sock_pair):
+        a, b = sock_pair
+        got = []
 
-            def on_read():
-                got.append(a.recv(100))
-                loop.remove_reader(a)
+        def on_read():
+            got.append(a.recv(100))
+            loop.remove_reader(a)
+            loop.stop()
+
+        assert loop.add_reader(a, on_read) is None
+        loop.call_later(0.01, b.send, b"ping")
+        loop.run_forever()
+        assert got == [b"ping"]
+        assert loop.remove_reader(a) is False
+
+    def test_add_reader_is_level_triggered(self, loop, sock_pair):
+        a, b = sock_pair
+        calls = []
+        b.send(b"x")
+
+        def on_read():
+            calls.append(1)
+            if len(calls) == 3:
                 loop.stop()
 
-            assert loop.add_reader(a, on_read) is None
-            loop.call_later(0.01, b.send, b"ping")
-            loop.run_forever()
-            assert got == [b"ping"]
-            assert loop.remove_reader(a) is False
-        finally:
-            a.close()
-            b.close()
+        loop.add_reader(a.fileno(), on_read)
+        loop.run_forever()  # never reads: called again every iteration
+        assert len(calls) == 3
+        assert loop.remove_reader(a.fileno()) is True
 
-    def test_add_reader_is_level_triggered(self, loop):
-        a, b = socket.socketpair()
-        try:
-            calls = []
-            b.send(b"x")
+    def test_add_reader_replaces_previous_reader(self, loop, sock_pair):
+        a, b = sock_pair
+        got = []
+        loop.add_reader(a, got.append, "old")
+        loop.add_reader(a, lambda: (got.append("new"), loop.stop()))
+        b.send(b"x")
+        loop.run_forever()
+        assert got == ["new"]
+        assert loop.remove_reader(a)
 
-            def on_read():
-                calls.append(1)
-                if len(calls) == 3:
-                    loop.stop()
+    def test_add_writer_called_when_writable(self, loop, sock_pair):
+        a, b = sock_pair
+        got = []
+        loop.add_writer(a, lambda: (got.append("w"), loop.stop()))
+        loop.run_forever()
+        assert got == ["w"]
+        assert loop.remove_writer(a) is True
+        assert loop.remove_writer(a) is False
 
-            loop.add_reader(a.fileno(), on_read)
-            loop.run_forever()  # never reads: called again every iteration
-            assert len(calls) == 3
-            assert loop.remove_reader(a.fileno()) is True
-        finally:
-            a.close()
-            b.close()
+    def test_reader_and_writer_on_same_fd(self, loop, sock_pair):
+        a, b = sock_pair
+        got = set()
 
-    def test_add_reader_replaces_previous_reader(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = []
-            loop.add_reader(a, got.append, "old")
-            loop.add_reader(a, lambda: (got.append("new"), loop.stop()))
-            b.send(b"x")
-            loop.run_forever()
-            assert got == ["new"]
-            assert loop.remove_reader(a)
-        finally:
-            a.close()
-            b.close()
+        def done():
+            if got == {"r", "w"}:
+                loop.stop()
 
-    def test_add_writer_called_when_writable(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = []
-            loop.add_writer(a, lambda: (got.append("w"), loop.stop()))
-            loop.run_forever()
-            assert got == ["w"]
-            assert loop.remove_writer(a) is True
-            assert loop.remove_writer(a) is False
-        finally:
-            a.close()
-            b.close()
-
-    def test_reader_and_writer_on_same_fd(self, loop):
-        a, b = socket.socketpair()
-        try:
-            got = set()
-
-            def done():
-                if got == {"r", "w"}:
-                    loop.stop()
-
-            loop.add_writer(a, lambda: (got.add("w"), loop.remove_writer(a), done()))
-            loop.add_reader(a, lambda: (got.add("r"), a.recv(10), loop.remove_reader(a), done()))
-            b.send(b"x")
-            loop.run_forever()
-            assert got == {"r", "w"}
-        finally:
-            a.close()
-            b.close()
+        loop.add_writer(a, lambda: (got.add("w"), loop.remove_writer(a), done()))
+        loop.add_reader(a, lambda: (got.add("r"), a.recv(10), loop.remove_reader(a), done()))
+        b.send(b"x")
+        loop.run_forever()
+        assert got == {"r", "w"}
 
     def test_bad_fds_raise_like_asyncio(self, loop):
         with pytest.raises(ValueError):
@@ -630,54 +598,31 @@ class LoopBehaviour:
         finally:
             s.close()
 
-    def _sendfile_roundtrip(self, loop, file, **kw):
-        async def main():
-            a, b = socket.socketpair()
-            a.setblocking(False)
-            b.setblocking(False)
-
-            async def drain():
-                got = bytearray()
-                while True:
-                    chunk = await loop.sock_recv(b, 1 << 16)
-                    if not chunk:
-                        return bytes(got)
-                    got += chunk
-
-            reader = asyncio.ensure_future(drain())
-            sent = await loop.sock_sendfile(a, file, **kw)
-            a.shutdown(socket.SHUT_WR)
-            data = await reader
-            a.close()
-            b.close()
-            return sent, data
-
-        return loop.run_until_complete(main())
-
-    def test_sock_sendfile_whole_file_offset_count_and_position(self, loop, tmp_path):
+    def test_sock_sendfile_whole_file_offset_count_and_position(self, sendfile_roundtrip,
+                                                               tmp_path):
         content = bytes(range(256)) * 8000               # 2 MB: more than a socket buffer
         path = tmp_path / "blob"
         path.write_bytes(content)
         with open(path, "rb") as f:
-            sent, data = self._sendfile_roundtrip(loop, f)
+            sent, data = sendfile_roundtrip(f)
             assert sent == len(content) and data == content
             assert f.tell() == len(content)
         with open(path, "rb") as f:
-            sent, data = self._sendfile_roundtrip(loop, f, offset=1000, count=50000)
+            sent, data = sendfile_roundtrip(f, offset=1000, count=50000)
             assert sent == 50000 and data == content[1000:51000]
             assert f.tell() == 51000
         empty = tmp_path / "empty"
         empty.write_bytes(b"")
         with open(empty, "rb") as f:
-            assert self._sendfile_roundtrip(loop, f) == (0, b"")
+            assert sendfile_roundtrip(f) == (0, b"")
 
-    def test_sock_sendfile_falls_back_for_non_files(self, loop):
+    def test_sock_sendfile_falls_back_for_non_files(self, loop, sendfile_roundtrip):
         import io
         content = b"not a regular file " * 10000
-        sent, data = self._sendfile_roundtrip(loop, io.BytesIO(content))
+        sent, data = sendfile_roundtrip(io.BytesIO(content))
         assert sent == len(content) and data == content
         with pytest.raises(asyncio.SendfileNotAvailableError):
-            self._sendfile_roundtrip(loop, io.BytesIO(content), fallback=False)
+            sendfile_roundtrip(io.BytesIO(content), fallback=False)
         loop.run_until_complete(loop.shutdown_default_executor())
 
     def test_sock_sendfile_argument_checks(self, loop, tmp_path):

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import trustme
+from loop_case import LoopCase
 
 import engine
 
@@ -26,18 +27,15 @@ def tls():
     return server_ctx, client_ctx
 
 
-class NetworkBehaviour:
-    factory = None
+async def close_and_wait(*closing):
+    """close() each of these (stream writers, servers), in order, and wait until it is closed."""
+    for c in closing:
+        c.close()
+        await c.wait_closed()
 
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
 
-    def run(self, loop, coro, timeout=20):
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+class NetworkBehaviour(LoopCase):
+    timeout = 20
 
     # --- TLS ------------------------------------------------------------------------------------
 
@@ -66,10 +64,7 @@ class NetworkBehaviour:
             await writer.drain()
             got = await reader.readexactly(len(payload))
             assert got == payload
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(writer, server)
 
         self.run(loop, main())
         assert seen["cipher"] is not None
@@ -87,8 +82,7 @@ class NetworkBehaviour:
             with pytest.raises(ssl.SSLCertVerificationError):
                 await asyncio.open_connection("127.0.0.1", port, ssl=ssl.create_default_context(),
                                               server_hostname="localhost")
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
 
@@ -154,10 +148,7 @@ class NetworkBehaviour:
             assert writer.get_extra_info("ssl_object") is not None
             writer.write(b"hello\n")
             assert await reader.readline() == b"secure:hello\n"
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(writer, server)
 
         self.run(loop, main())
 
@@ -176,10 +167,7 @@ class NetworkBehaviour:
                 path, ssl=client_ctx, server_hostname="localhost")
             writer.write(b"abc\n")
             assert await reader.readline() == b"ABC\n"
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(writer, server)
 
         self.run(loop, main())
 
@@ -481,8 +469,7 @@ class NetworkBehaviour:
             tr.write(b"TAIL")
             tr.close()
             await done
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
         assert received[0] == b"HEAD" * 50000 + data[1000:1000 + (1 << 20)] + data + b"TAIL"
@@ -505,8 +492,7 @@ class NetworkBehaviour:
                 assert await task == 16 << 20
             tr.close()
             await done
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
         assert len(received[0]) == 16 << 20
@@ -529,8 +515,7 @@ class NetworkBehaviour:
                 assert await loop.sendfile(tr, f, 10) == len(data) - 10
             tr.close()
             await done
-            server.close()
-            await server.wait_closed()
+            await close_and_wait(server)
 
         self.run(loop, main())
         assert received[0] == data[10:]
@@ -690,93 +675,81 @@ async def _queue_transport(loop):
     return tr, b, got
 
 
-def test_transports_receive_into_the_loop_pool():
-    loop = engine.new_event_loop()
-    try:
-        async def main():
-            tr, b, got = await _queue_transport(loop)
-            before = loop.buffer_pool.stats()["acquired"]
-            b.sendall(b"pooled")
-            assert await got.get() == b"pooled"
-            st = loop.buffer_pool.stats()
-            assert st["acquired"] > before and st["in_use"] == 0
-            tr.close()
-            b.close()
+def test_transports_receive_into_the_loop_pool(loop):
+    async def main():
+        tr, b, got = await _queue_transport(loop)
+        before = loop.buffer_pool.stats()["acquired"]
+        b.sendall(b"pooled")
+        assert await got.get() == b"pooled"
+        st = loop.buffer_pool.stats()
+        assert st["acquired"] > before and st["in_use"] == 0
+        tr.close()
+        b.close()
 
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    loop.run_until_complete(main())
 
 
-def test_pause_reading_is_lazy_and_stops_polling_once_data_waits():
+def test_pause_reading_is_lazy_and_stops_polling_once_data_waits(loop):
     # engine-specific: pause_reading() leaves the fd in the poller until it turns readable
     # (no epoll_ctl pair per request/response); then the fd leaves it, so the loop does not
     # spin on a level-triggered event, and resume_reading() delivers what waited.
-    loop = engine.new_event_loop()
-    try:
-        async def main():
-            tr, b, got = await _queue_transport(loop)
-            await asyncio.sleep(0)
-            assert "read=polling" in repr(tr)
-            tr.pause_reading()
-            assert not tr.is_reading()
-            assert "read=polling" in repr(tr)          # no syscall yet
-            tr.resume_reading()
-            tr.pause_reading()
-            b.sendall(b"waits")
-            for _ in range(20):
-                await asyncio.sleep(0.01)
-                if "read=idle" in repr(tr):
-                    break
-            assert "read=idle" in repr(tr)             # readable while paused: unwatched
-            assert got.empty()
-            tr.resume_reading()
-            assert tr.is_reading()
-            assert await asyncio.wait_for(got.get(), 5) == b"waits"
-            tr.close()
-            b.close()
+    async def main():
+        tr, b, got = await _queue_transport(loop)
+        await asyncio.sleep(0)
+        assert "read=polling" in repr(tr)
+        tr.pause_reading()
+        assert not tr.is_reading()
+        assert "read=polling" in repr(tr)          # no syscall yet
+        tr.resume_reading()
+        tr.pause_reading()
+        b.sendall(b"waits")
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            if "read=idle" in repr(tr):
+                break
+        assert "read=idle" in repr(tr)             # readable while paused: unwatched
+        assert got.empty()
+        tr.resume_reading()
+        assert tr.is_reading()
+        assert await asyncio.wait_for(got.get(), 5) == b"waits"
+        tr.close()
+        b.close()
 
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    loop.run_until_complete(main())
 
 
-def test_buffered_protocol_with_pool_chunks_into_numpy():
+def test_buffered_protocol_with_pool_chunks_into_numpy(loop):
     import numpy as np
     pool = engine.BufferPool(chunk_size=4096, slab_chunks=8, max_slabs=1)
-    loop = engine.new_event_loop()
-    try:
-        async def main():
-            a, b = socket.socketpair()
-            done = loop.create_future()
-            chunks = []
+    async def main():
+        a, b = socket.socketpair()
+        done = loop.create_future()
+        chunks = []
 
-            class P(asyncio.BufferedProtocol):
-                def get_buffer(self, sizehint):
-                    self.buf = pool.acquire()
-                    return self.buf
+        class P(asyncio.BufferedProtocol):
+            def get_buffer(self, sizehint):
+                self.buf = pool.acquire()
+                return self.buf
 
-                def buffer_updated(self, nbytes):
-                    arr = np.frombuffer(self.buf, dtype=np.uint8, count=nbytes)
-                    chunks.append(arr.copy())
-                    del arr
-                    self.buf.release()
+            def buffer_updated(self, nbytes):
+                arr = np.frombuffer(self.buf, dtype=np.uint8, count=nbytes)
+                chunks.append(arr.copy())
+                del arr
+                self.buf.release()
 
-                def eof_received(self):
-                    self.buf.release()          # the chunk offered for the read that saw EOF
-                    done.set_result(None)
+            def eof_received(self):
+                self.buf.release()          # the chunk offered for the read that saw EOF
+                done.set_result(None)
 
-            tr, _ = await loop.create_connection(P, sock=a)
-            payload = bytes(range(256)) * 64
-            b.sendall(payload)
-            b.shutdown(socket.SHUT_WR)
-            await done
-            assert np.concatenate(chunks).tobytes() == payload
-            assert pool.stats()["in_use"] == 0
-            tr.close()
-            b.close()
+        tr, _ = await loop.create_connection(P, sock=a)
+        payload = bytes(range(256)) * 64
+        b.sendall(payload)
+        b.shutdown(socket.SHUT_WR)
+        await done
+        assert np.concatenate(chunks).tobytes() == payload
+        assert pool.stats()["in_use"] == 0
+        tr.close()
+        b.close()
 
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    loop.run_until_complete(main())
 

@@ -10,7 +10,7 @@ import textwrap
 import uuid
 
 import pytest
-from serve_util import WAIT, Served
+from serve_util import WAIT, Served, lifespan_source
 
 from engine.serve.config import Config
 from engine.serve.protocols.echo import EchoPlugin, EchoProtocol
@@ -170,16 +170,12 @@ def test_module_attr_protocol_served(tmp_path):
         assert srv.stop() == 0
 
 
-STATE_PLUGIN = textwrap.dedent('''
+STATE_PLUGIN = lifespan_source({"token": "from-lifespan"}) + textwrap.dedent('''
     import asyncio, json
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            await receive()
-            scope["state"]["token"] = "from-lifespan"
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(scope, receive, send)
 
     class Reporter(asyncio.Protocol):
         def __init__(self, state):

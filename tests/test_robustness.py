@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
+from loop_case import LoopCase
 
 import engine
 
@@ -19,6 +19,16 @@ import engine
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def tcp_pair():
+    """A connected pair of TCP sockets (ours, the peer's): a real peer, which can reset
+    (SO_LINGER 0), half-close and shrink its receive buffer, as a socketpair can't."""
+    ls = socket.create_server(("127.0.0.1", 0))
+    c = socket.create_connection(ls.getsockname())
+    s, _ = ls.accept()
+    ls.close()
+    return c, s
 
 
 class Collect(asyncio.Protocol):
@@ -44,25 +54,12 @@ class Collect(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-class RobustnessBehaviour:
-    factory = None
-
-    @pytest.fixture
-    def loop(self):
-        loop = type(self).factory()
-        yield loop
-        if not loop.is_closed():
-            loop.close()
-
-    def run(self, loop, coro, timeout=60):
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+class RobustnessBehaviour(LoopCase):
+    timeout = 60
 
     def test_peer_reset_while_reading(self, loop):
         async def main():
-            ls = socket.create_server(("127.0.0.1", 0))
-            c = socket.create_connection(ls.getsockname())
-            s, _ = ls.accept()
-            ls.close()
+            c, s = tcp_pair()
             tr, pr = await loop.create_connection(lambda: Collect(loop), sock=c)
             # SO_LINGER 0: close() sends RST instead of FIN
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -76,10 +73,7 @@ class RobustnessBehaviour:
 
     def test_half_close_keeps_writing(self, loop):
         async def main():
-            ls = socket.create_server(("127.0.0.1", 0))
-            c = socket.create_connection(ls.getsockname())
-            s, _ = ls.accept()
-            ls.close()
+            c, s = tcp_pair()
             tr, pr = await loop.create_connection(lambda: Collect(loop, keep_open=True), sock=c)
             s.sendall(b"request")
             s.shutdown(socket.SHUT_WR)                 # peer is done sending
@@ -102,10 +96,7 @@ class RobustnessBehaviour:
 
     def test_peer_vanishes_mid_write_then_writes_are_dropped(self, loop, caplog):
         async def main():
-            ls = socket.create_server(("127.0.0.1", 0))
-            c = socket.create_connection(ls.getsockname())
-            s, _ = ls.accept()
-            ls.close()
+            c, s = tcp_pair()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             tr, pr = await loop.create_connection(lambda: Collect(loop), sock=c)
             tr.write(os.urandom(8 << 20))             # far more than the socket buffers hold

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from line_server import LineProtocol
+from loop_case import LoopCase
 
 import engine
 from engine.server import Listener, ServerHandle, serve, start
@@ -191,14 +192,8 @@ def _until(predicate, what: str, timeout: float = WAIT, interval: float = 0.02):
 
 # =========================================================================== in-process, mixin
 
-class ServerBehaviour:
-    """Mixin: subclasses set `factory` to a zero-argument loop constructor."""
-
-    factory = None
-
-    def run(self, coro):
-        with asyncio.Runner(loop_factory=type(self).factory) as runner:
-            return runner.run(asyncio.wait_for(coro, 3 * WAIT))
+class ServerBehaviour(LoopCase):
+    timeout = 3 * WAIT
 
     def test_tcp_listener_serves_then_close_refuses(self):
         async def main():
@@ -218,7 +213,7 @@ class ServerBehaviour:
             writer.close()
             await asyncio.wait_for(handle.wait_closed(), WAIT)
             assert handle.connections == 0
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_unix_listener_mode_stale_file_and_cleanup(self):
         d = _short_tmpdir()
@@ -240,7 +235,7 @@ class ServerBehaviour:
             await handle.drain(WAIT)
             assert not os.path.exists(path)
         try:
-            self.run(main())
+            self.run_in_runner(main())
         finally:
             if os.path.exists(path):
                 os.unlink(path)
@@ -256,7 +251,7 @@ class ServerBehaviour:
                 await start(LineProtocol, [Listener.unix(path)])
             assert info.value.errno == errno.EADDRINUSE
         try:
-            self.run(main())
+            self.run_in_runner(main())
             assert Path(path).read_text() == "data"
         finally:
             os.unlink(path)
@@ -275,7 +270,7 @@ class ServerBehaviour:
             assert await _request(reader, writer, "PING") == f"PONG {os.getpid()}"
             writer.close()
             await handle.drain(WAIT)
-        self.run(main())
+        self.run_in_runner(main())
         with pytest.raises(OSError):
             os.fstat(fd)                        # the server owned it and closed it
 
@@ -288,7 +283,7 @@ class ServerBehaviour:
             assert await _request(reader, writer, "PING") == f"PONG {os.getpid()}"
             writer.close()
             await handle.drain(WAIT)
-        self.run(main())
+        self.run_in_runner(main())
         assert sock.fileno() == -1
 
     @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 in this Python build")
@@ -308,7 +303,7 @@ class ServerBehaviour:
             # IPv6-only cannot hold an IPv4-mapped address
             with pytest.raises(OSError):
                 await start(LineProtocol, [Listener.tcp("::ffff:127.0.0.1", 0, dualstack=False)])
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_max_connections_pauses_accepting_and_resumes(self):
         async def main():
@@ -334,7 +329,7 @@ class ServerBehaviour:
             conns[1][1].close()
             await handle.drain(WAIT)
             assert handle.rejected == 0
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_max_connections_is_never_exceeded_by_a_burst(self):
         async def main():
@@ -359,7 +354,7 @@ class ServerBehaviour:
             assert 0 < peak <= limit
             assert handle.accepted + handle.rejected >= limit
             await handle.drain(WAIT)
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_drain_contract(self):
         """shutdown() on each connection, in-flight finishes, idle closes, the rest aborted."""
@@ -402,7 +397,7 @@ class ServerBehaviour:
             for w in (busy_w, plain_w, idle_w):
                 w.close()
             await asyncio.wait_for(handle.wait_closed(), WAIT)
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_drain_asks_the_current_protocol_after_set_protocol(self):
         upgraded: list = []
@@ -425,7 +420,7 @@ class ServerBehaviour:
             assert upgraded[0].shutdown_calls == 1
             assert await _line(r) == ""
             w.close()
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_buffered_protocol_is_served_through_the_handoff(self):
         got = bytearray()
@@ -449,7 +444,7 @@ class ServerBehaviour:
             assert await _request(r, w, "x" * 200) == "got 201"
             w.close()
             await handle.drain(WAIT)
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_abort_closes_everything_now(self):
         async def main():
@@ -460,7 +455,7 @@ class ServerBehaviour:
             assert await _line(r) == ""
             await asyncio.wait_for(handle.wait_closed(), WAIT)
             w.close()
-        self.run(main())
+        self.run_in_runner(main())
 
     def test_context_manager_drains(self):
         async def main():
@@ -470,7 +465,7 @@ class ServerBehaviour:
             assert handle.connections == 0 and not handle.is_serving()
             assert await _line(r) == ""
             w.close()
-        self.run(main())
+        self.run_in_runner(main())
 
 
 class TestServerEngineLoop(ServerBehaviour):

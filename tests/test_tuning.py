@@ -12,6 +12,7 @@ import socket
 import time
 
 import pytest
+from loop_case import LoopCase
 
 import engine
 from engine import _loop, tuning
@@ -335,14 +336,8 @@ class Responder(asyncio.Protocol):
                 self.transport.write(b"B" * 900)
 
 
-class TransportTuning:
-    """Mixin: subclasses set `factory` to a zero-argument loop constructor."""
-
-    factory = None
-
-    def run(self, coro):
-        with asyncio.Runner(loop_factory=type(self).factory) as runner:
-            return runner.run(asyncio.wait_for(coro, 3 * TIMEOUT))
+class TransportTuning(LoopCase):
+    timeout = 3 * TIMEOUT
 
     @pytest.mark.skipif(not (CAPS["cork"] and CAPS["tcp_info_segs_out"]),
                         reason="needs cork and TCP_INFO segment counters")
@@ -372,7 +367,7 @@ class TransportTuning:
             server.close()
             await server.wait_closed()
             return counts
-        counts = self.run(main())
+        counts = self.run_in_runner(main())
         assert counts[True] == 30
         assert counts[False] >= 2 * 30 - 3
 
@@ -394,7 +389,7 @@ class TransportTuning:
             await handle.drain(TIMEOUT)
             server.close()
             await server.wait_closed()
-        self.run(main())
+        self.run_in_runner(main())
 
 
 class TestTuningEngineLoop(TransportTuning):

@@ -464,7 +464,7 @@ def test_pythonasynciodebug_sets_debug_mode(env_value, expected):
     assert out.stdout.strip() == expected
 
 
-def test_sock_sendfile_uses_mmap_when_sendfile_fails(loop, tmp_path, monkeypatch):
+def test_sock_sendfile_uses_mmap_when_sendfile_fails(sendfile_roundtrip, tmp_path, monkeypatch):
     content = bytes(range(251)) * 4000
     path = tmp_path / "blob"
     path.write_bytes(content)
@@ -476,27 +476,8 @@ def test_sock_sendfile_uses_mmap_when_sendfile_fails(loop, tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "sendfile", no_sendfile)
 
-    async def main():
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        b.setblocking(False)
-
-        async def drain():
-            got = bytearray()
-            while chunk := await loop.sock_recv(b, 1 << 16):
-                got += chunk
-            return bytes(got)
-
-        reader = asyncio.ensure_future(drain())
-        with open(path, "rb") as f:
-            sent = await loop.sock_sendfile(a, f, offset=7, count=300000)
-            pos = f.tell()
-        a.shutdown(socket.SHUT_WR)
-        data = await reader
-        a.close()
-        b.close()
-        return sent, pos, data
-
-    sent, pos, data = loop.run_until_complete(main())
+    with open(path, "rb") as f:
+        sent, data = sendfile_roundtrip(f, offset=7, count=300000)
+        pos = f.tell()
     assert calls, "sendfile(2) was not tried first"
     assert sent == 300000 and data == content[7:300007] and pos == 300007

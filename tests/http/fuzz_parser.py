@@ -65,27 +65,36 @@ def _join_bodies(events: list[tuple]) -> list[tuple]:
     return out
 
 
+def _feed(p, data: bytes, pieces: list[int] | None, events: list[tuple], check_held) -> None:
+    """Feed ``data`` to the parser ``p`` whole (``pieces`` None) or in pieces of those sizes,
+    adding its events to ``events`` after each feed; ``check_held()`` after each piece."""
+    if pieces is None:
+        p.feed_data(data)
+        events.extend(p.events())
+        return
+    i = 0
+    for n in pieces:
+        if i >= len(data):
+            break
+        p.feed_data(data[i:i + n])
+        i += n
+        events.extend(p.events())
+        check_held()
+
+
 def _run_http(data: bytes, limits: Limits, pieces: list[int] | None) -> tuple:
     p = RequestParser(limits)
     bound = _bound(limits)
     events: list[tuple] = []
     error: tuple | None = None
-    try:
-        if pieces is None:
-            p.feed_data(data)
-            events += p.events()
-        else:
-            i = 0
-            for n in pieces:
-                if i >= len(data):
-                    break
-                p.feed_data(data[i:i + n])
-                i += n
-                events += p.events()
-                if not p.upgrade_pending:
-                    assert p.buffered_bytes <= bound, (p.buffered_bytes, bound)
+
+    def check_held():
         if not p.upgrade_pending:
             assert p.buffered_bytes <= bound, (p.buffered_bytes, bound)
+
+    try:
+        _feed(p, data, pieces, events, check_held)
+        check_held()
         p.feed_eof()
     except HttpParserError as exc:
         assert exc.status_code in HTTP_STATUSES, exc
@@ -136,18 +145,12 @@ def _check_http_events(events: list[tuple], error: tuple | None, limits: Limits)
 def _run_ws(data: bytes, is_server: bool, pieces: list[int] | None) -> tuple:
     p = MessageParser(is_server=is_server, max_message_size=256)
     events: list[tuple] = []
+
+    def check_held():
+        assert p.buffered_bytes <= 256
+
     try:
-        if pieces is None:
-            p.feed_data(data)
-        else:
-            i = 0
-            for n in pieces:
-                if i >= len(data):
-                    break
-                p.feed_data(data[i:i + n])
-                i += n
-                events += p.events()
-                assert p.buffered_bytes <= 256
+        _feed(p, data, pieces, events, check_held)
     except WebSocketError as exc:
         assert exc.code in WS_CODES, exc
         events += p.events()
