@@ -5,7 +5,6 @@ import logging
 
 from loop_case import on_both_loops
 
-import engine
 from engine.serve.config import Config
 from engine.serve.lifespan import Lifespan
 from engine.serve.protocols import ServerState, load_plugin
