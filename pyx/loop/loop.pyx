@@ -152,12 +152,12 @@ cdef _oserror(int neg_errno, str what=None):
     return OSError(e, msg)
 
 
-include "handles.pyx"
-include "watchers.pyx"
-include "sockops.pyx"
-include "bufpool.pyx"
-include "transports.pyx"
-include "endpoints.pyx"
+include "handles.pxi"
+include "watchers.pxi"
+include "sockops.pxi"
+include "bufpool.pxi"
+include "transports.pxi"
+include "endpoints.pxi"
 
 
 # --- dispatch table -------------------------------------------------------------------------------
