@@ -55,6 +55,7 @@ cdef extern from "<time.h>" nogil:
     tm *gmtime_r(const time_t *timep, tm *result)
 
 include "http_consts.pxi"
+include "common/carry.pxi"
 
 
 class HttpParserError(Exception):
@@ -209,6 +210,28 @@ cdef inline bytes _bytes(const unsigned char *s, Py_ssize_t n):
 
 cdef inline bint _is_ows(unsigned char c) noexcept:
     return c == 0x20 or c == 0x09
+
+
+cdef inline bint _list_element(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i,
+                               Py_ssize_t *e0, Py_ssize_t *e1) noexcept:
+    """The next element of a #list field value (RFC 9110 5.6.1: comma-separated, OWS around
+    each) from s[i:n]: sets e0..e1 to it, trimmed (empty elements included), moves i past its
+    comma; False once the value is used up."""
+    cdef Py_ssize_t k = i[0], a, b
+    if k > n:
+        return False
+    a = k
+    while k < n and s[k] != 0x2C:
+        k += 1
+    b = k
+    i[0] = k + 1                                            # past the comma (or the end)
+    while a < b and _is_ows(s[a]):
+        a += 1
+    while b > a and _is_ows(s[b - 1]):
+        b -= 1
+    e0[0] = a
+    e1[0] = b
+    return True
 
 
 cdef inline bint _lower_equals(const unsigned char *s, Py_ssize_t n, const char *lit,
@@ -447,16 +470,7 @@ cdef int _field_te(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1
     """Transfer-Encoding: #transfer-coding, accumulated over all TE field lines."""
     cdef Py_ssize_t i = 0, e0, e1
     p._has_te = True
-    while i <= n:
-        e0 = i
-        while i < n and s[i] != 0x2C:
-            i += 1
-        e1 = i
-        i += 1                                              # past the comma (or the end)
-        while e0 < e1 and _is_ows(s[e0]):
-            e0 += 1
-        while e1 > e0 and _is_ows(s[e1 - 1]):
-            e1 -= 1
+    while _list_element(s, n, &i, &e0, &e1):
         if e0 == e1:
             continue                                        # empty list element
         if not CHAR_CLASS[s[e0]] & CC_TCHAR:
@@ -472,16 +486,7 @@ cdef int _field_te(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1
 
 cdef int _field_connection(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
     cdef Py_ssize_t i = 0, e0, e1
-    while i <= n:
-        e0 = i
-        while i < n and s[i] != 0x2C:
-            i += 1
-        e1 = i
-        i += 1
-        while e0 < e1 and _is_ows(s[e0]):
-            e0 += 1
-        while e1 > e0 and _is_ows(s[e1 - 1]):
-            e1 -= 1
+    while _list_element(s, n, &i, &e0, &e1):
         if _lower_equals(s + e0, e1 - e0, b"close", 5):
             p._conn_close = True
         elif _lower_equals(s + e0, e1 - e0, b"keep-alive", 10):
@@ -493,16 +498,7 @@ cdef int _field_connection(HttpParser p, const unsigned char *s, Py_ssize_t n) e
 
 cdef int _field_expect(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
     cdef Py_ssize_t i = 0, e0, e1
-    while i <= n:
-        e0 = i
-        while i < n and s[i] != 0x2C:
-            i += 1
-        e1 = i
-        i += 1
-        while e0 < e1 and _is_ows(s[e0]):
-            e0 += 1
-        while e1 > e0 and _is_ows(s[e1 - 1]):
-            e1 -= 1
+    while _list_element(s, n, &i, &e0, &e1):
         if _lower_equals(s + e0, e1 - e0, b"100-continue", 12):
             p._expect_100 = True
     return 0
@@ -1043,7 +1039,7 @@ cdef class HttpParser:
         if n == 0:
             return 0
         if self._buf_len > 0 or self._paused or self._state == ST_UPGRADE_PENDING:
-            self._buf_append(data, n)
+            carry_append(&self._buf, &self._buf_len, &self._buf_cap, data, n, BUFFER_INITIAL)
             if self._paused or self._state == ST_UPGRADE_PENDING:
                 return 0
             return self._drive(self._buf, self._buf_len, None, True)
@@ -1051,7 +1047,6 @@ cdef class HttpParser:
 
     cdef int _drive(self, const char *data, Py_ssize_t n, object owner,
                     bint from_buffer) except -1:
-        cdef Py_ssize_t consumed
         self._data = <const unsigned char *>data
         self._pos = 0
         self._end = n
@@ -1072,43 +1067,15 @@ cdef class HttpParser:
             self._in_feed = False
             self._input = None
             self._data = NULL
-            consumed = self._pos
-            if self._state == ST_ERROR or self._state == ST_CLOSED or self._state == ST_UPGRADED:
-                self._buf_len = 0
-            elif from_buffer:
-                if consumed > 0:
-                    memmove(self._buf, self._buf + consumed, self._buf_len - consumed)
-                    self._buf_len -= consumed
-            elif consumed < n:
-                self._buf_append(data + consumed, n - consumed)
-            if self._buf_len == 0 and self._buf_cap > BUFFER_KEEP_CAPACITY:
-                free(self._buf)         # don't keep a burst's worth of memory per connection
-                self._buf = NULL
-                self._buf_cap = 0
+            carry_settle(&self._buf, &self._buf_len, &self._buf_cap, data, n, self._pos,
+                         from_buffer, self._state == ST_ERROR or self._state == ST_CLOSED
+                         or self._state == ST_UPGRADED, BUFFER_INITIAL)
         return 0
 
     cdef int _execute(self) except -1:
         while not self._paused:
             if STATE_TABLE[self._state](self) == 0:
                 break
-        return 0
-
-    cdef int _buf_append(self, const char *data, Py_ssize_t n) except -1:
-        cdef Py_ssize_t need = self._buf_len + n
-        cdef Py_ssize_t cap = self._buf_cap
-        cdef char *nb
-        if need > cap:
-            if cap == 0:
-                cap = BUFFER_INITIAL
-            while cap < need:
-                cap *= 2
-            nb = <char *>realloc(self._buf, cap)
-            if nb == NULL:
-                raise MemoryError()
-            self._buf = nb
-            self._buf_cap = cap
-        memcpy(self._buf + self._buf_len, data, n)
-        self._buf_len = need
         return 0
 
     cdef int _continue_buffered(self) except -1:

@@ -12,7 +12,6 @@ cdef long long DEFAULT_MAX_BODY = 1 << 30  # body bytes (Content-Length or chunk
 
 cdef enum:
     BUFFER_INITIAL = 512                   # first allocation of the carry-over buffer
-    BUFFER_KEEP_CAPACITY = 65536           # a larger carry-over buffer is freed once empty
     MAX_CONTENT_LENGTH_DIGITS = 19         # 10**19 - 1 fits in uint64; above INT64_MAX -> 400
     MAX_CHUNK_SIZE_DIGITS = 16             # 16**16 - 1 fits in uint64; above INT64_MAX -> 400
     VERSION_LEN = 8                        # b"HTTP/1.1"
