@@ -1,6 +1,6 @@
 # Datagram transports (UDP, Unix datagram), pipe transports and subprocess transports.
 #
-# They share _FdTransport (transports.pyx): registration in the fd table as KIND_TRANSPORT, so the
+# They share _FdTransport (transports.pxi; declared in pyx/engine/_loop.pxd): registration in the fd table as KIND_TRANSPORT, so the
 # dispatch table calls their _on_readable/_on_writable directly, and asyncio's flow control.
 #
 # Pipes: a write pipe also watches its fd for *readability*: on Linux a pipe's write end (and a
@@ -59,15 +59,8 @@ cdef class DatagramTransport(_FdTransport):
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
         return t
 
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        self._watch(ENG_EV_READ, False)
-        if not self._queue:
-            self._conn_lost += 1
-            self._watch(ENG_EV_WRITE, False)
-            self._loop.call_soon(self._call_connection_lost, None)
+    cdef bint _writes_pending(self):
+        return bool(self._queue)
 
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
@@ -76,15 +69,27 @@ cdef class DatagramTransport(_FdTransport):
             data, addr = self._sock.recvfrom(DGRAM_READ_MAX)
         except (BlockingIOError, InterruptedError):
             return 0
-        except OSError as exc:
-            self._protocol.error_received(exc)
-            return 0
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, 'Fatal read error on datagram transport')
-            return 0
+            return self._io_error(exc, 'Fatal read error on datagram transport')
         self._protocol.datagram_received(data, addr)
+        return 0
+
+    cdef int _io_error(self, exc, str message) except -1:
+        # as asyncio's: an OSError goes to the protocol's error_received() and the transport
+        # stays open; anything else is fatal
+        if isinstance(exc, OSError):
+            self._protocol.error_received(exc)
+        else:
+            self._fatal_error(exc, message)
+        return 0
+
+    cdef int _send(self, data, addr) except -1:
+        if self._extra['peername']:
+            self._sock.send(data)
+        else:
+            self._sock.sendto(data, addr)
         return 0
 
     def sendto(self, data, addr=None):
@@ -104,20 +109,14 @@ cdef class DatagramTransport(_FdTransport):
             return
         if not self._queue:
             try:
-                if self._extra['peername']:
-                    self._sock.send(data)
-                else:
-                    self._sock.sendto(data, addr)
+                self._send(data, addr)
                 return
             except (BlockingIOError, InterruptedError):
                 self._watch(ENG_EV_WRITE, True)
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._fatal_error(exc, 'Fatal write error on datagram transport')
+                self._io_error(exc, 'Fatal write error on datagram transport')
                 return
         # the caller may reuse a mutable buffer: queue an immutable copy
         data = bytes(data)
@@ -130,22 +129,15 @@ cdef class DatagramTransport(_FdTransport):
             data, addr = self._queue.popleft()
             self._wsize -= len(data) + _DGRAM_OVERHEAD
             try:
-                if self._extra['peername']:
-                    self._sock.send(data)
-                else:
-                    self._sock.sendto(data, addr)
+                self._send(data, addr)
             except (BlockingIOError, InterruptedError):
                 self._queue.appendleft((data, addr))
                 self._wsize += len(data) + _DGRAM_OVERHEAD
                 break
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return 0
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._fatal_error(exc, 'Fatal write error on datagram transport')
-                return 0
+                return self._io_error(exc, 'Fatal write error on datagram transport')
         self._maybe_resume_protocol()
         if not self._queue:
             self._watch(ENG_EV_WRITE, False)
@@ -195,13 +187,6 @@ cdef class ReadPipeTransport(_FdTransport):
             self._loop.call_soon(self._protocol.eof_received)
             self._loop.call_soon(self._call_connection_lost, None)
         return 0
-
-    def close(self):
-        if not self._closing:
-            self._closing = True
-            self._watch(ENG_EV_READ, False)
-            self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
 
     def get_write_buffer_size(self):
         raise AttributeError('get_write_buffer_size')

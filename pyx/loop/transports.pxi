@@ -51,24 +51,7 @@ cdef class _FdTransport:
     """What every fd-backed transport shares: fd-table registration (kind KIND_TRANSPORT, so the
     dispatch table calls _on_readable/_on_writable directly), protocol, extra info, reading
     state and asyncio's write flow control (water marks, pause_writing/resume_writing)."""
-    cdef:
-        Loop _loop
-        readonly object _sock       # the socket or pipe file object; None once closed
-        int _fd
-        object _protocol
-        dict _extra
-        bint _closing
-        bint _paused
-        bint _read_registered
-        bint _write_registered
-        bint _protocol_connected
-        readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
-        int _conn_lost
-        Py_ssize_t _wsize
-        Py_ssize_t _high
-        Py_ssize_t _low
-        object __weakref__
-        dict __dict__               # attributes set by users/tests (asyncio's are Python objects)
+    # fields and C methods: declared in pyx/engine/_loop.pxd
 
     def __init__(self, *args, **kwargs):
         raise TypeError("transports are created by the event loop")
@@ -258,6 +241,22 @@ cdef class _FdTransport:
 
     # --- teardown -----------------------------------------------------------------------------
 
+    def close(self):
+        """Stop reading; the connection is lost once what is queued has been written (the
+        socket and datagram transports; a read pipe has nothing to write; the write pipe has
+        its own close)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._watch(ENG_EV_READ, False)
+        if not self._writes_pending():
+            self._conn_lost += 1
+            self._watch(ENG_EV_WRITE, False)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    cdef bint _writes_pending(self):
+        return False
+
     def abort(self):
         self._close_now(None)
 
@@ -318,15 +317,7 @@ cdef class _FdTransport:
 cdef class SocketTransport(_FdTransport):
     """asyncio.Transport for stream sockets (TCP, Unix)."""
     _start_tls_compatible = True
-    cdef:
-        bint _buffered
-        object _server
-        bint _eof
-        list _wbuf
-        object _empty_waiter        # future: the write buffer drained (loop.sendfile)
-        object _sendfile_op         # the _SockOp of a loop.sendfile() in progress
-        bint _sendfile_busy         # native sendfile in progress: write() refuses
-        readonly long long _sent_total   # bytes the kernel has taken from write() so far
+    # fields and C methods: declared in pyx/engine/_loop.pxd
 
     _sendfile_compatible = _SendfileMode.TRY_NATIVE
 
@@ -379,15 +370,8 @@ cdef class SocketTransport(_FdTransport):
         self._protocol = protocol
         self._protocol_connected = True
 
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        self._watch(ENG_EV_READ, False)
-        if not self._wbuf:
-            self._conn_lost += 1
-            self._watch(ENG_EV_WRITE, False)
-            self._loop.call_soon(self._call_connection_lost, None)
+    cdef bint _writes_pending(self):
+        return bool(self._wbuf)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -574,7 +558,8 @@ cdef class SocketTransport(_FdTransport):
 
     # --- loop.sendfile support ------------------------------------------------------------------
 
-    def _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset, Py_ssize_t count):
+    cpdef Py_ssize_t _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset,
+                                          Py_ssize_t count) except -1:
         """write(head), then as much of file_fd[offset:offset+count] as the kernel takes now
         with sendfile(2), without waiting: returns the file bytes sent; the rest (the socket
         buffer was full, an error, a platform without Linux's sendfile) is for loop.sendfile(),
