@@ -260,7 +260,7 @@ cdef class Loop:
         self._signal_handlers = {}
         self._signal_watchers = {}
         self._idles = []
-        self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pyx READ_MAX
+        self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pxi READ_MAX
         self._timed_idles = []
         self._asyncs = []
         self._prepoll = []
@@ -1415,53 +1415,37 @@ cdef class Loop:
     async def getnameinfo(self, sockaddr, flags=0):
         return await self.run_in_executor(None, _socket.getnameinfo, sockaddr, flags)
 
-    # --- low-level socket operations (sockops.pyx) ------------------------------------------------
+    # --- low-level socket operations (sockops.pxi) ------------------------------------------------
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
-        _check_sock(self, sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECV, n, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECV, n, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECV, n, None)
+        return r
 
     async def sock_recv_into(self, sock, buf):
         """Receive into buf; returns the number of bytes received."""
-        _check_sock(self, sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECV_INTO, buf, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECV_INTO, buf, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECV_INTO, buf, None)
+        return r
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to bufsize bytes; returns (data, address)."""
-        _check_sock(self, sock)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECVFROM, bufsize, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECVFROM, bufsize, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECVFROM, bufsize, None)
+        return r
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf; returns (nbytes, address)."""
-        _check_sock(self, sock)
         if not nbytes:
             nbytes = len(buf)
-        try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECVFROM_INTO, buf, nbytes))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECVFROM_INTO, buf, nbytes)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECVFROM_INTO, buf, nbytes)
+        return r
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken every byte."""
@@ -1481,14 +1465,10 @@ cdef class Loop:
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to address; returns the number of bytes sent."""
-        _check_sock(self, sock)
-        try:
-            return sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_SENDTO, data, address))
-        return await fut
+        r = _sockop_now(self, sock, OP_SENDTO, data, address)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_SENDTO, data, address)
+        return r
 
     async def sock_connect(self, sock, address):
         """Connect a non-blocking socket; host names are resolved with getaddrinfo first."""
@@ -1521,16 +1501,10 @@ cdef class Loop:
 
     async def sock_accept(self, sock):
         """Accept a connection; returns (conn, address), conn non-blocking."""
-        _check_sock(self, sock)
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-            return conn, address
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_ACCEPT, None, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_ACCEPT, None, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_ACCEPT, None, None)
+        return r
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file over a connected SOCK_STREAM socket with sendfile(2); returns bytes sent.
@@ -1725,7 +1699,7 @@ cdef class Loop:
             if total_sent > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total_sent)
 
-    # --- stream transports and servers (transports.pyx) -------------------------------------------
+    # --- stream transports and servers (transports.pxi) -------------------------------------------
 
     def _start_accepting(self, protocol_factory, sock, server, backlog):
         h = Handle.new(self, self._accept_connection, (protocol_factory, sock, server, backlog),
@@ -1903,7 +1877,7 @@ cdef class Loop:
                 sock.close()
             raise
 
-    # --- datagrams, pipes, subprocesses (endpoints.pyx) --------------------------------------------
+    # --- datagrams, pipes, subprocesses (endpoints.pxi) --------------------------------------------
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None,
                                        *, family=0, proto=0, flags=0, reuse_port=None,
