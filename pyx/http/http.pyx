@@ -653,25 +653,40 @@ cdef int st_request_line(HttpParser p) except -1:
     return 1
 
 
-cdef int st_header_line(HttpParser p) except -1:
+cdef inline int _section_line(HttpParser p, bint trailer) except -1:
+    """One line of the header section (or, `trailer`, the trailer section): 1 after a field
+    line, SECTION_END for the empty line that ends the section, 0 if the line is incomplete.
+    The section's size limit counts every line, and an unfinished one as far as it has come."""
     cdef Py_ssize_t lf = _find_lf(p)
     cdef Py_ssize_t n
+    cdef Py_ssize_t limit = p._max_trailer_bytes if trailer else p._max_header_bytes
     cdef const unsigned char *s = p._data + p._pos
     if lf < 0:
-        if p._section_bytes + (p._end - p._pos) > p._max_header_bytes:
-            return _fail(p, 431, "header section too large")
+        if p._section_bytes + (p._end - p._pos) > limit:
+            return _section_too_large(p, trailer)
         return 0
     n = lf - p._pos + 1                               # the line with its LF
     p._section_bytes += n
-    if p._section_bytes > p._max_header_bytes:
-        return _fail(p, 431, "header section too large")
+    if p._section_bytes > limit:
+        return _section_too_large(p, trailer)
     if n == 1 or s[n - 2] != 0x0D:
         return _fail(p, 400, "line not terminated by CRLF")
     p._pos = lf + 1
     if n == 2:
-        return _headers_complete(p)
-    _parse_field_line(p, s, n - 2, False)
+        return SECTION_END
+    _parse_field_line(p, s, n - 2, trailer)
     return 1
+
+
+cdef int _section_too_large(HttpParser p, bint trailer) except -1:
+    return _fail(p, 431, "trailer section too large" if trailer else "header section too large")
+
+
+cdef int st_header_line(HttpParser p) except -1:
+    cdef int r = _section_line(p, False)
+    if r == SECTION_END:
+        return _headers_complete(p)
+    return r
 
 
 cdef inline int _emit_body(HttpParser p, Py_ssize_t n) except -1:
@@ -688,7 +703,9 @@ cdef inline int _emit_body(HttpParser p, Py_ssize_t n) except -1:
     return 1
 
 
-cdef int st_body_length(HttpParser p) except -1:
+cdef inline int _body_bytes(HttpParser p, int state_after) except -1:
+    """Up to p._remaining body bytes of what is there, to on_body; `state_after` once the last
+    has come (the end of a Content-Length body, or of a chunk's data)."""
     cdef Py_ssize_t avail = p._end - p._pos
     cdef Py_ssize_t n
     if avail == 0:
@@ -696,8 +713,12 @@ cdef int st_body_length(HttpParser p) except -1:
     n = <Py_ssize_t>p._remaining if p._remaining < avail else avail
     p._remaining -= n
     if p._remaining == 0:
-        p._state = ST_MESSAGE_COMPLETE
+        p._state = state_after
     return _emit_body(p, n)
+
+
+cdef int st_body_length(HttpParser p) except -1:
+    return _body_bytes(p, ST_MESSAGE_COMPLETE)
 
 
 cdef int _check_chunk_ext(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
@@ -804,57 +825,34 @@ cdef int st_chunk_size(HttpParser p) except -1:
 
 
 cdef int st_chunk_data(HttpParser p) except -1:
-    cdef Py_ssize_t avail = p._end - p._pos
-    cdef Py_ssize_t n
-    if avail == 0:
+    return _body_bytes(p, ST_CHUNK_DATA_CR)
+
+
+cdef inline int _chunk_data_end(HttpParser p, unsigned char expected, int state_after) except -1:
+    """One byte of the CRLF after a chunk's data."""
+    if p._pos >= p._end:
         return 0
-    n = <Py_ssize_t>p._remaining if p._remaining < avail else avail
-    p._remaining -= n
-    if p._remaining == 0:
-        p._state = ST_CHUNK_DATA_CR
-    return _emit_body(p, n)
+    if p._data[p._pos] != expected:
+        return _fail(p, 400, "chunk data not followed by CRLF")
+    p._pos += 1
+    p._state = state_after
+    return 1
 
 
 cdef int st_chunk_data_cr(HttpParser p) except -1:
-    if p._pos >= p._end:
-        return 0
-    if p._data[p._pos] != 0x0D:
-        return _fail(p, 400, "chunk data not followed by CRLF")
-    p._pos += 1
-    p._state = ST_CHUNK_DATA_LF
-    return 1
+    return _chunk_data_end(p, 0x0D, ST_CHUNK_DATA_LF)
 
 
 cdef int st_chunk_data_lf(HttpParser p) except -1:
-    if p._pos >= p._end:
-        return 0
-    if p._data[p._pos] != 0x0A:
-        return _fail(p, 400, "chunk data not followed by CRLF")
-    p._pos += 1
-    p._state = ST_CHUNK_SIZE
-    return 1
+    return _chunk_data_end(p, 0x0A, ST_CHUNK_SIZE)
 
 
 cdef int st_trailer_line(HttpParser p) except -1:
-    cdef Py_ssize_t lf = _find_lf(p)
-    cdef Py_ssize_t n
-    cdef const unsigned char *s = p._data + p._pos
-    if lf < 0:
-        if p._section_bytes + (p._end - p._pos) > p._max_trailer_bytes:
-            return _fail(p, 431, "trailer section too large")
-        return 0
-    n = lf - p._pos + 1
-    p._section_bytes += n
-    if p._section_bytes > p._max_trailer_bytes:
-        return _fail(p, 431, "trailer section too large")
-    if n == 1 or s[n - 2] != 0x0D:
-        return _fail(p, 400, "line not terminated by CRLF")
-    p._pos = lf + 1
-    if n == 2:
+    cdef int r = _section_line(p, True)
+    if r == SECTION_END:
         p._state = ST_MESSAGE_COMPLETE
         return 1
-    _parse_field_line(p, s, n - 2, True)
-    return 1
+    return r
 
 
 cdef int st_message_complete(HttpParser p) except -1:
