@@ -1762,11 +1762,7 @@ cdef class Loop:
                 extra={'peername': addr}, server=server,
                 ssl_handshake_timeout=server._ssl_handshake_timeout,
                 ssl_shutdown_timeout=server._ssl_shutdown_timeout)
-            try:
-                await waiter
-            except BaseException:
-                transport.close()
-                raise
+            await _connected(waiter, transport, protocol)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -1805,12 +1801,7 @@ cdef class Loop:
                 ssl_shutdown_timeout=ssl_shutdown_timeout, **kwargs)
         else:
             transport = SocketTransport.new(self, sock, protocol, waiter, extra, None)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
                         server_hostname=None, ssl_handshake_timeout=None,
@@ -1965,36 +1956,21 @@ cdef class Loop:
         if self._debug:
             _logger().debug("Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
                             local_addr, remote_addr, transport, protocol)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Wrap the read end of a pipe; returns (transport, protocol)."""
         protocol = protocol_factory()
         waiter = aio_Future(loop=self)
         transport = ReadPipeTransport.new(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Wrap the write end of a pipe; returns (transport, protocol)."""
         protocol = protocol_factory()
         waiter = aio_Future(loop=self)
         transport = WritePipeTransport.new(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def subprocess_exec(self, protocol_factory, program, *args, stdin=_subprocess.PIPE,
                               stdout=_subprocess.PIPE, stderr=_subprocess.PIPE,
@@ -2423,6 +2399,17 @@ class _SendfileDrain(_asyncio.Protocol):
             fut.cancel()
         if self._should_resume_writing and not self._transport._protocol_paused:
             self._proto.resume_writing()
+
+
+async def _connected(waiter, transport, protocol):
+    """(transport, protocol) once the waiter says the new transport is connected (connection
+    made, TLS handshake done); a failure or cancellation closes the transport."""
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport, protocol
 
 
 def _set_result_unless_cancelled(fut, result):
