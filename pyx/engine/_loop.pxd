@@ -186,6 +186,7 @@ cdef class Loop:
     cdef int _check_closed(self) except -1
     cdef int _check_thread(self) except -1
     cdef Handle _make_handle(self, callback, tuple args, context, str method)
+    cdef TimerHandle _timer_at(self, double when, callback, tuple args, context, str method)
     cdef int _report_watcher_error(self, Watcher w, BaseException exc) except -1
     cdef int _signal_install(self, int sig) except -1
     cdef int _signal_uninstall_if_unused(self, int sig) except -1
@@ -223,8 +224,10 @@ cdef class _FdTransport:
     cdef int _watch(self, int which, bint on) except -1
     cdef int _maybe_pause_protocol(self) except -1
     cdef int _maybe_resume_protocol(self) except -1
+    cdef int _tell_protocol(self, bint pause) except -1
     cdef bint _writes_pending(self)     # close() waits for these to be written
     cdef int _drop_write_buffer(self) except -1
+    cdef int _write_after_lost(self, str warning) except -1
     cdef int _fatal_error(self, exc, str message) except -1
     cdef int _close_now(self, exc) except -1
     cdef int _detach(self) except -1

@@ -1,7 +1,9 @@
-# Datagram transports (UDP, Unix datagram), pipe transports and subprocess transports.
+# Datagram transports (UDP, Unix datagram), pipe transports and subprocess transports (included
+# by loop.pyx into engine._loop; declared only here: nothing outside the module cimports them).
 #
-# They share _FdTransport (transports.pxi; declared in pyx/engine/_loop.pxd): registration in the fd table as KIND_TRANSPORT, so the
-# dispatch table calls their _on_readable/_on_writable directly, and asyncio's flow control.
+# They derive from _FdTransport (transports.pxi; declared in pyx/engine/_loop.pxd): registration
+# in the fd table as KIND_TRANSPORT, so the dispatch table calls their _on_readable/_on_writable
+# directly, asyncio's flow control, close() and teardown.
 #
 # Pipes: a write pipe also watches its fd for *readability*: on Linux a pipe's write end (and a
 # socket) polls readable when the read end is closed, which is how asyncio notices a reader that
@@ -93,9 +95,7 @@ cdef class DatagramTransport(_FdTransport):
         return 0
 
     def sendto(self, data, addr=None):
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+        _check_bytes_like(data)
         if not data and not _DGRAM_EMPTY_OK:
             return
         if self._address:
@@ -103,9 +103,7 @@ cdef class DatagramTransport(_FdTransport):
                 raise ValueError(f'Invalid address: must be None or {self._address}')
             addr = self._address
         if self._conn_lost and self._address:
-            if self._conn_lost >= _LOG_CONNLOST_WRITES:
-                _logger().warning('socket.send() raised exception.')
-            self._conn_lost += 1
+            self._write_after_lost('socket.send() raised exception.')
             return
         if not self._queue:
             try:
@@ -235,18 +233,14 @@ cdef class WritePipeTransport(_FdTransport):
 
     def write(self, data):
         cdef Py_ssize_t n = 0, size
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+        _check_bytes_like(data)
         if isinstance(data, bytearray):
             data = memoryview(data)
         size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
         if not size:
             return
         if self._conn_lost or self._closing:
-            if self._conn_lost >= _LOG_CONNLOST_WRITES:
-                _logger().warning('pipe closed by peer or os.write(pipe, data) raised exception.')
-            self._conn_lost += 1
+            self._write_after_lost('pipe closed by peer or os.write(pipe, data) raised exception.')
             return
         if not self._buf:
             try:
@@ -332,12 +326,7 @@ cdef class WritePipeTransport(_FdTransport):
 
 
 cdef str _pipe_repr(_FdTransport t):
-    info = [type(t).__name__]
-    if t._sock is None:
-        info.append('closed')
-    elif t._closing:
-        info.append('closing')
-    info.append(f'fd={t._fd}')
+    info = _repr_head(t)
     if t._sock is not None:
         info.append('open')
         info.append('polling' if (t._read_registered or t._write_registered) else 'idle')

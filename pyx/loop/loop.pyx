@@ -1,7 +1,11 @@
 # engine._loop: an asyncio event loop written in Cython on epoll (Linux) or kqueue (BSD/macOS).
 #
-# The loop is one compiled unit: handles, watchers and the loop are `include`d here (uvloop's
-# layout) and declared in loop.pxd. It waits in exactly one place with the GIL released
+# The loop is one compiled unit: this file (the Loop and its dispatch table) `include`s the
+# fragments beside it in pyx/loop/ -- consts.pxi (tunables, watcher kinds), handles.pxi,
+# watchers.pxi, sockops.pxi (loop.sock_*), bufpool.pxi, transports.pxi (stream transports,
+# Server), endpoints.pxi (datagrams, pipes, subprocesses). What other modules may cimport is
+# declared in pyx/engine/_loop.pxd (Cython reads it as this module's .pxd); the Python-facing
+# types are in engine/_loop.pyi. It waits in exactly one place with the GIL released
 # (Loop._run_once) and dispatches fd events through a table of C function pointers indexed by the
 # watcher kind registered for the fd.
 
@@ -876,6 +880,21 @@ cdef class Loop:
             h._source_traceback = _extract_stack(_sys_getframe(0))
         return h
 
+    cdef TimerHandle _timer_at(self, double when, callback, tuple args, context, str method):
+        """call_at/call_later once the arguments are checked: a TimerHandle in the heap."""
+        cdef TimerHandle t
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, method)
+        if context is None:
+            context = PyContext_CopyCurrent()
+        t = TimerHandle.new_timer(self, when, callback, args, context)
+        if self._debug:
+            t._source_traceback = _extract_stack(_sys_getframe(0))
+        self._heap_push(t)
+        t._scheduled = True
+        return t
+
     # --- scheduling -------------------------------------------------------------------------------
 
     def call_soon(self, callback, *args, context=None):
@@ -915,54 +934,27 @@ cdef class Loop:
         cdef Handle h
         if self._closed:
             raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_callback(callback, 'call_soon_threadsafe')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        h = Handle.new(self, callback, args, context)
-        if self._debug:
-            h._source_traceback = _extract_stack(_sys_getframe(0))
+        h = self._make_handle(callback, args, context, 'call_soon_threadsafe')
         self._ready_push(h)
         self._wakeup()
         return h
 
     def call_at(self, when, callback, *args, context=None):
         """Arrange for callback(*args) to be called at loop.time() == when."""
-        cdef TimerHandle t
         if when is None:
             raise TypeError("when cannot be None")
         if self._closed:
             raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, 'call_at')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        t = TimerHandle.new_timer(self, when, callback, args, context)
-        if self._debug:
-            t._source_traceback = _extract_stack(_sys_getframe(0))
-        self._heap_push(t)
-        t._scheduled = True
-        return t
+        return self._timer_at(when, callback, args, context, 'call_at')
 
     def call_later(self, delay, callback, *args, context=None):
         """Arrange for callback(*args) to be called after `delay` seconds."""
-        cdef TimerHandle t
         if delay is None:
             raise TypeError('delay must not be None')
         if self._closed:
             raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, 'call_later')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        t = TimerHandle.new_timer(self, eng_monotonic() + <double>delay, callback, args, context)
-        if self._debug:
-            t._source_traceback = _extract_stack(_sys_getframe(0))
-        self._heap_push(t)
-        t._scheduled = True
-        return t
+        return self._timer_at(eng_monotonic() + <double>delay, callback, args, context,
+                              'call_later')
 
     def time(self):
         """The loop's clock: the same clock as time.monotonic()."""

@@ -1,4 +1,8 @@
-# Stream transports over TCP and Unix sockets, the accept path and the Server object.
+# Stream transports (included by loop.pyx into engine._loop; the classes are declared in
+# pyx/engine/_loop.pxd): _FdTransport, what every fd-backed transport shares (the datagram and
+# pipe transports of endpoints.pxi derive from it too), SocketTransport over TCP and Unix
+# sockets, and the Server object that create_server returns. The accept loop itself is
+# Loop._accept_connection in loop.pyx.
 #
 # A SocketTransport sits in the fd table as both reader and writer (kind KIND_TRANSPORT); the
 # dispatch table calls _on_readable / _on_writable directly, with no Handle per event.
@@ -40,6 +44,24 @@ cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water m
 cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
 
 
+cdef inline int _check_bytes_like(object data) except -1:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f'data argument must be a bytes-like object, '
+                        f'not {type(data).__name__!r}')
+    return 0
+
+
+cdef list _repr_head(_FdTransport t):
+    """The start of every transport's repr: type, closed/closing, fd."""
+    info = [type(t).__name__]
+    if t._sock is None:
+        info.append('closed')
+    elif t._closing:
+        info.append('closing')
+    info.append(f'fd={t._fd}')
+    return info
+
+
 cdef _set_nodelay(sock):
     if (sock.family in (_AF_INET, _AF_INET6) and sock.type == _SOCK_STREAM
             and sock.proto == _socket.IPPROTO_TCP):
@@ -68,12 +90,7 @@ cdef class _FdTransport:
         return 0
 
     def __repr__(self):
-        info = [type(self).__name__]
-        if self._sock is None:
-            info.append('closed')
-        elif self._closing:
-            info.append('closing')
-        info.append(f'fd={self._fd}')
+        info = _repr_head(self)
         if self._sock is not None:
             info.append('read=' + ('polling' if self._read_registered else 'idle'))
             info.append(f'write=<{"polling" if self._write_registered else "idle"}, '
@@ -216,27 +233,29 @@ cdef class _FdTransport:
         if self._wsize <= self._high or self._protocol_paused:
             return 0
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                'message': 'protocol.pause_writing() failed', 'exception': exc,
-                'transport': self, 'protocol': self._protocol})
-        return 0
+        return self._tell_protocol(True)
 
     cdef int _maybe_resume_protocol(self) except -1:
         if self._protocol_paused and self._wsize <= self._low:
             self._protocol_paused = False
-            try:
+            return self._tell_protocol(False)
+        return 0
+
+    cdef int _tell_protocol(self, bint pause) except -1:
+        # protocol.pause_writing() / resume_writing(); what they raise goes to the loop's
+        # exception handler, as asyncio's
+        try:
+            if pause:
+                self._protocol.pause_writing()
+            else:
                 self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    'message': 'protocol.resume_writing() failed', 'exception': exc,
-                    'transport': self, 'protocol': self._protocol})
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': ('protocol.pause_writing() failed' if pause
+                            else 'protocol.resume_writing() failed'),
+                'exception': exc, 'transport': self, 'protocol': self._protocol})
         return 0
 
     # --- teardown -----------------------------------------------------------------------------
@@ -266,6 +285,13 @@ cdef class _FdTransport:
 
     cdef int _drop_write_buffer(self) except -1:
         self._wsize = 0
+        return 0
+
+    cdef int _write_after_lost(self, str warning) except -1:
+        # a write after the connection was lost is dropped; asyncio warns once there were many
+        if self._conn_lost >= _LOG_CONNLOST_WRITES:
+            _logger().warning(warning)
+        self._conn_lost += 1
         return 0
 
     cdef int _fatal_error(self, exc, str message) except -1:
@@ -439,18 +465,14 @@ cdef class SocketTransport(_FdTransport):
 
     cdef int _write(self, object data) except -1:
         cdef Py_ssize_t n = 0, size
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+        _check_bytes_like(data)
         if self._eof:
             raise RuntimeError('Cannot call write() after write_eof()')
         size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
         if not size:
             return 0
         if self._conn_lost:
-            if self._conn_lost >= _LOG_CONNLOST_WRITES:
-                _logger().warning('socket.send() raised exception.')
-            self._conn_lost += 1
+            self._write_after_lost('socket.send() raised exception.')
             return 0
         if not self._wbuf:
             try:
@@ -504,9 +526,7 @@ cdef class SocketTransport(_FdTransport):
             return
         was_empty = not self._wbuf
         for data in list_of_data:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f'data argument must be a bytes-like object, '
-                                f'not {type(data).__name__!r}')
+            _check_bytes_like(data)
             size = len(data) if not isinstance(data, memoryview) else data.nbytes
             if size:
                 self._queue(data, 0, size)
