@@ -1,5 +1,9 @@
 # engine._asgi: the ASGI 3.0 HTTP/1.1 (+ WebSocket) server protocol, on engine._http's parser.
 #
+# Beside it in pyx/asgi/: ws_session.pxi (the ASGI websocket scope). It cimports engine._http's
+# HttpParser, engine._ws's FrameParser and engine._loop's SocketTransport (pyx/engine/*.pxd);
+# nothing cimports this module, so it has no .pxd. Python types: engine/_asgi.pyi.
+#
 # One HttpProtocol per connection. It *is* the parser (a Cython subclass of engine._http's
 # HttpParser whose hooks are C calls), and an asyncio.Protocol for any loop. Per request it
 # builds the scope and a RequestCycle whose receive()/send() are the ASGI callables; the app runs

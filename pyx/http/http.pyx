@@ -1,5 +1,9 @@
 # engine._http: an IO-free, incremental HTTP/1.1 request parser and a response serializer.
 #
+# Beside it in pyx/http/: http_consts.pxi (tunables, parser states) and response.pxi (the
+# serializer); the carry buffer is pyx/common/carry.pxi, shared with engine._ws. Declarations for
+# Cython users (HttpParser and its hooks): pyx/engine/_http.pxd; Python types: engine/_http.pyi.
+#
 # No sockets here (h11's lesson): bytes go in through feed_data(), results come out through C
 # hooks that a Cython subclass overrides (on_request / on_body / on_message_complete). The state
 # machine is dispatched through STATE_TABLE, one C function per state. Input is parsed in place;

@@ -1,4 +1,4 @@
-# Tunables and internal enums of engine._http, in one place.
+# Tunables and internal enums of engine._http, in one place (included by http.pyx).
 
 # Default limits (engine._http.Limits); every one is a constructor keyword.
 cdef enum:

@@ -1,4 +1,5 @@
-# Handles: what call_soon / call_later return. API-compatible with asyncio.Handle / TimerHandle
+# Handles (included by loop.pyx; declared in pyx/engine/_loop.pxd): what call_soon / call_later
+# return. API-compatible with asyncio.Handle / TimerHandle
 # (cancel, cancelled, when, get_context, repr), allocated from a freelist, constructed only by the
 # loop (Python cannot instantiate them).
 

@@ -1,8 +1,9 @@
-# Low-level socket operations: loop.sock_recv / sock_recv_into / sock_recvfrom /
+# Low-level socket operations (included by loop.pyx; the loop.sock_* methods themselves are in
+# loop.pyx, the machinery here): loop.sock_recv / sock_recv_into / sock_recvfrom /
 # sock_recvfrom_into / sock_sendall / sock_sendto / sock_connect / sock_accept, with asyncio's
 # semantics (each is a coroutine; the socket must be non-blocking, checked in debug mode).
 #
-# Each first tries the syscall at once. Only when the kernel says EAGAIN does it park a _SockOp in
+# Each first tries the syscall at once (_sockop_now). Only when the kernel says EAGAIN does it park a _SockOp in
 # the fd table (kind KIND_SOCKOP): the dispatch table calls its _step() when the fd is ready,
 # which retries the syscall and resolves the future -- no Handle, no add_reader()/functools.partial
 # round trip. Cancelling the awaiting task removes the op from the fd table.

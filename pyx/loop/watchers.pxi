@@ -1,4 +1,4 @@
-# Public libev-style watchers. Each one is tied to a loop, started with start() and stopped with
+# Public libev-style watchers (included by loop.pyx; declared in pyx/engine/_loop.pxd). Each one is tied to a loop, started with start() and stopped with
 # stop(); its callback is called as callback(watcher, revents). From Cython, subclass a watcher and
 # override `cdef int _fire(self, int revents) except -1` to be called at C speed without the Python
 # callback.

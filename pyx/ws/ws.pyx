@@ -1,5 +1,9 @@
 # engine._ws: IO-free WebSocket (RFC 6455) handshake helpers and frame codec.
 #
+# Beside it in pyx/ws/: ws_consts.pxi (tunables, opcodes, parser states); the carry buffer is
+# pyx/common/carry.pxi, shared with engine._http. Declarations for Cython users (FrameParser and
+# its hooks): pyx/engine/_ws.pxd; Python types: engine/_ws.pyi.
+#
 # RFC 6455 facts relied on:
 # * Opening handshake (§4.2.1): an HTTP/1.1 GET with Host, "Upgrade: websocket", a "Connection"
 #   containing "Upgrade", Sec-WebSocket-Key = base64 of 16 bytes, Sec-WebSocket-Version: 13.
