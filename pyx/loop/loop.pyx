@@ -1568,19 +1568,9 @@ cdef class Loop:
             await drain.restore()
 
     async def _sendfile_mmap(self, SocketTransport transport, file, offset, count):
-        import mmap as _mmap
-        try:
-            fileno = file.fileno()
-            size = _os.fstat(fileno).st_size
-        except (AttributeError, OSError, _io_UnsupportedOperation):
-            raise _SendfileNotAvailableError("not a regular file")
-        end = size if count is None else min(size, offset + count)
-        if end <= offset:
+        m, end = _map_file(file, offset, count)
+        if m is None:
             return 0
-        try:
-            m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            raise _SendfileNotAvailableError("file cannot be mapped")
         await transport._drained()
         start = transport._sent_total
         try:
@@ -1638,19 +1628,9 @@ cdef class Loop:
             (<SocketTransport>owner)._sendfile_op = None
 
     async def _sock_sendfile_mmap(self, sock, file, offset, count):
-        import mmap as _mmap
-        try:
-            fileno = file.fileno()
-            size = _os.fstat(fileno).st_size
-        except (AttributeError, OSError, _io_UnsupportedOperation):
-            raise _SendfileNotAvailableError("not a regular file")
-        end = size if count is None else min(size, offset + count)
-        if end <= offset:
+        m, end = _map_file(file, offset, count)
+        if m is None:
             return 0
-        try:
-            m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            raise _SendfileNotAvailableError("file cannot be mapped")
         total = 0
         try:
             with memoryview(m) as whole:

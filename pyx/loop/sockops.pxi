@@ -176,6 +176,26 @@ cdef int _sendfile_update_filepos(int file_fd, Py_ssize_t offset, Py_ssize_t tot
     return 0
 
 
+cdef tuple _map_file(file, offset, count):
+    """(a read-only mmap(2) of file up to offset + count or its end, that end) for the sendfile
+    fallbacks that write views of it; (None, end) when nothing lies past offset. A file that
+    is not regular or cannot be mapped raises SendfileNotAvailableError (the next fallback)."""
+    import mmap as _mmap
+    try:
+        fileno = file.fileno()
+        size = _os.fstat(fileno).st_size
+    except (AttributeError, OSError, _io_UnsupportedOperation):
+        raise _SendfileNotAvailableError("not a regular file")
+    end = size if count is None else min(size, offset + count)
+    if end <= offset:
+        return None, end
+    try:
+        m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        raise _SendfileNotAvailableError("file cannot be mapped")
+    return m, end
+
+
 cdef int _check_sendfile_params(sock, file, offset, count) except -1:
     if 'b' not in getattr(file, 'mode', 'b'):
         raise ValueError("file should be opened in binary mode")
