@@ -1130,14 +1130,8 @@ cdef class HttpParser:
         """Refuse the pending upgrade: go on parsing HTTP/1.1 (after CONNECT: close)."""
         if self._state != ST_UPGRADE_PENDING:
             raise RuntimeError("decline_upgrade() needs a pending upgrade")
-        if self._is_connect:
-            self._state = ST_CLOSED
-            if not self._in_feed:
-                self._buf_len = 0
-            else:
-                self._pos = self._end
-            return None
-        if not self.keep_alive:
+        if self._is_connect or not self.keep_alive:
+            # a refused tunnel, or a request after which the connection closes: nothing more
             self._state = ST_CLOSED
             if not self._in_feed:
                 self._buf_len = 0
