@@ -1,4 +1,7 @@
-"""Type stubs for engine._asgi (the ASGI HTTP/1.1 + WebSocket server protocol)."""
+"""Type stubs for engine._asgi (the ASGI HTTP/1.1 + WebSocket server protocol).
+
+Built from pyx/asgi/asgi.pyx (+ pyx/asgi/ws_session.pxi); no .pxd (nothing cimports it).
+"""
 import asyncio
 from typing import Any
 

@@ -1,4 +1,7 @@
-"""Type stubs for engine._http (IO-free HTTP/1.1 request parser and response serializer)."""
+"""Type stubs for engine._http (IO-free HTTP/1.1 request parser and response serializer).
+
+Built from pyx/http/http.pyx (+ pyx/http/*.pxi); Cython declarations in pyx/engine/_http.pxd.
+"""
 from collections.abc import Iterable
 from typing import Any, Literal
 

@@ -1,4 +1,8 @@
-"""Type stubs for engine._loop (the compiled loop and watchers)."""
+"""Type stubs for engine._loop: the compiled loop, handles, watchers and buffer pool (the
+transports are the loop's own, created by it: Python code sees them as asyncio transports).
+
+Built from pyx/loop/loop.pyx (+ pyx/loop/*.pxi); Cython declarations in pyx/engine/_loop.pxd.
+"""
 import asyncio
 import concurrent.futures
 import contextvars

@@ -1,4 +1,7 @@
-"""Type stubs for engine._ws (IO-free WebSocket handshake helpers and frame codec)."""
+"""Type stubs for engine._ws (IO-free WebSocket handshake helpers and frame codec).
+
+Built from pyx/ws/ws.pyx (+ pyx/ws/*.pxi); Cython declarations in pyx/engine/_ws.pxd.
+"""
 from collections.abc import Iterable
 from typing import Any, Literal
 

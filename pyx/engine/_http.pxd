@@ -106,7 +106,6 @@ cdef class HttpParser:
     cdef int _feed(self, const char *data, Py_ssize_t n, object owner) except -1
     cdef int _drive(self, const char *data, Py_ssize_t n, object owner, bint from_buffer) except -1
     cdef int _execute(self) except -1
-    cdef int _buf_append(self, const char *data, Py_ssize_t n) except -1
     cdef int _continue_buffered(self) except -1
     cdef int _check_eof(self) except -1
     cdef int _raise_error(self) except -1

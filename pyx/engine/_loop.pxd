@@ -1,7 +1,9 @@
-# Declarations of engine._loop, cimportable from Cython:  from engine._loop cimport Loop, IO, Watcher
+# Declarations of engine._loop (implemented in pyx/loop/loop.pyx and its pyx/loop/*.pxi
+# fragments), cimportable from Cython:  from engine._loop cimport Loop, IO, Watcher, SocketTransport
+# The fd table, timer heap and ready ring (structs), handles (handles.pxi), watchers (watchers.pxi),
+# the stream transports (transports.pxi) and the Loop (loop.pyx).
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
-
 
 
 cdef struct FdSlot:
@@ -184,6 +186,77 @@ cdef class Loop:
     cdef int _check_closed(self) except -1
     cdef int _check_thread(self) except -1
     cdef Handle _make_handle(self, callback, tuple args, context, str method)
+    cdef TimerHandle _timer_at(self, double when, callback, tuple args, context, str method)
     cdef int _report_watcher_error(self, Watcher w, BaseException exc) except -1
     cdef int _signal_install(self, int sig) except -1
     cdef int _signal_uninstall_if_unused(self, int sig) except -1
+
+
+# --- stream transports (pyx/loop/transports.pxi) ------------------------------------------------
+
+cdef class _FdTransport:
+    # what every fd-backed transport shares (the datagram and pipe transports of endpoints.pxi
+    # derive from it too): fd-table registration, protocol, extra info, write flow control
+    cdef:
+        Loop _loop
+        readonly object _sock       # the socket or pipe file object; None once closed
+        int _fd
+        object _protocol
+        dict _extra
+        bint _closing
+        bint _paused
+        bint _read_registered
+        bint _write_registered
+        bint _protocol_connected
+        readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
+        int _conn_lost
+        Py_ssize_t _wsize
+        Py_ssize_t _high
+        Py_ssize_t _low
+        object __weakref__
+        dict __dict__               # attributes set by users/tests (asyncio's are Python objects)
+
+    cdef int _init_base(self, Loop loop, object sock, int fd, object protocol) except -1
+    cdef int _on_readable(self) except -1
+    cdef int _on_writable(self) except -1
+    cdef object _read_chunk(self, bint is_socket)
+    cdef int _read_event(self, bint is_socket, str what) except -1
+    cdef int _watch(self, int which, bint on) except -1
+    cdef int _maybe_pause_protocol(self) except -1
+    cdef int _maybe_resume_protocol(self) except -1
+    cdef int _tell_protocol(self, bint pause) except -1
+    cdef bint _writes_pending(self)     # close() waits for these to be written
+    cdef int _drop_write_buffer(self) except -1
+    cdef int _write_after_lost(self, str warning) except -1
+    cdef int _fatal_error(self, exc, str message) except -1
+    cdef int _close_now(self, exc) except -1
+    cdef int _detach(self) except -1
+    cdef int _release_waiters(self) except -1
+
+
+cdef class SocketTransport(_FdTransport):
+    # asyncio.Transport for stream sockets (TCP, Unix); what engine._asgi writes responses to
+    cdef:
+        bint _buffered
+        object _server
+        bint _eof
+        list _wbuf
+        object _empty_waiter        # future: the write buffer drained (loop.sendfile)
+        object _sendfile_op         # the _SockOp of a loop.sendfile() in progress
+        bint _sendfile_busy         # native sendfile in progress: write() refuses
+        readonly long long _sent_total   # bytes the kernel has taken from write() so far
+
+    @staticmethod
+    cdef SocketTransport new(Loop loop, object sock, object protocol, object waiter,
+                             object extra, object server)
+    cdef int _fill_extra(self) except -1
+    cdef int _read_buffered(self) except -1
+    cdef int _on_eof(self) except -1
+    # write(data) without the Python call: what write() does once sendfile is not in progress
+    cdef int _write(self, object data) except -1
+    cdef Py_ssize_t _send_now(self, object data) except -1
+    cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1
+    # write(head), then sendfile(2) of file_fd[offset:offset+count] as far as the kernel takes it
+    # now: the file bytes sent (the rest is for loop.sendfile)
+    cpdef Py_ssize_t _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset,
+                                          Py_ssize_t count) except -1

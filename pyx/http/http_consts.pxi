@@ -1,4 +1,4 @@
-# Tunables and internal enums of engine._http, in one place.
+# Tunables and internal enums of engine._http, in one place (included by http.pyx).
 
 # Default limits (engine._http.Limits); every one is a constructor keyword.
 cdef enum:
@@ -11,8 +11,7 @@ cdef enum:
 cdef long long DEFAULT_MAX_BODY = 1 << 30  # body bytes (Content-Length or chunked total) -> 413
 
 cdef enum:
-    BUFFER_INITIAL = 512                   # first allocation of the carry-over buffer
-    BUFFER_KEEP_CAPACITY = 65536           # a larger carry-over buffer is freed once empty
+    BUFFER_INITIAL = 512                   # first allocation of the carry buffer (common/carry.pxi)
     MAX_CONTENT_LENGTH_DIGITS = 19         # 10**19 - 1 fits in uint64; above INT64_MAX -> 400
     MAX_CHUNK_SIZE_DIGITS = 16             # 16**16 - 1 fits in uint64; above INT64_MAX -> 400
     VERSION_LEN = 8                        # b"HTTP/1.1"
@@ -34,6 +33,9 @@ cdef enum:
     ST_CLOSED = 11           # the connection will close (no keep-alive): input is discarded
     ST_ERROR = 12            # a request was rejected: every later call raises the same error
     ST_COUNT = 13
+
+cdef enum:
+    SECTION_END = 2          # _section_line(): the empty line that ends the header/trailer section
 
 # Character classes (bit flags in CHAR_CLASS[256]).
 cdef enum:

@@ -1,4 +1,5 @@
-# Response serialization (included by parser.pyx into engine._http).
+# Response serialization (included by http.pyx into engine._http; response_head and
+# current_date are declared for Cython callers in pyx/engine/_http.pxd).
 #
 # status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF (RFC 9112 §4); a server
 # answers with its own highest version, HTTP/1.1, whatever the request's minor version was

@@ -1,3 +1,5 @@
+# The poller contract of pyx/poller/poller.h (one backend compiled in, chosen by
+# engine_features.h). `events` is the backend's event array, opaque here.
 cdef extern from "poller/poller.h" nogil:
     ctypedef struct eng_poller:
         int fd

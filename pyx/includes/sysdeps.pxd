@@ -1,3 +1,6 @@
+# What engine._loop takes from the platform layer: sysdeps.h (clock, wake-up fd, pipes, sendfile,
+# MSG_MORE), probes.h (probe facts and policy as tables) and sockopts.c (option numbers, the
+# struct tcp_info layout).
 from libc.stdint cimport int64_t
 
 cdef extern from "sysdeps.h" nogil:

@@ -13,27 +13,17 @@
  *    Python's signal handlers. Its timeout is in milliseconds; callers round up so that a timer is
  *    never woken for early.
  */
+/* Included by poller/poller.h, which defines eng_poller (fd, capacity, events of struct epoll_event) and
+ * open/grow/close; this file supplies eng_backend_create and set/wait/event. */
 #ifndef ENGINE_POLLER_EPOLL_H
 #define ENGINE_POLLER_EPOLL_H
 
 #include <errno.h>
-#include <stdlib.h>
 #include <sys/epoll.h>
-#include <unistd.h>
 
-typedef struct eng_poller {
-    int fd;
-    int capacity;
-    struct epoll_event *events;
-} eng_poller;
-
-static int eng_poller_open(eng_poller *p, int capacity) {
-    p->fd = epoll_create1(EPOLL_CLOEXEC);
-    if (p->fd < 0) return -errno;
-    p->capacity = capacity > 0 ? capacity : 64;
-    p->events = (struct epoll_event *)malloc(sizeof(struct epoll_event) * (size_t)p->capacity);
-    if (p->events == NULL) { close(p->fd); p->fd = -1; return -ENOMEM; }
-    return 0;
+static int eng_backend_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 static int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
@@ -81,23 +71,6 @@ static void eng_poller_event(eng_poller *p, int i, int *fd, int *revents) {
     if (e & EPOLLOUT) r |= ENG_EV_WRITE;
     if (e & (EPOLLERR | EPOLLHUP)) r |= ENG_EV_READ | ENG_EV_WRITE | ENG_EV_ERROR;
     *revents = r;
-}
-
-static int eng_poller_grow(eng_poller *p) {
-    int cap = p->capacity * 2;
-    struct epoll_event *ev = (struct epoll_event *)realloc(p->events, sizeof(struct epoll_event) * (size_t)cap);
-    if (ev == NULL) return -ENOMEM;
-    p->events = ev;
-    p->capacity = cap;
-    return 0;
-}
-
-static void eng_poller_close(eng_poller *p) {
-    if (p->fd >= 0) close(p->fd);
-    p->fd = -1;
-    free(p->events);
-    p->events = NULL;
-    p->capacity = 0;
 }
 
 #endif

@@ -16,31 +16,22 @@
  *  - kevent() fails with EINTR when a signal handler runs; the caller retries.
  *  - kqueue descriptors are not inherited by fork() children.
  */
+/* Included by poller/poller.h, which defines eng_poller (fd, capacity, events of struct kevent) and
+ * open/grow/close; this file supplies eng_backend_create and set/wait/event. */
 #ifndef ENGINE_POLLER_KQUEUE_H
 #define ENGINE_POLLER_KQUEUE_H
 
 #include <errno.h>
-#include <stdlib.h>
 #include <sys/types.h>
 #include <sys/event.h>
 #include <sys/time.h>
 #include <fcntl.h>
-#include <unistd.h>
 
-typedef struct eng_poller {
-    int fd;
-    int capacity;
-    struct kevent *events;
-} eng_poller;
-
-static int eng_poller_open(eng_poller *p, int capacity) {
-    p->fd = kqueue();
-    if (p->fd < 0) return -errno;
-    (void)fcntl(p->fd, F_SETFD, FD_CLOEXEC);
-    p->capacity = capacity > 0 ? capacity : 64;
-    p->events = (struct kevent *)malloc(sizeof(struct kevent) * (size_t)p->capacity);
-    if (p->events == NULL) { close(p->fd); p->fd = -1; return -ENOMEM; }
-    return 0;
+static int eng_backend_create(void) {
+    int fd = kqueue();
+    if (fd < 0) return -errno;
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
 }
 
 static int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
@@ -90,23 +81,6 @@ static void eng_poller_event(eng_poller *p, int i, int *fd, int *revents) {
     if (ev->flags & EV_ERROR) r |= ENG_EV_READ | ENG_EV_WRITE | ENG_EV_ERROR;
     if ((ev->flags & EV_EOF) && ev->filter == EVFILT_WRITE) r |= ENG_EV_ERROR;
     *revents = r;
-}
-
-static int eng_poller_grow(eng_poller *p) {
-    int cap = p->capacity * 2;
-    struct kevent *ev = (struct kevent *)realloc(p->events, sizeof(struct kevent) * (size_t)cap);
-    if (ev == NULL) return -ENOMEM;
-    p->events = ev;
-    p->capacity = cap;
-    return 0;
-}
-
-static void eng_poller_close(eng_poller *p) {
-    if (p->fd >= 0) close(p->fd);
-    p->fd = -1;
-    free(p->events);
-    p->events = NULL;
-    p->capacity = 0;
 }
 
 #endif

@@ -14,6 +14,12 @@
  *   void eng_poller_close(eng_poller *p)
  *
  * The loop never knows which backend it sits on.
+ *
+ * This file holds what every backend shares: the eng_poller struct (the kernel object's fd and a
+ * preallocated event array that grows by doubling when a wait fills it), open/grow/close. The
+ * backend chosen below names its event record (ENG_POLLER_EV) and the kernel object's constructor
+ * (eng_backend_create: a close-on-exec fd or -errno), then supplies set/wait/event in
+ * poller/<backend>.h.
  */
 #ifndef ENGINE_POLLER_H
 #define ENGINE_POLLER_H
@@ -24,6 +30,54 @@
 #define ENG_EV_WRITE  2
 #define ENG_EV_EDGE   4
 #define ENG_EV_ERROR  8
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#if ENGINE_USE_EPOLL
+#  include <sys/epoll.h>
+#  define ENG_POLLER_EV struct epoll_event
+#elif ENGINE_USE_KQUEUE
+#  include <sys/types.h>
+#  include <sys/event.h>
+#  include <sys/time.h>
+#  define ENG_POLLER_EV struct kevent
+#endif
+
+typedef struct eng_poller {
+    int fd;                  /* the epoll or kqueue descriptor, -1 once closed */
+    int capacity;            /* events[] entries */
+    ENG_POLLER_EV *events;   /* filled by eng_poller_wait */
+} eng_poller;
+
+static int eng_backend_create(void);   /* in the backend's header */
+
+static int eng_poller_open(eng_poller *p, int capacity) {
+    p->fd = eng_backend_create();
+    if (p->fd < 0) return p->fd;
+    p->capacity = capacity > 0 ? capacity : 64;
+    p->events = (ENG_POLLER_EV *)malloc(sizeof(ENG_POLLER_EV) * (size_t)p->capacity);
+    if (p->events == NULL) { close(p->fd); p->fd = -1; return -ENOMEM; }
+    return 0;
+}
+
+static int eng_poller_grow(eng_poller *p) {
+    int cap = p->capacity * 2;
+    ENG_POLLER_EV *ev = (ENG_POLLER_EV *)realloc(p->events, sizeof(ENG_POLLER_EV) * (size_t)cap);
+    if (ev == NULL) return -ENOMEM;
+    p->events = ev;
+    p->capacity = cap;
+    return 0;
+}
+
+static void eng_poller_close(eng_poller *p) {
+    if (p->fd >= 0) close(p->fd);
+    p->fd = -1;
+    free(p->events);
+    p->events = NULL;
+    p->capacity = 0;
+}
 
 #if ENGINE_USE_EPOLL
 #  include "poller/epoll.h"

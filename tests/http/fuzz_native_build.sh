@@ -21,7 +21,7 @@ suffix=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"
 mkdir -p "$out"
 rm -rf "$out/engine"
 cp -r "$site" "$out/engine"
-for spec in "_http pyx/http/parser.pyx" "_ws pyx/http/websocket.pyx"; do
+for spec in "_http pyx/http/http.pyx" "_ws pyx/ws/ws.pyx"; do
   set -- $spec
   "$py" -m cython -3 -X language_level=3,boundscheck=False,wraparound=False,cdivision=True \
     --module-name "engine.$1" -I pyx "$2" -o "$out/$1.c"

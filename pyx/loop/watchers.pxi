@@ -1,4 +1,4 @@
-# Public libev-style watchers. Each one is tied to a loop, started with start() and stopped with
+# Public libev-style watchers (included by loop.pyx; declared in pyx/engine/_loop.pxd). Each one is tied to a loop, started with start() and stopped with
 # stop(); its callback is called as callback(watcher, revents). From Cython, subclass a watcher and
 # override `cdef int _fire(self, int revents) except -1` to be called at C speed without the Python
 # callback.
@@ -54,6 +54,34 @@ cdef int _init_watcher(Watcher w, Loop loop, object callback, object data) excep
     w.loop = loop
     w.callback = callback
     w.data = data
+    return 0
+
+
+cdef bint _join(Watcher w, list active) except -1:
+    """start() of a watcher the loop keeps in a list of active ones (Idle, Async): False if it
+    was active already."""
+    w._check_loop()
+    if w._active:
+        return False
+    w._active = True
+    active.append(w)
+    return True
+
+
+cdef bint _leave(Watcher w, list active) except -1:
+    """stop() of such a watcher: False if it was not active."""
+    if not w._active:
+        return False
+    w._active = False
+    _discard(active, w)
+    return True
+
+
+cdef int _discard(list lst, object item) except -1:
+    try:
+        lst.remove(item)
+    except ValueError:
+        pass
     return 0
 
 
@@ -233,21 +261,11 @@ cdef class Idle(Watcher):
         _init_watcher(self, loop, callback, data)
 
     def start(self):
-        self._check_loop()
-        if self._active:
-            return
-        self._active = True
-        self.loop._idles.append(self)
-        self.loop._idle_pending = True
+        if _join(self, self.loop._idles):
+            self.loop._idle_pending = True
 
     def stop(self):
-        if not self._active:
-            return
-        self._active = False
-        try:
-            self.loop._idles.remove(self)
-        except ValueError:
-            pass
+        _leave(self, self.loop._idles)
 
 
 cdef class TimedIdle(Idle):
@@ -288,10 +306,7 @@ cdef class TimedIdle(Idle):
         if not self._active:
             return
         Idle.stop(self)
-        try:
-            self.loop._timed_idles.remove(self)
-        except ValueError:
-            pass
+        _discard(self.loop._timed_idles, self)
         self.loop._recompute_timed_deadline()
 
     cdef int _fire(self, int revents) except -1:
@@ -333,10 +348,7 @@ cdef class Signal(Watcher):
         self._active = False
         lst = self.loop._signal_watchers.get(self.signum)
         if lst is not None:
-            try:
-                lst.remove(self)
-            except ValueError:
-                pass
+            _discard(lst, self)
             if not lst:
                 del self.loop._signal_watchers[self.signum]
         if not self.loop._closed:
@@ -355,20 +367,10 @@ cdef class Async(Watcher):
         _init_watcher(self, loop, callback, data)
 
     def start(self):
-        self._check_loop()
-        if self._active:
-            return
-        self._active = True
-        self.loop._asyncs.append(self)
+        _join(self, self.loop._asyncs)
 
     def stop(self):
-        if not self._active:
-            return
-        self._active = False
-        try:
-            self.loop._asyncs.remove(self)
-        except ValueError:
-            pass
+        _leave(self, self.loop._asyncs)
 
     def send(self):
         """Thread-safe: ask the loop to run the callback soon."""

@@ -1,5 +1,9 @@
 # engine._http: an IO-free, incremental HTTP/1.1 request parser and a response serializer.
 #
+# Beside it in pyx/http/: http_consts.pxi (tunables, parser states) and response.pxi (the
+# serializer); the carry buffer is pyx/common/carry.pxi, shared with engine._ws. Declarations for
+# Cython users (HttpParser and its hooks): pyx/engine/_http.pxd; Python types: engine/_http.pyi.
+#
 # No sockets here (h11's lesson): bytes go in through feed_data(), results come out through C
 # hooks that a Cython subclass overrides (on_request / on_body / on_message_complete). The state
 # machine is dispatched through STATE_TABLE, one C function per state. Input is parsed in place;
@@ -55,6 +59,7 @@ cdef extern from "<time.h>" nogil:
     tm *gmtime_r(const time_t *timep, tm *result)
 
 include "http_consts.pxi"
+include "common/carry.pxi"
 
 
 class HttpParserError(Exception):
@@ -209,6 +214,28 @@ cdef inline bytes _bytes(const unsigned char *s, Py_ssize_t n):
 
 cdef inline bint _is_ows(unsigned char c) noexcept:
     return c == 0x20 or c == 0x09
+
+
+cdef inline bint _list_element(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i,
+                               Py_ssize_t *e0, Py_ssize_t *e1) noexcept:
+    """The next element of a #list field value (RFC 9110 5.6.1: comma-separated, OWS around
+    each) from s[i:n]: sets e0..e1 to it, trimmed (empty elements included), moves i past its
+    comma; False once the value is used up."""
+    cdef Py_ssize_t k = i[0], a, b
+    if k > n:
+        return False
+    a = k
+    while k < n and s[k] != 0x2C:
+        k += 1
+    b = k
+    i[0] = k + 1                                            # past the comma (or the end)
+    while a < b and _is_ows(s[a]):
+        a += 1
+    while b > a and _is_ows(s[b - 1]):
+        b -= 1
+    e0[0] = a
+    e1[0] = b
+    return True
 
 
 cdef inline bint _lower_equals(const unsigned char *s, Py_ssize_t n, const char *lit,
@@ -447,16 +474,7 @@ cdef int _field_te(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1
     """Transfer-Encoding: #transfer-coding, accumulated over all TE field lines."""
     cdef Py_ssize_t i = 0, e0, e1
     p._has_te = True
-    while i <= n:
-        e0 = i
-        while i < n and s[i] != 0x2C:
-            i += 1
-        e1 = i
-        i += 1                                              # past the comma (or the end)
-        while e0 < e1 and _is_ows(s[e0]):
-            e0 += 1
-        while e1 > e0 and _is_ows(s[e1 - 1]):
-            e1 -= 1
+    while _list_element(s, n, &i, &e0, &e1):
         if e0 == e1:
             continue                                        # empty list element
         if not CHAR_CLASS[s[e0]] & CC_TCHAR:
@@ -472,16 +490,7 @@ cdef int _field_te(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1
 
 cdef int _field_connection(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
     cdef Py_ssize_t i = 0, e0, e1
-    while i <= n:
-        e0 = i
-        while i < n and s[i] != 0x2C:
-            i += 1
-        e1 = i
-        i += 1
-        while e0 < e1 and _is_ows(s[e0]):
-            e0 += 1
-        while e1 > e0 and _is_ows(s[e1 - 1]):
-            e1 -= 1
+    while _list_element(s, n, &i, &e0, &e1):
         if _lower_equals(s + e0, e1 - e0, b"close", 5):
             p._conn_close = True
         elif _lower_equals(s + e0, e1 - e0, b"keep-alive", 10):
@@ -493,16 +502,7 @@ cdef int _field_connection(HttpParser p, const unsigned char *s, Py_ssize_t n) e
 
 cdef int _field_expect(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
     cdef Py_ssize_t i = 0, e0, e1
-    while i <= n:
-        e0 = i
-        while i < n and s[i] != 0x2C:
-            i += 1
-        e1 = i
-        i += 1
-        while e0 < e1 and _is_ows(s[e0]):
-            e0 += 1
-        while e1 > e0 and _is_ows(s[e1 - 1]):
-            e1 -= 1
+    while _list_element(s, n, &i, &e0, &e1):
         if _lower_equals(s + e0, e1 - e0, b"100-continue", 12):
             p._expect_100 = True
     return 0
@@ -657,25 +657,40 @@ cdef int st_request_line(HttpParser p) except -1:
     return 1
 
 
-cdef int st_header_line(HttpParser p) except -1:
+cdef inline int _section_line(HttpParser p, bint trailer) except -1:
+    """One line of the header section (or, `trailer`, the trailer section): 1 after a field
+    line, SECTION_END for the empty line that ends the section, 0 if the line is incomplete.
+    The section's size limit counts every line, and an unfinished one as far as it has come."""
     cdef Py_ssize_t lf = _find_lf(p)
     cdef Py_ssize_t n
+    cdef Py_ssize_t limit = p._max_trailer_bytes if trailer else p._max_header_bytes
     cdef const unsigned char *s = p._data + p._pos
     if lf < 0:
-        if p._section_bytes + (p._end - p._pos) > p._max_header_bytes:
-            return _fail(p, 431, "header section too large")
+        if p._section_bytes + (p._end - p._pos) > limit:
+            return _section_too_large(p, trailer)
         return 0
     n = lf - p._pos + 1                               # the line with its LF
     p._section_bytes += n
-    if p._section_bytes > p._max_header_bytes:
-        return _fail(p, 431, "header section too large")
+    if p._section_bytes > limit:
+        return _section_too_large(p, trailer)
     if n == 1 or s[n - 2] != 0x0D:
         return _fail(p, 400, "line not terminated by CRLF")
     p._pos = lf + 1
     if n == 2:
-        return _headers_complete(p)
-    _parse_field_line(p, s, n - 2, False)
+        return SECTION_END
+    _parse_field_line(p, s, n - 2, trailer)
     return 1
+
+
+cdef int _section_too_large(HttpParser p, bint trailer) except -1:
+    return _fail(p, 431, "trailer section too large" if trailer else "header section too large")
+
+
+cdef int st_header_line(HttpParser p) except -1:
+    cdef int r = _section_line(p, False)
+    if r == SECTION_END:
+        return _headers_complete(p)
+    return r
 
 
 cdef inline int _emit_body(HttpParser p, Py_ssize_t n) except -1:
@@ -692,7 +707,9 @@ cdef inline int _emit_body(HttpParser p, Py_ssize_t n) except -1:
     return 1
 
 
-cdef int st_body_length(HttpParser p) except -1:
+cdef inline int _body_bytes(HttpParser p, int state_after) except -1:
+    """Up to p._remaining body bytes of what is there, to on_body; `state_after` once the last
+    has come (the end of a Content-Length body, or of a chunk's data)."""
     cdef Py_ssize_t avail = p._end - p._pos
     cdef Py_ssize_t n
     if avail == 0:
@@ -700,8 +717,12 @@ cdef int st_body_length(HttpParser p) except -1:
     n = <Py_ssize_t>p._remaining if p._remaining < avail else avail
     p._remaining -= n
     if p._remaining == 0:
-        p._state = ST_MESSAGE_COMPLETE
+        p._state = state_after
     return _emit_body(p, n)
+
+
+cdef int st_body_length(HttpParser p) except -1:
+    return _body_bytes(p, ST_MESSAGE_COMPLETE)
 
 
 cdef int _check_chunk_ext(HttpParser p, const unsigned char *s, Py_ssize_t n) except -1:
@@ -808,57 +829,34 @@ cdef int st_chunk_size(HttpParser p) except -1:
 
 
 cdef int st_chunk_data(HttpParser p) except -1:
-    cdef Py_ssize_t avail = p._end - p._pos
-    cdef Py_ssize_t n
-    if avail == 0:
+    return _body_bytes(p, ST_CHUNK_DATA_CR)
+
+
+cdef inline int _chunk_data_end(HttpParser p, unsigned char expected, int state_after) except -1:
+    """One byte of the CRLF after a chunk's data."""
+    if p._pos >= p._end:
         return 0
-    n = <Py_ssize_t>p._remaining if p._remaining < avail else avail
-    p._remaining -= n
-    if p._remaining == 0:
-        p._state = ST_CHUNK_DATA_CR
-    return _emit_body(p, n)
+    if p._data[p._pos] != expected:
+        return _fail(p, 400, "chunk data not followed by CRLF")
+    p._pos += 1
+    p._state = state_after
+    return 1
 
 
 cdef int st_chunk_data_cr(HttpParser p) except -1:
-    if p._pos >= p._end:
-        return 0
-    if p._data[p._pos] != 0x0D:
-        return _fail(p, 400, "chunk data not followed by CRLF")
-    p._pos += 1
-    p._state = ST_CHUNK_DATA_LF
-    return 1
+    return _chunk_data_end(p, 0x0D, ST_CHUNK_DATA_LF)
 
 
 cdef int st_chunk_data_lf(HttpParser p) except -1:
-    if p._pos >= p._end:
-        return 0
-    if p._data[p._pos] != 0x0A:
-        return _fail(p, 400, "chunk data not followed by CRLF")
-    p._pos += 1
-    p._state = ST_CHUNK_SIZE
-    return 1
+    return _chunk_data_end(p, 0x0A, ST_CHUNK_SIZE)
 
 
 cdef int st_trailer_line(HttpParser p) except -1:
-    cdef Py_ssize_t lf = _find_lf(p)
-    cdef Py_ssize_t n
-    cdef const unsigned char *s = p._data + p._pos
-    if lf < 0:
-        if p._section_bytes + (p._end - p._pos) > p._max_trailer_bytes:
-            return _fail(p, 431, "trailer section too large")
-        return 0
-    n = lf - p._pos + 1
-    p._section_bytes += n
-    if p._section_bytes > p._max_trailer_bytes:
-        return _fail(p, 431, "trailer section too large")
-    if n == 1 or s[n - 2] != 0x0D:
-        return _fail(p, 400, "line not terminated by CRLF")
-    p._pos = lf + 1
-    if n == 2:
+    cdef int r = _section_line(p, True)
+    if r == SECTION_END:
         p._state = ST_MESSAGE_COMPLETE
         return 1
-    _parse_field_line(p, s, n - 2, True)
-    return 1
+    return r
 
 
 cdef int st_message_complete(HttpParser p) except -1:
@@ -1043,7 +1041,7 @@ cdef class HttpParser:
         if n == 0:
             return 0
         if self._buf_len > 0 or self._paused or self._state == ST_UPGRADE_PENDING:
-            self._buf_append(data, n)
+            carry_append(&self._buf, &self._buf_len, &self._buf_cap, data, n, BUFFER_INITIAL)
             if self._paused or self._state == ST_UPGRADE_PENDING:
                 return 0
             return self._drive(self._buf, self._buf_len, None, True)
@@ -1051,7 +1049,6 @@ cdef class HttpParser:
 
     cdef int _drive(self, const char *data, Py_ssize_t n, object owner,
                     bint from_buffer) except -1:
-        cdef Py_ssize_t consumed
         self._data = <const unsigned char *>data
         self._pos = 0
         self._end = n
@@ -1072,43 +1069,15 @@ cdef class HttpParser:
             self._in_feed = False
             self._input = None
             self._data = NULL
-            consumed = self._pos
-            if self._state == ST_ERROR or self._state == ST_CLOSED or self._state == ST_UPGRADED:
-                self._buf_len = 0
-            elif from_buffer:
-                if consumed > 0:
-                    memmove(self._buf, self._buf + consumed, self._buf_len - consumed)
-                    self._buf_len -= consumed
-            elif consumed < n:
-                self._buf_append(data + consumed, n - consumed)
-            if self._buf_len == 0 and self._buf_cap > BUFFER_KEEP_CAPACITY:
-                free(self._buf)         # don't keep a burst's worth of memory per connection
-                self._buf = NULL
-                self._buf_cap = 0
+            carry_settle(&self._buf, &self._buf_len, &self._buf_cap, data, n, self._pos,
+                         from_buffer, self._state == ST_ERROR or self._state == ST_CLOSED
+                         or self._state == ST_UPGRADED, BUFFER_INITIAL)
         return 0
 
     cdef int _execute(self) except -1:
         while not self._paused:
             if STATE_TABLE[self._state](self) == 0:
                 break
-        return 0
-
-    cdef int _buf_append(self, const char *data, Py_ssize_t n) except -1:
-        cdef Py_ssize_t need = self._buf_len + n
-        cdef Py_ssize_t cap = self._buf_cap
-        cdef char *nb
-        if need > cap:
-            if cap == 0:
-                cap = BUFFER_INITIAL
-            while cap < need:
-                cap *= 2
-            nb = <char *>realloc(self._buf, cap)
-            if nb == NULL:
-                raise MemoryError()
-            self._buf = nb
-            self._buf_cap = cap
-        memcpy(self._buf + self._buf_len, data, n)
-        self._buf_len = need
         return 0
 
     cdef int _continue_buffered(self) except -1:
@@ -1161,14 +1130,8 @@ cdef class HttpParser:
         """Refuse the pending upgrade: go on parsing HTTP/1.1 (after CONNECT: close)."""
         if self._state != ST_UPGRADE_PENDING:
             raise RuntimeError("decline_upgrade() needs a pending upgrade")
-        if self._is_connect:
-            self._state = ST_CLOSED
-            if not self._in_feed:
-                self._buf_len = 0
-            else:
-                self._pos = self._end
-            return None
-        if not self.keep_alive:
+        if self._is_connect or not self.keep_alive:
+            # a refused tunnel, or a request after which the connection closes: nothing more
             self._state = ST_CLOSED
             if not self._in_feed:
                 self._buf_len = 0

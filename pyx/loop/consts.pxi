@@ -1,4 +1,4 @@
-# Tunables, in one place.
+# Tunables and internal enums of engine._loop, in one place (included by loop.pyx).
 cdef enum:
     READY_INITIAL_CAPACITY = 256      # ready-queue ring slots (power of two)
     HEAP_INITIAL_CAPACITY = 256       # timer heap slots

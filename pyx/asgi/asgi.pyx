@@ -1,5 +1,9 @@
 # engine._asgi: the ASGI 3.0 HTTP/1.1 (+ WebSocket) server protocol, on engine._http's parser.
 #
+# Beside it in pyx/asgi/: ws_session.pxi (the ASGI websocket scope). It cimports engine._http's
+# HttpParser, engine._ws's FrameParser and engine._loop's SocketTransport (pyx/engine/*.pxd);
+# nothing cimports this module, so it has no .pxd. Python types: engine/_asgi.pyi.
+#
 # One HttpProtocol per connection. It *is* the parser (a Cython subclass of engine._http's
 # HttpParser whose hooks are C calls), and an asyncio.Protocol for any loop. Per request it
 # builds the scope and a RequestCycle whose receive()/send() are the ASGI callables; the app runs
@@ -19,6 +23,7 @@ cimport cython
 from engine._http cimport HttpParser, response_head, current_date
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from engine._ws cimport FrameParser
+from engine._loop cimport SocketTransport
 
 cdef class RequestCycle
 cdef class WebSocketSession(FrameParser)
@@ -35,7 +40,6 @@ from urllib.parse import unquote as _unquote
 
 from engine import _http
 from engine import _ws
-from engine._loop import SocketTransport as _SocketTransport
 
 cdef object HttpParserError = _http.HttpParserError
 cdef object build_response_head = _http.build_response_head
@@ -213,7 +217,7 @@ cdef class HttpProtocol(HttpParser):
         # engine's socket transport sends a list with one sendmsg(2) and pauses the protocol as
         # write() does; CPython's selector transport (3.12/3.13 before gh-127655) does not pause
         # in writelines(), and other transports are unknown: for them, one write() per chunk
-        self.gather_ok = type(transport) is _SocketTransport
+        self.gather_ok = type(transport) is SocketTransport
         sock = transport.get_extra_info("socket")
         self.server_addr = _addr(transport.get_extra_info("sockname"))
         self.client_addr = _addr(transport.get_extra_info("peername"))
@@ -1055,7 +1059,8 @@ cdef class RequestCycle:
             self.content_length = count
         head = self._head(self.content_length, False)
         self.headers = None
-        n = proto.transport._write_then_sendfile(head, fd, offset, count)
+        # gather_ok: the transport is engine's SocketTransport (checked in connection_made)
+        n = (<SocketTransport>proto.transport)._write_then_sendfile(head, fd, offset, count)
         self.bytes_sent += n
         return n
 

@@ -1,4 +1,4 @@
-# Tunables and internal enums of engine._ws, in one place.
+# Tunables and internal enums of engine._ws, in one place (included by ws.pyx).
 
 cdef enum:
     DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024   # bytes of one message, fragments together -> 1009

@@ -1,4 +1,4 @@
-# WebSocketSession: the ASGI `websocket` scope over one upgraded HTTP/1.1 connection (RFC 6455).
+# WebSocketSession (included by asgi.pyx into engine._asgi): the ASGI `websocket` scope over one upgraded HTTP/1.1 connection (RFC 6455).
 #
 # The handshake is checked by engine._ws; the 101 answer goes out when the app sends
 # websocket.accept (a websocket.close before that is a 403, and the websocket.http.response

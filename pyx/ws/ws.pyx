@@ -1,5 +1,9 @@
 # engine._ws: IO-free WebSocket (RFC 6455) handshake helpers and frame codec.
 #
+# Beside it in pyx/ws/: ws_consts.pxi (tunables, opcodes, parser states); the carry buffer is
+# pyx/common/carry.pxi, shared with engine._http. Declarations for Cython users (FrameParser and
+# its hooks): pyx/engine/_ws.pxd; Python types: engine/_ws.pyi.
+#
 # RFC 6455 facts relied on:
 # * Opening handshake (§4.2.1): an HTTP/1.1 GET with Host, "Upgrade: websocket", a "Connection"
 #   containing "Upgrade", Sec-WebSocket-Key = base64 of 16 bytes, Sec-WebSocket-Version: 13.
@@ -38,6 +42,7 @@ import hashlib as _hashlib
 import os as _os
 
 include "ws_consts.pxi"
+include "common/carry.pxi"
 
 OP_CONTINUATION = OPC_CONT
 OP_TEXT = OPC_TEXT
@@ -487,7 +492,8 @@ cdef class FrameParser:
         if self._paused or self._buf_len > 0:
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
             try:
-                _buf_append(self, <const char *>view.buf, view.len)
+                carry_append(&self._buf, &self._buf_len, &self._buf_cap,
+                             <const char *>view.buf, view.len, MSG_INITIAL)
             finally:
                 PyBuffer_Release(&view)
             if not self._paused:
@@ -505,7 +511,6 @@ cdef class FrameParser:
 
     cdef int _drive(self, const char *data, Py_ssize_t n) except -1:
         cdef bint from_buffer = data == self._buf
-        cdef Py_ssize_t consumed
         self._data = <const unsigned char *>data
         self._pos = 0
         self._end = n
@@ -524,15 +529,9 @@ cdef class FrameParser:
         finally:
             self._in_feed = False
             self._data = NULL
-            consumed = self._pos
-            if self._state == WS_ERROR or self._state == WS_CLOSED:
-                self._buf_len = 0
-            elif from_buffer:
-                if consumed > 0:
-                    memmove(self._buf, self._buf + consumed, self._buf_len - consumed)
-                    self._buf_len -= consumed
-            elif consumed < n:
-                _buf_append(self, data + consumed, n - consumed)
+            carry_settle(&self._buf, &self._buf_len, &self._buf_cap, data, n, self._pos,
+                         from_buffer, self._state == WS_ERROR or self._state == WS_CLOSED,
+                         MSG_INITIAL)
         return 0
 
     cdef int _execute(self) except -1:
@@ -542,21 +541,7 @@ cdef class FrameParser:
         return 0
 
     cdef int _msg_reserve(self, Py_ssize_t n) except -1:
-        cdef Py_ssize_t need = self._msg_len + n
-        cdef Py_ssize_t cap = self._msg_cap
-        cdef char *nb
-        if need <= cap:
-            return 0
-        if cap == 0:
-            cap = MSG_INITIAL
-        while cap < need:
-            cap *= 2
-        nb = <char *>realloc(self._msg, cap)
-        if nb == NULL:
-            raise MemoryError()
-        self._msg = nb
-        self._msg_cap = cap
-        return 0
+        return buf_reserve(&self._msg, &self._msg_cap, self._msg_len + n, MSG_INITIAL)
 
     cdef int _raise_error(self) except -1:
         raise WebSocketError(self._error.code, self._error.reason)
@@ -589,23 +574,6 @@ cdef class FrameParser:
         return self._buf_len + self._msg_len
 
 
-cdef int _buf_append(FrameParser p, const char *data, Py_ssize_t n) except -1:
-    cdef Py_ssize_t need = p._buf_len + n
-    cdef Py_ssize_t cap = p._buf_cap
-    cdef char *nb
-    if need > cap:
-        if cap == 0:
-            cap = MSG_INITIAL
-        while cap < need:
-            cap *= 2
-        nb = <char *>realloc(p._buf, cap)
-        if nb == NULL:
-            raise MemoryError()
-        p._buf = nb
-        p._buf_cap = cap
-    memcpy(p._buf + p._buf_len, data, n)
-    p._buf_len = need
-    return 0
 
 
 @cython.final

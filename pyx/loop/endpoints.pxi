@@ -1,7 +1,9 @@
-# Datagram transports (UDP, Unix datagram), pipe transports and subprocess transports.
+# Datagram transports (UDP, Unix datagram), pipe transports and subprocess transports (included
+# by loop.pyx into engine._loop; declared only here: nothing outside the module cimports them).
 #
-# They share _FdTransport (transports.pyx): registration in the fd table as KIND_TRANSPORT, so the
-# dispatch table calls their _on_readable/_on_writable directly, and asyncio's flow control.
+# They derive from _FdTransport (transports.pxi; declared in pyx/engine/_loop.pxd): registration
+# in the fd table as KIND_TRANSPORT, so the dispatch table calls their _on_readable/_on_writable
+# directly, asyncio's flow control, close() and teardown.
 #
 # Pipes: a write pipe also watches its fd for *readability*: on Linux a pipe's write end (and a
 # socket) polls readable when the read end is closed, which is how asyncio notices a reader that
@@ -59,15 +61,8 @@ cdef class DatagramTransport(_FdTransport):
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
         return t
 
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        self._watch(ENG_EV_READ, False)
-        if not self._queue:
-            self._conn_lost += 1
-            self._watch(ENG_EV_WRITE, False)
-            self._loop.call_soon(self._call_connection_lost, None)
+    cdef bint _writes_pending(self):
+        return bool(self._queue)
 
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
@@ -76,21 +71,31 @@ cdef class DatagramTransport(_FdTransport):
             data, addr = self._sock.recvfrom(DGRAM_READ_MAX)
         except (BlockingIOError, InterruptedError):
             return 0
-        except OSError as exc:
-            self._protocol.error_received(exc)
-            return 0
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, 'Fatal read error on datagram transport')
-            return 0
+            return self._io_error(exc, 'Fatal read error on datagram transport')
         self._protocol.datagram_received(data, addr)
         return 0
 
+    cdef int _io_error(self, exc, str message) except -1:
+        # as asyncio's: an OSError goes to the protocol's error_received() and the transport
+        # stays open; anything else is fatal
+        if isinstance(exc, OSError):
+            self._protocol.error_received(exc)
+        else:
+            self._fatal_error(exc, message)
+        return 0
+
+    cdef int _send(self, data, addr) except -1:
+        if self._extra['peername']:
+            self._sock.send(data)
+        else:
+            self._sock.sendto(data, addr)
+        return 0
+
     def sendto(self, data, addr=None):
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+        _check_bytes_like(data)
         if not data and not _DGRAM_EMPTY_OK:
             return
         if self._address:
@@ -98,26 +103,18 @@ cdef class DatagramTransport(_FdTransport):
                 raise ValueError(f'Invalid address: must be None or {self._address}')
             addr = self._address
         if self._conn_lost and self._address:
-            if self._conn_lost >= _LOG_CONNLOST_WRITES:
-                _logger().warning('socket.send() raised exception.')
-            self._conn_lost += 1
+            self._write_after_lost('socket.send() raised exception.')
             return
         if not self._queue:
             try:
-                if self._extra['peername']:
-                    self._sock.send(data)
-                else:
-                    self._sock.sendto(data, addr)
+                self._send(data, addr)
                 return
             except (BlockingIOError, InterruptedError):
                 self._watch(ENG_EV_WRITE, True)
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._fatal_error(exc, 'Fatal write error on datagram transport')
+                self._io_error(exc, 'Fatal write error on datagram transport')
                 return
         # the caller may reuse a mutable buffer: queue an immutable copy
         data = bytes(data)
@@ -130,22 +127,15 @@ cdef class DatagramTransport(_FdTransport):
             data, addr = self._queue.popleft()
             self._wsize -= len(data) + _DGRAM_OVERHEAD
             try:
-                if self._extra['peername']:
-                    self._sock.send(data)
-                else:
-                    self._sock.sendto(data, addr)
+                self._send(data, addr)
             except (BlockingIOError, InterruptedError):
                 self._queue.appendleft((data, addr))
                 self._wsize += len(data) + _DGRAM_OVERHEAD
                 break
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return 0
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._fatal_error(exc, 'Fatal write error on datagram transport')
-                return 0
+                return self._io_error(exc, 'Fatal write error on datagram transport')
         self._maybe_resume_protocol()
         if not self._queue:
             self._watch(ENG_EV_WRITE, False)
@@ -196,13 +186,6 @@ cdef class ReadPipeTransport(_FdTransport):
             self._loop.call_soon(self._call_connection_lost, None)
         return 0
 
-    def close(self):
-        if not self._closing:
-            self._closing = True
-            self._watch(ENG_EV_READ, False)
-            self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
-
     def get_write_buffer_size(self):
         raise AttributeError('get_write_buffer_size')
 
@@ -250,18 +233,14 @@ cdef class WritePipeTransport(_FdTransport):
 
     def write(self, data):
         cdef Py_ssize_t n = 0, size
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+        _check_bytes_like(data)
         if isinstance(data, bytearray):
             data = memoryview(data)
         size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
         if not size:
             return
         if self._conn_lost or self._closing:
-            if self._conn_lost >= _LOG_CONNLOST_WRITES:
-                _logger().warning('pipe closed by peer or os.write(pipe, data) raised exception.')
-            self._conn_lost += 1
+            self._write_after_lost('pipe closed by peer or os.write(pipe, data) raised exception.')
             return
         if not self._buf:
             try:
@@ -347,12 +326,7 @@ cdef class WritePipeTransport(_FdTransport):
 
 
 cdef str _pipe_repr(_FdTransport t):
-    info = [type(t).__name__]
-    if t._sock is None:
-        info.append('closed')
-    elif t._closing:
-        info.append('closing')
-    info.append(f'fd={t._fd}')
+    info = _repr_head(t)
     if t._sock is not None:
         info.append('open')
         info.append('polling' if (t._read_registered or t._write_registered) else 'idle')

@@ -1,4 +1,5 @@
-# Handles: what call_soon / call_later return. API-compatible with asyncio.Handle / TimerHandle
+# Handles (included by loop.pyx; declared in pyx/engine/_loop.pxd): what call_soon / call_later
+# return. API-compatible with asyncio.Handle / TimerHandle
 # (cancel, cancelled, when, get_context, repr), allocated from a freelist, constructed only by the
 # loop (Python cannot instantiate them).
 
@@ -12,10 +13,7 @@ cdef class Handle:
     @staticmethod
     cdef Handle new(Loop loop, object callback, tuple args, object context):
         cdef Handle h = Handle.__new__(Handle)
-        h._loop = loop
-        h._callback = callback
-        h._args = args
-        h._context = context
+        _handle_init(h, loop, callback, args, context)
         return h
 
     cdef _repr_info(self):
@@ -80,6 +78,13 @@ cdef class Handle:
         return 0
 
 
+cdef inline void _handle_init(Handle h, Loop loop, object callback, tuple args,
+                              object context) noexcept:
+    h._loop = loop
+    h._callback = callback
+    h._args = args
+    h._context = context
+
 
 cdef class TimerHandle(Handle):
     """A timed callback (same API as asyncio.TimerHandle)."""
@@ -87,10 +92,7 @@ cdef class TimerHandle(Handle):
     @staticmethod
     cdef TimerHandle new_timer(Loop loop, double when, object callback, tuple args, object context):
         cdef TimerHandle h = TimerHandle.__new__(TimerHandle)
-        h._loop = loop
-        h._callback = callback
-        h._args = args
-        h._context = context
+        _handle_init(h, loop, callback, args, context)
         h._when = when
         h._heap_idx = -1
         return h

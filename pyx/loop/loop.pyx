@@ -1,7 +1,11 @@
 # engine._loop: an asyncio event loop written in Cython on epoll (Linux) or kqueue (BSD/macOS).
 #
-# The loop is one compiled unit: handles, watchers and the loop are `include`d here (uvloop's
-# layout) and declared in loop.pxd. It waits in exactly one place with the GIL released
+# The loop is one compiled unit: this file (the Loop and its dispatch table) `include`s the
+# fragments beside it in pyx/loop/ -- consts.pxi (tunables, watcher kinds), handles.pxi,
+# watchers.pxi, sockops.pxi (loop.sock_*), bufpool.pxi, transports.pxi (stream transports,
+# Server), endpoints.pxi (datagrams, pipes, subprocesses). What other modules may cimport is
+# declared in pyx/engine/_loop.pxd (Cython reads it as this module's .pxd); the Python-facing
+# types are in engine/_loop.pyi. It waits in exactly one place with the GIL released
 # (Loop._run_once) and dispatches fd events through a table of C function pointers indexed by the
 # watcher kind registered for the fd.
 
@@ -152,12 +156,12 @@ cdef _oserror(int neg_errno, str what=None):
     return OSError(e, msg)
 
 
-include "handles.pyx"
-include "watchers.pyx"
-include "sockops.pyx"
-include "bufpool.pyx"
-include "transports.pyx"
-include "endpoints.pyx"
+include "handles.pxi"
+include "watchers.pxi"
+include "sockops.pxi"
+include "bufpool.pxi"
+include "transports.pxi"
+include "endpoints.pxi"
 
 
 # --- dispatch table -------------------------------------------------------------------------------
@@ -260,7 +264,7 @@ cdef class Loop:
         self._signal_handlers = {}
         self._signal_watchers = {}
         self._idles = []
-        self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pyx READ_MAX
+        self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pxi READ_MAX
         self._timed_idles = []
         self._asyncs = []
         self._prepoll = []
@@ -876,6 +880,21 @@ cdef class Loop:
             h._source_traceback = _extract_stack(_sys_getframe(0))
         return h
 
+    cdef TimerHandle _timer_at(self, double when, callback, tuple args, context, str method):
+        """call_at/call_later once the arguments are checked: a TimerHandle in the heap."""
+        cdef TimerHandle t
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, method)
+        if context is None:
+            context = PyContext_CopyCurrent()
+        t = TimerHandle.new_timer(self, when, callback, args, context)
+        if self._debug:
+            t._source_traceback = _extract_stack(_sys_getframe(0))
+        self._heap_push(t)
+        t._scheduled = True
+        return t
+
     # --- scheduling -------------------------------------------------------------------------------
 
     def call_soon(self, callback, *args, context=None):
@@ -915,54 +934,27 @@ cdef class Loop:
         cdef Handle h
         if self._closed:
             raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_callback(callback, 'call_soon_threadsafe')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        h = Handle.new(self, callback, args, context)
-        if self._debug:
-            h._source_traceback = _extract_stack(_sys_getframe(0))
+        h = self._make_handle(callback, args, context, 'call_soon_threadsafe')
         self._ready_push(h)
         self._wakeup()
         return h
 
     def call_at(self, when, callback, *args, context=None):
         """Arrange for callback(*args) to be called at loop.time() == when."""
-        cdef TimerHandle t
         if when is None:
             raise TypeError("when cannot be None")
         if self._closed:
             raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, 'call_at')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        t = TimerHandle.new_timer(self, when, callback, args, context)
-        if self._debug:
-            t._source_traceback = _extract_stack(_sys_getframe(0))
-        self._heap_push(t)
-        t._scheduled = True
-        return t
+        return self._timer_at(when, callback, args, context, 'call_at')
 
     def call_later(self, delay, callback, *args, context=None):
         """Arrange for callback(*args) to be called after `delay` seconds."""
-        cdef TimerHandle t
         if delay is None:
             raise TypeError('delay must not be None')
         if self._closed:
             raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, 'call_later')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        t = TimerHandle.new_timer(self, eng_monotonic() + <double>delay, callback, args, context)
-        if self._debug:
-            t._source_traceback = _extract_stack(_sys_getframe(0))
-        self._heap_push(t)
-        t._scheduled = True
-        return t
+        return self._timer_at(eng_monotonic() + <double>delay, callback, args, context,
+                              'call_later')
 
     def time(self):
         """The loop's clock: the same clock as time.monotonic()."""
@@ -1415,53 +1407,37 @@ cdef class Loop:
     async def getnameinfo(self, sockaddr, flags=0):
         return await self.run_in_executor(None, _socket.getnameinfo, sockaddr, flags)
 
-    # --- low-level socket operations (sockops.pyx) ------------------------------------------------
+    # --- low-level socket operations (sockops.pxi) ------------------------------------------------
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket."""
-        _check_sock(self, sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECV, n, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECV, n, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECV, n, None)
+        return r
 
     async def sock_recv_into(self, sock, buf):
         """Receive into buf; returns the number of bytes received."""
-        _check_sock(self, sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECV_INTO, buf, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECV_INTO, buf, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECV_INTO, buf, None)
+        return r
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to bufsize bytes; returns (data, address)."""
-        _check_sock(self, sock)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECVFROM, bufsize, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECVFROM, bufsize, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECVFROM, bufsize, None)
+        return r
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf; returns (nbytes, address)."""
-        _check_sock(self, sock)
         if not nbytes:
             nbytes = len(buf)
-        try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_RECVFROM_INTO, buf, nbytes))
-        return await fut
+        r = _sockop_now(self, sock, OP_RECVFROM_INTO, buf, nbytes)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_RECVFROM_INTO, buf, nbytes)
+        return r
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken every byte."""
@@ -1481,14 +1457,10 @@ cdef class Loop:
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to address; returns the number of bytes sent."""
-        _check_sock(self, sock)
-        try:
-            return sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_SENDTO, data, address))
-        return await fut
+        r = _sockop_now(self, sock, OP_SENDTO, data, address)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_SENDTO, data, address)
+        return r
 
     async def sock_connect(self, sock, address):
         """Connect a non-blocking socket; host names are resolved with getaddrinfo first."""
@@ -1521,16 +1493,10 @@ cdef class Loop:
 
     async def sock_accept(self, sock):
         """Accept a connection; returns (conn, address), conn non-blocking."""
-        _check_sock(self, sock)
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-            return conn, address
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = aio_Future(loop=self)
-        _sockop_wait(self, _SockOp.new(self, fut, sock, OP_ACCEPT, None, None))
-        return await fut
+        r = _sockop_now(self, sock, OP_ACCEPT, None, None)
+        if r is _NOT_READY:
+            r = await _sockop_park(self, sock, OP_ACCEPT, None, None)
+        return r
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file over a connected SOCK_STREAM socket with sendfile(2); returns bytes sent.
@@ -1602,19 +1568,9 @@ cdef class Loop:
             await drain.restore()
 
     async def _sendfile_mmap(self, SocketTransport transport, file, offset, count):
-        import mmap as _mmap
-        try:
-            fileno = file.fileno()
-            size = _os.fstat(fileno).st_size
-        except (AttributeError, OSError, _io_UnsupportedOperation):
-            raise _SendfileNotAvailableError("not a regular file")
-        end = size if count is None else min(size, offset + count)
-        if end <= offset:
+        m, end = _map_file(file, offset, count)
+        if m is None:
             return 0
-        try:
-            m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            raise _SendfileNotAvailableError("file cannot be mapped")
         await transport._drained()
         start = transport._sent_total
         try:
@@ -1672,19 +1628,9 @@ cdef class Loop:
             (<SocketTransport>owner)._sendfile_op = None
 
     async def _sock_sendfile_mmap(self, sock, file, offset, count):
-        import mmap as _mmap
-        try:
-            fileno = file.fileno()
-            size = _os.fstat(fileno).st_size
-        except (AttributeError, OSError, _io_UnsupportedOperation):
-            raise _SendfileNotAvailableError("not a regular file")
-        end = size if count is None else min(size, offset + count)
-        if end <= offset:
+        m, end = _map_file(file, offset, count)
+        if m is None:
             return 0
-        try:
-            m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            raise _SendfileNotAvailableError("file cannot be mapped")
         total = 0
         try:
             with memoryview(m) as whole:
@@ -1725,7 +1671,7 @@ cdef class Loop:
             if total_sent > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total_sent)
 
-    # --- stream transports and servers (transports.pyx) -------------------------------------------
+    # --- stream transports and servers (transports.pxi) -------------------------------------------
 
     def _start_accepting(self, protocol_factory, sock, server, backlog):
         h = Handle.new(self, self._accept_connection, (protocol_factory, sock, server, backlog),
@@ -1788,11 +1734,7 @@ cdef class Loop:
                 extra={'peername': addr}, server=server,
                 ssl_handshake_timeout=server._ssl_handshake_timeout,
                 ssl_shutdown_timeout=server._ssl_shutdown_timeout)
-            try:
-                await waiter
-            except BaseException:
-                transport.close()
-                raise
+            await _connected(waiter, transport, protocol)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -1831,12 +1773,7 @@ cdef class Loop:
                 ssl_shutdown_timeout=ssl_shutdown_timeout, **kwargs)
         else:
             transport = SocketTransport.new(self, sock, protocol, waiter, extra, None)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
                         server_hostname=None, ssl_handshake_timeout=None,
@@ -1903,7 +1840,7 @@ cdef class Loop:
                 sock.close()
             raise
 
-    # --- datagrams, pipes, subprocesses (endpoints.pyx) --------------------------------------------
+    # --- datagrams, pipes, subprocesses (endpoints.pxi) --------------------------------------------
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None,
                                        *, family=0, proto=0, flags=0, reuse_port=None,
@@ -1991,36 +1928,21 @@ cdef class Loop:
         if self._debug:
             _logger().debug("Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
                             local_addr, remote_addr, transport, protocol)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Wrap the read end of a pipe; returns (transport, protocol)."""
         protocol = protocol_factory()
         waiter = aio_Future(loop=self)
         transport = ReadPipeTransport.new(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Wrap the write end of a pipe; returns (transport, protocol)."""
         protocol = protocol_factory()
         waiter = aio_Future(loop=self)
         transport = WritePipeTransport.new(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await _connected(waiter, transport, protocol)
 
     async def subprocess_exec(self, protocol_factory, program, *args, stdin=_subprocess.PIPE,
                               stdout=_subprocess.PIPE, stderr=_subprocess.PIPE,
@@ -2449,6 +2371,17 @@ class _SendfileDrain(_asyncio.Protocol):
             fut.cancel()
         if self._should_resume_writing and not self._transport._protocol_paused:
             self._proto.resume_writing()
+
+
+async def _connected(waiter, transport, protocol):
+    """(transport, protocol) once the waiter says the new transport is connected (connection
+    made, TLS handshake done); a failure or cancellation closes the transport."""
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport, protocol
 
 
 def _set_result_unless_cancelled(fut, result):

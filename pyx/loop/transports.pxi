@@ -1,4 +1,8 @@
-# Stream transports over TCP and Unix sockets, the accept path and the Server object.
+# Stream transports (included by loop.pyx into engine._loop; the classes are declared in
+# pyx/engine/_loop.pxd): _FdTransport, what every fd-backed transport shares (the datagram and
+# pipe transports of endpoints.pxi derive from it too), SocketTransport over TCP and Unix
+# sockets, and the Server object that create_server returns. The accept loop itself is
+# Loop._accept_connection in loop.pyx.
 #
 # A SocketTransport sits in the fd table as both reader and writer (kind KIND_TRANSPORT); the
 # dispatch table calls _on_readable / _on_writable directly, with no Handle per event.
@@ -40,6 +44,24 @@ cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water m
 cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
 
 
+cdef inline int _check_bytes_like(object data) except -1:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f'data argument must be a bytes-like object, '
+                        f'not {type(data).__name__!r}')
+    return 0
+
+
+cdef list _repr_head(_FdTransport t):
+    """The start of every transport's repr: type, closed/closing, fd."""
+    info = [type(t).__name__]
+    if t._sock is None:
+        info.append('closed')
+    elif t._closing:
+        info.append('closing')
+    info.append(f'fd={t._fd}')
+    return info
+
+
 cdef _set_nodelay(sock):
     if (sock.family in (_AF_INET, _AF_INET6) and sock.type == _SOCK_STREAM
             and sock.proto == _socket.IPPROTO_TCP):
@@ -51,24 +73,7 @@ cdef class _FdTransport:
     """What every fd-backed transport shares: fd-table registration (kind KIND_TRANSPORT, so the
     dispatch table calls _on_readable/_on_writable directly), protocol, extra info, reading
     state and asyncio's write flow control (water marks, pause_writing/resume_writing)."""
-    cdef:
-        Loop _loop
-        readonly object _sock       # the socket or pipe file object; None once closed
-        int _fd
-        object _protocol
-        dict _extra
-        bint _closing
-        bint _paused
-        bint _read_registered
-        bint _write_registered
-        bint _protocol_connected
-        readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
-        int _conn_lost
-        Py_ssize_t _wsize
-        Py_ssize_t _high
-        Py_ssize_t _low
-        object __weakref__
-        dict __dict__               # attributes set by users/tests (asyncio's are Python objects)
+    # fields and C methods: declared in pyx/engine/_loop.pxd
 
     def __init__(self, *args, **kwargs):
         raise TypeError("transports are created by the event loop")
@@ -85,12 +90,7 @@ cdef class _FdTransport:
         return 0
 
     def __repr__(self):
-        info = [type(self).__name__]
-        if self._sock is None:
-            info.append('closed')
-        elif self._closing:
-            info.append('closing')
-        info.append(f'fd={self._fd}')
+        info = _repr_head(self)
         if self._sock is not None:
             info.append('read=' + ('polling' if self._read_registered else 'idle'))
             info.append(f'write=<{"polling" if self._write_registered else "idle"}, '
@@ -233,30 +233,48 @@ cdef class _FdTransport:
         if self._wsize <= self._high or self._protocol_paused:
             return 0
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                'message': 'protocol.pause_writing() failed', 'exception': exc,
-                'transport': self, 'protocol': self._protocol})
-        return 0
+        return self._tell_protocol(True)
 
     cdef int _maybe_resume_protocol(self) except -1:
         if self._protocol_paused and self._wsize <= self._low:
             self._protocol_paused = False
-            try:
+            return self._tell_protocol(False)
+        return 0
+
+    cdef int _tell_protocol(self, bint pause) except -1:
+        # protocol.pause_writing() / resume_writing(); what they raise goes to the loop's
+        # exception handler, as asyncio's
+        try:
+            if pause:
+                self._protocol.pause_writing()
+            else:
                 self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    'message': 'protocol.resume_writing() failed', 'exception': exc,
-                    'transport': self, 'protocol': self._protocol})
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': ('protocol.pause_writing() failed' if pause
+                            else 'protocol.resume_writing() failed'),
+                'exception': exc, 'transport': self, 'protocol': self._protocol})
         return 0
 
     # --- teardown -----------------------------------------------------------------------------
+
+    def close(self):
+        """Stop reading; the connection is lost once what is queued has been written (the
+        socket and datagram transports; a read pipe has nothing to write; the write pipe has
+        its own close)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._watch(ENG_EV_READ, False)
+        if not self._writes_pending():
+            self._conn_lost += 1
+            self._watch(ENG_EV_WRITE, False)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    cdef bint _writes_pending(self):
+        return False
 
     def abort(self):
         self._close_now(None)
@@ -267,6 +285,13 @@ cdef class _FdTransport:
 
     cdef int _drop_write_buffer(self) except -1:
         self._wsize = 0
+        return 0
+
+    cdef int _write_after_lost(self, str warning) except -1:
+        # a write after the connection was lost is dropped; asyncio warns once there were many
+        if self._conn_lost >= _LOG_CONNLOST_WRITES:
+            _logger().warning(warning)
+        self._conn_lost += 1
         return 0
 
     cdef int _fatal_error(self, exc, str message) except -1:
@@ -318,15 +343,7 @@ cdef class _FdTransport:
 cdef class SocketTransport(_FdTransport):
     """asyncio.Transport for stream sockets (TCP, Unix)."""
     _start_tls_compatible = True
-    cdef:
-        bint _buffered
-        object _server
-        bint _eof
-        list _wbuf
-        object _empty_waiter        # future: the write buffer drained (loop.sendfile)
-        object _sendfile_op         # the _SockOp of a loop.sendfile() in progress
-        bint _sendfile_busy         # native sendfile in progress: write() refuses
-        readonly long long _sent_total   # bytes the kernel has taken from write() so far
+    # fields and C methods: declared in pyx/engine/_loop.pxd
 
     _sendfile_compatible = _SendfileMode.TRY_NATIVE
 
@@ -379,15 +396,8 @@ cdef class SocketTransport(_FdTransport):
         self._protocol = protocol
         self._protocol_connected = True
 
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        self._watch(ENG_EV_READ, False)
-        if not self._wbuf:
-            self._conn_lost += 1
-            self._watch(ENG_EV_WRITE, False)
-            self._loop.call_soon(self._call_connection_lost, None)
+    cdef bint _writes_pending(self):
+        return bool(self._wbuf)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -455,18 +465,14 @@ cdef class SocketTransport(_FdTransport):
 
     cdef int _write(self, object data) except -1:
         cdef Py_ssize_t n = 0, size
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f'data argument must be a bytes-like object, '
-                            f'not {type(data).__name__!r}')
+        _check_bytes_like(data)
         if self._eof:
             raise RuntimeError('Cannot call write() after write_eof()')
         size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
         if not size:
             return 0
         if self._conn_lost:
-            if self._conn_lost >= _LOG_CONNLOST_WRITES:
-                _logger().warning('socket.send() raised exception.')
-            self._conn_lost += 1
+            self._write_after_lost('socket.send() raised exception.')
             return 0
         if not self._wbuf:
             try:
@@ -520,9 +526,7 @@ cdef class SocketTransport(_FdTransport):
             return
         was_empty = not self._wbuf
         for data in list_of_data:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f'data argument must be a bytes-like object, '
-                                f'not {type(data).__name__!r}')
+            _check_bytes_like(data)
             size = len(data) if not isinstance(data, memoryview) else data.nbytes
             if size:
                 self._queue(data, 0, size)
@@ -574,7 +578,8 @@ cdef class SocketTransport(_FdTransport):
 
     # --- loop.sendfile support ------------------------------------------------------------------
 
-    def _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset, Py_ssize_t count):
+    cpdef Py_ssize_t _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset,
+                                          Py_ssize_t count) except -1:
         """write(head), then as much of file_fd[offset:offset+count] as the kernel takes now
         with sendfile(2), without waiting: returns the file bytes sent; the rest (the socket
         buffer was full, an error, a platform without Linux's sendfile) is for loop.sendfile(),

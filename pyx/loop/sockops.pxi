@@ -1,21 +1,25 @@
-# Low-level socket operations: loop.sock_recv / sock_recv_into / sock_recvfrom /
+# Low-level socket operations (included by loop.pyx; the loop.sock_* methods themselves are in
+# loop.pyx, the machinery here): loop.sock_recv / sock_recv_into / sock_recvfrom /
 # sock_recvfrom_into / sock_sendall / sock_sendto / sock_connect / sock_accept, with asyncio's
 # semantics (each is a coroutine; the socket must be non-blocking, checked in debug mode).
 #
-# Each first tries the syscall at once. Only when the kernel says EAGAIN does it park a _SockOp in
+# Each first tries the syscall at once (_sockop_now). Only when the kernel says EAGAIN does it park a _SockOp in
 # the fd table (kind KIND_SOCKOP): the dispatch table calls its _step() when the fd is ready,
 # which retries the syscall and resolves the future -- no Handle, no add_reader()/functools.partial
 # round trip. Cancelling the awaiting task removes the op from the fd table.
 
 cdef enum:
+    # one syscall, retried as it is until it does not say EAGAIN (_sockop_call)
     OP_RECV = 0
     OP_RECV_INTO = 1
     OP_RECVFROM = 2
     OP_RECVFROM_INTO = 3
-    OP_SENDALL = 4
-    OP_SENDTO = 5
-    OP_CONNECT = 6
-    OP_ACCEPT = 7
+    OP_SENDTO = 4
+    OP_ACCEPT = 5
+    OP_LAST_SIMPLE = 5
+    # with state of their own across wake-ups (_SockOp._step)
+    OP_SENDALL = 6
+    OP_CONNECT = 7
     OP_SENDFILE = 8
 
 cdef object _ssl_SSLSocket = None
@@ -127,20 +131,8 @@ cdef class _SockOp:
             self._detach()
             return 0
         try:
-            if self.op == OP_RECV:
-                result = sock.recv(self.arg)
-            elif self.op == OP_RECV_INTO:
-                result = sock.recv_into(self.arg)
-            elif self.op == OP_RECVFROM:
-                result = sock.recvfrom(self.arg)
-            elif self.op == OP_RECVFROM_INTO:
-                result = sock.recvfrom_into(self.arg, self.arg2)
-            elif self.op == OP_SENDTO:
-                result = sock.sendto(self.arg, self.arg2)
-            elif self.op == OP_ACCEPT:
-                conn, address = sock.accept()
-                conn.setblocking(False)
-                result = (conn, address)
+            if self.op <= OP_LAST_SIMPLE:
+                result = _sockop_call(sock, self.op, self.arg, self.arg2)
             elif self.op == OP_SENDFILE:
                 result = self._sendfile_step()
                 if result is None:
@@ -184,6 +176,26 @@ cdef int _sendfile_update_filepos(int file_fd, Py_ssize_t offset, Py_ssize_t tot
     return 0
 
 
+cdef tuple _map_file(file, offset, count):
+    """(a read-only mmap(2) of file up to offset + count or its end, that end) for the sendfile
+    fallbacks that write views of it; (None, end) when nothing lies past offset. A file that
+    is not regular or cannot be mapped raises SendfileNotAvailableError (the next fallback)."""
+    import mmap as _mmap
+    try:
+        fileno = file.fileno()
+        size = _os.fstat(fileno).st_size
+    except (AttributeError, OSError, _io_UnsupportedOperation):
+        raise _SendfileNotAvailableError("not a regular file")
+    end = size if count is None else min(size, offset + count)
+    if end <= offset:
+        return None, end
+    try:
+        m = _mmap.mmap(fileno, end, access=_mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        raise _SendfileNotAvailableError("file cannot be mapped")
+    return m, end
+
+
 cdef int _check_sendfile_params(sock, file, offset, count) except -1:
     if 'b' not in getattr(file, 'mode', 'b'):
         raise ValueError("file should be opened in binary mode")
@@ -199,6 +211,44 @@ cdef int _check_sendfile_params(sock, file, offset, count) except -1:
     if offset < 0:
         raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
     return 0
+
+
+cdef object _sockop_call(object sock, int op, object arg, object arg2):
+    """The syscall of a simple op (OP_RECV .. OP_ACCEPT): its result, or it raises
+    (BlockingIOError/InterruptedError when the socket is not ready)."""
+    if op == OP_RECV:
+        return sock.recv(arg)
+    if op == OP_RECV_INTO:
+        return sock.recv_into(arg)
+    if op == OP_RECVFROM:
+        return sock.recvfrom(arg)
+    if op == OP_RECVFROM_INTO:
+        return sock.recvfrom_into(arg, arg2)
+    if op == OP_SENDTO:
+        return sock.sendto(arg, arg2)
+    conn, address = sock.accept()             # OP_ACCEPT
+    conn.setblocking(False)
+    return (conn, address)
+
+
+cdef object _NOT_READY = object()
+
+
+cdef object _sockop_now(Loop loop, object sock, int op, object arg, object arg2):
+    """A simple op tried at once, as every loop.sock_* coroutine starts: its result, or
+    _NOT_READY when the kernel said EAGAIN (the caller then awaits _sockop_park())."""
+    _check_sock(loop, sock)
+    try:
+        return _sockop_call(sock, op, arg, arg2)
+    except (BlockingIOError, InterruptedError):
+        return _NOT_READY
+
+
+cdef object _sockop_park(Loop loop, object sock, int op, object arg, object arg2):
+    """A future for op, parked in the fd table until the socket is ready."""
+    fut = aio_Future(loop=loop)
+    _sockop_wait(loop, _SockOp.new(loop, fut, sock, op, arg, arg2))
+    return fut
 
 
 cdef int _dispatch_sockop(Loop loop, object obj, int revents) except -1:

@@ -1,4 +1,4 @@
-# BufferPool: fixed-size receive buffers carved out of large slabs, bounded, with statistics.
+# BufferPool (included by loop.pyx into engine._loop; declared only here): fixed-size receive buffers carved out of large slabs, bounded, with statistics.
 #
 # Chunks are handed out as PooledBuffer objects that export the buffer protocol, so
 # memoryview(buf) / sock.recv_into(buf) / numpy.frombuffer(buf) see the slab memory with no copy.
