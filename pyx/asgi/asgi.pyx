@@ -115,9 +115,9 @@ cdef inline str _decode_path(bytes raw):
 
 @cython.final
 cdef class ServerConfig:
-    """What the protocol needs from engine.config.Config, resolved once per worker."""
+    """What the protocol needs from engine.serve.config.Config, resolved once per worker."""
     cdef public object app
-    cdef public object state                 # engine.protocols.ServerState (or None)
+    cdef public object state                 # engine.serve.protocols.ServerState (or None)
     cdef public str root_path
     cdef public double keep_alive
     cdef public double header_timeout
