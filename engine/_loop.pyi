@@ -119,9 +119,6 @@ class BufferPool:
     def acquire(self) -> PooledBuffer: ...
     def stats(self) -> dict[str, int]: ...
 
-PROBES: dict[str, bool]
-FEATURES: dict[str, bool]
-
 class Loop:
     slow_callback_duration: float
     @property

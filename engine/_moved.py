@@ -8,7 +8,6 @@ one module. Nothing is imported until an old name is asked for.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import warnings
@@ -30,7 +29,8 @@ MOVED: dict[str, str] = {
 }
 
 
-class _MovedLoader(importlib.abc.Loader):
+# duck-typed finder and loader: importlib.abc would cost `import engine` more than the rest of it
+class _MovedLoader:
     def __init__(self, new: str) -> None:
         self.new = new
 
@@ -45,16 +45,16 @@ class _MovedLoader(importlib.abc.Loader):
         sys.modules[old] = importlib.import_module(self.new)
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder):
+class _MovedFinder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         new = MOVED.get(fullname)
         if new is None:
             return None
-        return importlib.machinery.ModuleSpec(fullname, _MovedLoader(new))
+        return importlib.machinery.ModuleSpec(fullname, _MovedLoader(new))  # type: ignore[arg-type]
 
 
 def install() -> None:
     """Put the finder on ``sys.meta_path`` (once)."""
     if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
-        sys.meta_path.append(_MovedFinder())
+        sys.meta_path.append(_MovedFinder())  # type: ignore[arg-type]
