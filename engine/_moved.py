@@ -57,4 +57,4 @@ class _MovedFinder:
 def install() -> None:
     """Put the finder on ``sys.meta_path`` (once)."""
     if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
-        sys.meta_path.append(_MovedFinder())  # type: ignore[arg-type]
+        sys.meta_path.append(_MovedFinder())

@@ -193,7 +193,7 @@ def loop_factory(impl):
     if impl == "uvloop":
         import uvloop
         import uvloop.loop
-        return (uvloop.new_event_loop, uvloop.__version__, uvloop.__file__,
+        return (uvloop.new_event_loop, getattr(uvloop, "__version__", "?"), uvloop.__file__,
                 _build_id(uvloop.loop.__file__))
     if impl == "asyncio":
         # CPython's default loop, independent of any installed policy.
