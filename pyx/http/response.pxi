@@ -50,32 +50,34 @@ def reason_phrase(int status):
     return _REASONS.get(status, B_EMPTY)
 
 
-cdef inline int _check_token(object name) except -1:
+cdef inline Py_ssize_t _first_outside(object data, unsigned char cclass, str what) except -2:
+    """Index of the first byte of ``data`` (bytes, else TypeError naming ``what``) whose
+    CHAR_CLASS lacks ``cclass``; -1 when every byte has it."""
     cdef Py_ssize_t i, n
     cdef const unsigned char *s
-    if not PyBytes_Check(name):
-        raise TypeError(f"header names must be bytes, not {type(name).__name__}")
-    n = PyBytes_GET_SIZE(name)
-    s = <const unsigned char *>PyBytes_AS_STRING(name)
-    if n == 0:
-        raise ValueError("empty header name")
+    if not PyBytes_Check(data):
+        raise TypeError(f"{what} must be bytes, not {type(data).__name__}")
+    n = PyBytes_GET_SIZE(data)
+    s = <const unsigned char *>PyBytes_AS_STRING(data)
     for i in range(n):
-        if not CHAR_CLASS[s[i]] & CC_TCHAR:
-            raise ValueError(f"invalid header name {name!r}")
+        if not CHAR_CLASS[s[i]] & cclass:
+            return i
+    return -1
+
+
+cdef inline int _check_token(object name) except -1:
+    if _first_outside(name, CC_TCHAR, "header names") >= 0:
+        raise ValueError(f"invalid header name {name!r}")
+    if PyBytes_GET_SIZE(name) == 0:
+        raise ValueError("empty header name")
     return 0
 
 
 cdef inline int _check_value(object value, str what) except -1:
     """VCHAR / obs-text / SP / HTAB only: no CR, LF, NUL or other control byte."""
-    cdef Py_ssize_t i, n
-    cdef const unsigned char *s
-    if not PyBytes_Check(value):
-        raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
-    n = PyBytes_GET_SIZE(value)
-    s = <const unsigned char *>PyBytes_AS_STRING(value)
-    for i in range(n):
-        if not CHAR_CLASS[s[i]] & CC_FIELD:
-            raise ValueError(f"invalid byte {s[i]:#04x} in {what} {value!r}")
+    cdef Py_ssize_t bad = _first_outside(value, CC_FIELD, what)
+    if bad >= 0:
+        raise ValueError(f"invalid byte {value[bad]:#04x} in {what} {value!r}")
     return 0
 
 

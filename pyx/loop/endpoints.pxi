@@ -149,11 +149,24 @@ cdef class DatagramTransport(_FdTransport):
         return 0
 
 
-cdef int _check_pipe(object pipe) except -1:
+cdef object _open_pipe(_FdTransport t, Loop loop, object pipe, object protocol, object waiter,
+                       bint reader):
+    """What both pipe transports do to start: check the fd's kind, make it non-blocking, schedule
+    connection_made, reading and the waiter. The read end always reads; the write end reads only
+    on pipes and sockets, where readable means the reader went away (a character device's fd,
+    a pty's say, is readable whenever the other side writes)."""
     mode = _os.fstat(pipe.fileno()).st_mode
     if not (_stat.S_ISFIFO(mode) or _stat.S_ISSOCK(mode) or _stat.S_ISCHR(mode)):
         raise ValueError("Pipe transport is for pipes/sockets only.")
-    return 0
+    t._init_base(loop, pipe, pipe.fileno(), protocol)
+    t._extra['pipe'] = pipe
+    _os.set_blocking(t._fd, False)
+    loop.call_soon(protocol.connection_made, t)
+    if reader or _stat.S_ISFIFO(mode) or _stat.S_ISSOCK(mode):
+        loop.call_soon(t._start_reading)
+    if waiter is not None:
+        loop.call_soon(_set_result_unless_cancelled, waiter, None)
+    return t
 
 
 @cython.no_gc_clear
@@ -163,15 +176,7 @@ cdef class ReadPipeTransport(_FdTransport):
     @staticmethod
     cdef ReadPipeTransport new(Loop loop, object pipe, object protocol, object waiter):
         cdef ReadPipeTransport t = ReadPipeTransport.__new__(ReadPipeTransport)
-        _check_pipe(pipe)
-        t._init_base(loop, pipe, pipe.fileno(), protocol)
-        t._extra['pipe'] = pipe
-        _os.set_blocking(t._fd, False)
-        loop.call_soon(protocol.connection_made, t)
-        loop.call_soon(t._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
-        return t
+        return _open_pipe(t, loop, pipe, protocol, waiter, True)
 
     cdef int _on_readable(self) except -1:
         if self._conn_lost:
@@ -203,20 +208,8 @@ cdef class WritePipeTransport(_FdTransport):
     @staticmethod
     cdef WritePipeTransport new(Loop loop, object pipe, object protocol, object waiter):
         cdef WritePipeTransport t = WritePipeTransport.__new__(WritePipeTransport)
-        _check_pipe(pipe)
         t._buf = bytearray()
-        t._init_base(loop, pipe, pipe.fileno(), protocol)
-        t._extra['pipe'] = pipe
-        _os.set_blocking(t._fd, False)
-        loop.call_soon(protocol.connection_made, t)
-        # readable on the write end = the reader went away (pipes and sockets). Not for
-        # character devices: a pty's fd is readable whenever the other side writes.
-        mode = _os.fstat(t._fd).st_mode
-        if _stat.S_ISFIFO(mode) or _stat.S_ISSOCK(mode):
-            loop.call_soon(t._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
-        return t
+        return _open_pipe(t, loop, pipe, protocol, waiter, False)
 
     cdef int _on_readable(self) except -1:
         # the read end closed
