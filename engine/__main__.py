@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     _dash_mod.add_arguments(p)
     p.set_defaults(func=_dashboard)
 
-    from engine.serve import cli as _serve_cli  # engine.server and the app only when serving
+    from engine.serve import cli as _serve_cli  # the serving stack loads only to serve
 
     _serve_cli.add_parser(sub)
 

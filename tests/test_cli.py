@@ -57,6 +57,27 @@ def app_dir(tmp_path):
 
 # --------------------------------------------------------------------------- default app
 
+def test_engine_info_does_not_load_the_serving_stack():
+    # `engine info` (like `engine --help` and `engine bench`) builds the serve subcommand's
+    # parser; the app, the plugins and run_server load only when serving
+    code = ("import sys, engine.__main__ as m\n"
+            "assert m.main(['info']) == 0\n"
+            "print(sorted(x for x in sys.modules if x.startswith(('engine.serve.runner', "
+            "'engine.serve.default_app', 'engine.serve.protocols', 'engine.serve.lifespan'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=WAIT, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    # ... and the serving names are still there when asked for
+    code = ("from engine.serve import Config, run_server\n"
+            "from engine.serve.cli import run_server as r\n"
+            "from engine.serve.runner import run_server as r2\n"
+            "assert r is r2 is run_server and Config().port == 8000\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=WAIT, cwd="/")
+    assert out.returncode == 0, out.stderr
+
+
 def test_default_app_page_echo_websocket_and_sigterm_exit_0():
     with Served() as srv:
         assert srv.url.startswith("http://127.0.0.1:")

@@ -23,7 +23,23 @@ From Python::
 """
 from __future__ import annotations
 
-from .config import Config, ConfigError
-from .runner import run_server
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config, ConfigError
+    from .runner import run_server
 
 __all__ = ["Config", "ConfigError", "run_server"]
+
+# `engine --help`, `engine info` and `engine bench` build the `serve` subcommand's parser from
+# engine.serve.cli: the package loads the rest (the app, the plugins, the server) only when a
+# name below is asked for (PEP 562)
+_EXPORTS = {"Config": "config", "ConfigError": "config", "run_server": "runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

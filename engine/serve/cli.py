@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from .config import LIFESPAN_MODES, LOG_LEVELS, LOOPS, Config, ConfigError
-from .runner import run_server
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
@@ -180,5 +179,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"engine serve: error: {exc}", file=sys.stderr)
         return 2
+    from .runner import run_server  # when serving: not for `engine --help`, `engine bench`
+
     return run_server(config, argv=argv)
+
+
+def __getattr__(name: str) -> Any:
+    # engine.serve.cli.run_server (the old engine.cli.run_server), loaded on first use
+    if name == "run_server":
+        from .runner import run_server
+        return run_server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

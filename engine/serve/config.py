@@ -30,7 +30,6 @@ from typing import Any
 from .. import new_event_loop
 from ..server import Listener
 from .asgi_types import ASGIApp
-from .default_app import DefaultApp
 
 __all__ = [
     "Config", "ConfigError", "AppLoadError", "import_from_string",
@@ -242,6 +241,9 @@ class Config:
         arguments and what it returns is the app. Raises :class:`AppLoadError`.
         """
         if self.app is None:
+            # imported when it is served (its mimetypes/html/json imports are most of what
+            # loading engine serve's settings would cost otherwise)
+            from .default_app import DefaultApp
             return DefaultApp(static=self.static, workers=self.workers)
         if self.static is not None:
             raise ConfigError("static is served by the default app only (no MODULE:APP)")
