@@ -67,6 +67,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--ssl-certfile", help="TLS certificate chain (PEM): serve https/wss")
     g.add_argument("--ssl-keyfile", help="TLS private key (PEM), if not in the certfile")
     g.add_argument("--ssl-keyfile-password", help="password of the TLS private key")
+    g.add_argument("--ssl-ca-certs", metavar="PATH",
+                   help="CA certificates (PEM file or hashed directory) that client "
+                        "certificates are verified against (mTLS)")
+    g.add_argument("--ssl-cert-reqs", default="none", metavar="{none,optional,required}",
+                   help="ask clients for a certificate: none (default), optional (verified "
+                        "when given) or required (mTLS; the handshake fails without one); "
+                        "0/1/2 are accepted too")
+    g.add_argument("--ssl-ciphers", metavar="LIST",
+                   help="OpenSSL cipher list for TLS 1.2 and older (default: Python's)")
 
     g = p.add_argument_group("application")
     g.add_argument("--factory", action="store_true",
@@ -160,7 +169,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         limit_concurrency=args.limit_concurrency, max_connections=args.max_connections,
         backlog=args.backlog, log_level=args.log_level, access_log=args.access_log,
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-        ssl_keyfile_password=args.ssl_keyfile_password, reload=args.reload,
+        ssl_keyfile_password=args.ssl_keyfile_password, ssl_ca_certs=args.ssl_ca_certs,
+        ssl_cert_reqs=args.ssl_cert_reqs, ssl_ciphers=args.ssl_ciphers, reload=args.reload,
         reload_dirs=list(args.reload_dirs), reload_interval=args.reload_interval,
         protocol=args.protocol, static=args.static, lifespan=args.lifespan, loop=args.loop,
         ws_max_size=args.ws_max_size, ws_ping_interval=args.ws_ping_interval,

@@ -43,6 +43,13 @@ LOG_LEVELS: dict[str, int] = {
 }
 LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("engine", "asyncio")
+# --ssl-cert-reqs: whether a client certificate is asked for and must verify (mTLS), by name
+# or by the ssl module's number (0/1/2, as uvicorn takes it)
+CERT_REQS = ("none", "optional", "required")
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+              "required": ssl.CERT_REQUIRED}
+
+_log = logging.getLogger("engine.serve")
 
 MIB = 1024 * 1024
 
@@ -53,6 +60,17 @@ class ConfigError(ValueError):
 
 class AppLoadError(ConfigError):
     """The app (or a plugin) named by a ``module:attribute`` string could not be loaded."""
+
+
+def _cert_reqs_name(value: object) -> str:
+    if isinstance(value, str) and value.strip().lower() in _CERT_REQS:
+        return value.strip().lower()
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(CERT_REQS):
+        return CERT_REQS[value]
+    raise ConfigError(f"ssl_cert_reqs must be one of {', '.join(CERT_REQS)} (or 0, 1, 2), "
+                      f"not {value!r}")
 
 
 def import_from_string(spec: str, *, what: str = "app") -> Any:
@@ -123,6 +141,9 @@ class Config:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: str | int = "none"
+    ssl_ciphers: str | None = None
     reload: bool = False
     reload_dirs: list[str] = dataclasses.field(default_factory=list)
     reload_interval: float = 0.5
@@ -142,6 +163,8 @@ class Config:
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     _ssl_context: ssl.SSLContext | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False)
+    _ssl_stamp: tuple[object, ...] | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -170,6 +193,16 @@ class Config:
             raise ConfigError("timeout_graceful_shutdown must be >= 0 or None")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile needs ssl_certfile")
+        self.ssl_cert_reqs = _cert_reqs_name(self.ssl_cert_reqs)
+        if not self.ssl_certfile:
+            for name in ("ssl_ca_certs", "ssl_ciphers"):
+                if getattr(self, name):
+                    raise ConfigError(f"{name} needs ssl_certfile")
+            if self.ssl_cert_reqs != "none":
+                raise ConfigError("ssl_cert_reqs needs ssl_certfile")
+        if self.ssl_cert_reqs != "none" and not self.ssl_ca_certs:
+            raise ConfigError(f"ssl_cert_reqs={self.ssl_cert_reqs!r} needs ssl_ca_certs (the "
+                              "CA certificates that client certificates are checked against)")
         self.log_level_number()                   # validates
         if self.static is not None and not os.path.isdir(self.static):
             raise ConfigError(f"static: {self.static!r} is not a directory")
@@ -275,22 +308,72 @@ class Config:
     # --- TLS --------------------------------------------------------------------------------
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """A server-side SSLContext from ``ssl_certfile``/``ssl_keyfile`` (made once and
-        kept), or None without a certificate."""
+        """A server-side SSLContext from the ``ssl_*`` settings, or None without a certificate.
+
+        It is made once and kept while the files it was made from (certificate, key, CA
+        certificates) are unchanged; when one changed (a renewed certificate), the next call
+        makes a new context from them, so a worker started after the change (``SIGHUP``'s
+        rolling restart) serves the new certificate. If the changed files cannot be loaded
+        and a context was made before, that one is kept and the error logged (a broken
+        renewal does not stop a running server); the first load raises ConfigError."""
         if not self.ssl_certfile:
             return None
-        if self._ssl_context is None:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        stamp = self._ssl_files_stamp()
+        if self._ssl_context is None or stamp != self._ssl_stamp:
             try:
-                ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile,
-                                    self.ssl_keyfile_password)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"cannot load the TLS certificate {self.ssl_certfile!r}: "
-                                  f"{exc}") from None
-            if self.protocol == "http":
-                ctx.set_alpn_protocols(["http/1.1"])
-            self._ssl_context = ctx
+                ctx = self._make_ssl_context()
+            except ConfigError:
+                if self._ssl_context is None:
+                    raise
+                _log.exception("TLS files changed but cannot be loaded; serving the "
+                               "certificate loaded before")
+                self._ssl_stamp = stamp             # log once per change, not per call
+                return self._ssl_context
+            if self._ssl_context is not None:
+                _log.info("TLS certificate reloaded from %s", self.ssl_certfile)
+            self._ssl_context, self._ssl_stamp = ctx, stamp
         return self._ssl_context
+
+    def _ssl_files_stamp(self) -> tuple[object, ...]:
+        stamp: list[object] = []
+        for path in (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs):
+            if not path:
+                stamp.append(None)
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamp.append(None)
+            else:
+                stamp.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamp)
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
+        assert self.ssl_certfile
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the TLS certificate {self.ssl_certfile!r}: "
+                              f"{exc}") from None
+        if self.ssl_ca_certs:
+            try:
+                if os.path.isdir(self.ssl_ca_certs):
+                    ctx.load_verify_locations(capath=self.ssl_ca_certs)
+                else:
+                    ctx.load_verify_locations(cafile=self.ssl_ca_certs)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the CA certificates {self.ssl_ca_certs!r}: "
+                                  f"{exc}") from None
+        ctx.verify_mode = _CERT_REQS[str(self.ssl_cert_reqs)]
+        if self.ssl_ciphers:
+            try:
+                ctx.set_ciphers(self.ssl_ciphers)
+            except ssl.SSLError as exc:
+                raise ConfigError(f"ssl_ciphers {self.ssl_ciphers!r}: {exc}") from None
+        if self.protocol == "http":
+            ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
 
     # --- listening --------------------------------------------------------------------------
 

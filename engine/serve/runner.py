@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -112,8 +113,21 @@ class _AppHooks:
             raise StartupFailure(f"protocol {plugin.name!r} could not start: {exc}") from exc
         context = config.ssl_context()
         if context is not None:
-            factory = server.tls_factory(factory, context, asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            holder = server.TLSContext(context)
+            factory = server.tls_factory(factory, holder, loop)
+            if self.report_fd is None:
+                # one process, no workers to restart: SIGHUP reloads the certificate (and key
+                # and CA certificates) for connections accepted from then on
+                loop.add_signal_handler(signal.SIGHUP, self._reload_tls, holder)
         return factory
+
+    def _reload_tls(self, holder: server.TLSContext) -> None:
+        context = self.config.ssl_context()       # a new one if the files changed
+        if context is not None and context is not holder.context:
+            holder.replace(context)
+        elif context is holder.context:
+            logger.info("SIGHUP: the TLS files are unchanged")
 
     async def shutdown(self) -> None:
         if self.lifespan is not None:

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from .connections import DEFAULT_GRACEFUL_TIMEOUT, ProtocolFactory, ServerHandle, start
 from .listeners import DEFAULT_BACKLOG, Bound, Listener, bind, describe
-from .tls import tls_factory
+from .tls import TLSContext, tls_factory
 from .workers import serve
 
 __all__ = [
     "Listener", "Bound", "bind", "describe", "ServerHandle", "start", "serve", "tls_factory",
+    "TLSContext",
     "ProtocolFactory", "DEFAULT_BACKLOG", "DEFAULT_GRACEFUL_TIMEOUT",
 ]

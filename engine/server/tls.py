@@ -10,7 +10,21 @@ from asyncio import sslproto
 
 from .connections import ProtocolFactory
 
-__all__ = ["TLSProtocol", "tls_factory"]
+__all__ = ["TLSProtocol", "TLSContext", "tls_factory"]
+
+
+class TLSContext:
+    """A replaceable server ``SSLContext``: connections accepted after :meth:`replace` (a
+    renewed certificate, in a server that runs on) handshake with the new context, the ones
+    already open keep theirs."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    def replace(self, context: ssl.SSLContext) -> None:
+        self.context = context
 
 
 class TLSProtocol(sslproto.SSLProtocol):
@@ -19,7 +33,9 @@ class TLSProtocol(sslproto.SSLProtocol):
     (the server finds ``shutdown()`` on ``transport.get_protocol()``, which is this object)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, factory: ProtocolFactory,
-                 context: ssl.SSLContext) -> None:
+                 context: ssl.SSLContext | TLSContext) -> None:
+        if type(context) is TLSContext:
+            context = context.context
         super().__init__(loop, factory(), context, None,  # type: ignore[arg-type]
                          server_side=True)
         self._engine_raw: asyncio.BaseTransport | None = None
@@ -41,8 +57,9 @@ class TLSProtocol(sslproto.SSLProtocol):
             method()
 
 
-def tls_factory(factory: ProtocolFactory, context: ssl.SSLContext,
+def tls_factory(factory: ProtocolFactory, context: ssl.SSLContext | TLSContext,
                 loop: asyncio.AbstractEventLoop) -> ProtocolFactory:
     """A protocol factory whose connections speak TLS with ``context`` around ``factory``'s
-    protocols (a ``functools.partial``: no Python frame of its own per connection)."""
+    protocols (a ``functools.partial``: no Python frame of its own per connection). With a
+    :class:`TLSContext`, each connection takes the context it holds when accepted."""
     return functools.partial(TLSProtocol, loop, factory, context)
