@@ -234,7 +234,7 @@ class DefaultApp:
             headers += [(b"content-type", _content_type(real)), (b"accept-ranges", b"bytes")]
             size = st.st_size
             span = _range(scope, size, etag, headers[0][1])
-            if span == "unsatisfiable":
+            if isinstance(span, str):                  # "unsatisfiable"
                 await _respond(send, 416, _TEXT, b"range not satisfiable\n", head=method == "HEAD",
                                extra=[(b"content-range", f"bytes */{size}".encode()),
                                       (b"accept-ranges", b"bytes")])
