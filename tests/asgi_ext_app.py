@@ -86,3 +86,13 @@ async def app(scope, receive, send):
             await send({"type": "http.response.start", "status": 200, "trailers": True})
             await send({"type": "http.response.zerocopysend", "file": f, "offset": 2, "count": 5})
         await send({"type": "http.response.trailers", "headers": [(b"x-done", b"yes")]})
+    elif p == "/hint-type":
+        msgs = []
+        for links in (b"</x>", ["</x>"], None):
+            try:
+                await send({"type": "http.response.early_hint", "links": links})
+                msgs.append("no error")
+            except TypeError as e:
+                msgs.append(str(e))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": "\n".join(msgs).encode()})

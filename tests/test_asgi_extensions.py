@@ -144,3 +144,27 @@ def test_curl_sees_103_and_trailers(server):
     raw = subprocess.run(["curl", "-s", "--raw", base + "/trailers"], capture_output=True,
                          timeout=30).stdout
     assert raw == b"6\r\nhello \r\n5\r\nworld\r\n0\r\nx-checksum: abc\r\nx-count: 2\r\n\r\n"
+
+
+def test_early_hint_links_must_be_bytes(server):
+    ev = h11_get(server, "/hint-type")
+    assert isinstance(ev[0], h11.Response)            # no 103 went out
+    lines = body_of(ev).decode().split("\n")
+    assert lines[0].startswith("http.response.early_hint: 'links' must be an iterable of bytes")
+    assert lines[1] == "http.response.early_hint: a link must be bytes, not str"
+    assert lines[2].startswith("http.response.early_hint: 'links' must be an iterable")
+
+
+def test_trailers_on_head_keep_the_connection(server):
+    sock = socket.create_connection((server.host, server.port), timeout=30)
+    try:
+        sock.sendall(b"HEAD /trailers HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /ext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"x-checksum: abc" not in data
+    assert rest.startswith(b"HTTP/1.1 200 OK")         # nothing of the HEAD's body or trailers
