@@ -15,6 +15,11 @@ Routes:
   file name), Content-Length, Last-Modified and an ETag, and honour If-None-Match /
   If-Modified-Since with 304. The body goes out with the ``http.response.pathsend`` extension
   when the server offers it (engine's HTTP protocol does: sendfile(2)), else in chunks.
+  Single byte ranges (RFC 9110 14: ``Range: bytes=a-b``, ``a-``, ``-n``, with ``If-Range``) get
+  206 with Content-Range, the part sent with ``http.response.zerocopysend`` (offset/count,
+  sendfile(2)); an unsatisfiable range gets 416 with ``Content-Range: bytes */LEN``; a malformed
+  Range header, or one with several ranges, is ignored (200, the whole file: no
+  multipart/byteranges).
 
 Other methods on ``/`` and on files get 405 with an ``Allow`` header; unknown paths 404. The app
 also answers the lifespan scope. ``app`` is an instance without static files;
@@ -226,8 +231,23 @@ class DefaultApp:
                 await send({"type": "http.response.start", "status": 304, "headers": headers})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            headers += [(b"content-type", _content_type(real)),
-                        (b"content-length", str(st.st_size).encode())]
+            headers += [(b"content-type", _content_type(real)), (b"accept-ranges", b"bytes")]
+            size = st.st_size
+            span = _range(scope, size, etag, headers[0][1])
+            if isinstance(span, str):                  # "unsatisfiable"
+                await _respond(send, 416, _TEXT, b"range not satisfiable\n", head=method == "HEAD",
+                               extra=[(b"content-range", f"bytes */{size}".encode()),
+                                      (b"accept-ranges", b"bytes")])
+                return
+            if span is not None:
+                first, last = span
+                count = last - first + 1
+                headers += [(b"content-range", f"bytes {first}-{last}/{size}".encode()),
+                            (b"content-length", str(count).encode())]
+                await send({"type": "http.response.start", "status": 206, "headers": headers})
+                await self._send_part(scope, send, fd, first, count, method == "HEAD", real)
+                return
+            headers.append((b"content-length", str(size).encode()))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if method == "HEAD" or st.st_size == 0:
                 await send({"type": "http.response.body", "body": b""})
@@ -250,6 +270,26 @@ class DefaultApp:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    async def _send_part(self, scope: Scope, send: Send, fd: int, offset: int, count: int,
+                         head: bool, real: str) -> None:
+        """``count`` bytes of the open file ``fd`` from ``offset`` (a 206's body)."""
+        if head:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if "http.response.zerocopysend" in (scope.get("extensions") or {}):
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                await send({"type": "http.response.zerocopysend", "file": f,
+                            "offset": offset, "count": count})
+            return
+        left = count
+        while left > 0:
+            chunk = os.pread(fd, min(CHUNK_SIZE, left), offset)
+            if not chunk:
+                raise RuntimeError(f"{real} shrank while it was being sent")
+            left -= len(chunk)
+            offset += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
 
     # --- WebSocket --------------------------------------------------------------------------
 
@@ -327,6 +367,53 @@ def _not_modified(scope: Scope, etag: bytes, mtime: float) -> bool:
     if since is None or since.tzinfo is None:
         return False
     return int(mtime) <= since.timestamp()
+
+
+def _range(scope: Scope, size: int, etag: bytes,
+           last_modified: bytes) -> tuple[int, int] | str | None:
+    """The byte range (first, last) a GET/HEAD asks for (RFC 9110 14.2), "unsatisfiable", or
+    None for the whole file: no Range header, a malformed one, several ranges (not served as
+    multipart/byteranges), or an If-Range that does not match the file."""
+    value = _header(scope, b"range")
+    if value is None:
+        return None
+    if_range = _header(scope, b"if-range")
+    if if_range is not None:
+        if_range = if_range.strip()
+        # an entity tag must match strongly; a date must be the exact Last-Modified
+        if if_range != (etag if if_range.startswith((b'"', b"W/")) else last_modified):
+            return None
+    unit, eq, spec = value.partition(b"=")
+    if not eq or unit.strip().lower() != b"bytes":
+        return None
+    spec = spec.strip(b" \t")
+    if b"," in spec:
+        return None                     # several ranges: the whole file (documented)
+    first_s, dash, last_s = spec.partition(b"-")
+    first_s, last_s = first_s.strip(b" \t"), last_s.strip(b" \t")
+    if not dash or (first_s and not first_s.isdigit()) or (last_s and not last_s.isdigit()):
+        return None
+    # at most 18 digits are read: a longer number is beyond any file (and int() of thousands
+    # of digits is slow or refused)
+    first_s, last_s = first_s.lstrip(b"0") or first_s[:1], last_s.lstrip(b"0") or last_s[:1]
+    if len(first_s) > 18:
+        return "unsatisfiable"
+    if len(last_s) > 18:
+        last_s = b"999999999999999999"
+    if not first_s:
+        if not last_s:
+            return None                 # "bytes=-": malformed
+        suffix = int(last_s)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - suffix), size - 1
+    first = int(first_s)
+    last = int(last_s) if last_s else size - 1
+    if last_s and last < first:
+        return None                     # "bytes=5-2": invalid, ignored (RFC 9110 14.1.1)
+    if first >= size:
+        return "unsatisfiable"
+    return first, min(last, size - 1)
 
 
 async def _respond(send: Send, status: int, ctype: bytes, body: bytes, *,

@@ -240,6 +240,7 @@ cdef class HttpProtocol(HttpParser):
             "headers": None,
             "extensions": _EXTENSIONS if not self.tls else {
                 "http.response.pathsend": {}, "http.response.zerocopysend": {},
+                "http.response.early_hint": {}, "http.response.trailers": {},
                 "tls": self.tls_info},
         }
         if self.cfg.limit_concurrency and len(self.cfg.connections) > self.cfg.limit_concurrency:
@@ -573,7 +574,8 @@ cdef class HttpProtocol(HttpParser):
         (<WebSocketSession>session).start()
 
 
-cdef dict _EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+cdef dict _EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {},
+                         "http.response.early_hint": {}, "http.response.trailers": {}}
 # ASGI TLS extension: tls_version as the protocol's 16-bit code, cipher_suite as its IANA id
 cdef dict _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303,
                            "TLSv1.3": 0x0304}
@@ -762,6 +764,9 @@ cdef class RequestCycle:
         public bint response_complete
         bint chunked
         bint close_delimited
+        bint trailers                # http.response.trailers extension: trailers announced
+        bint body_finished           # with trailers: the last body message was sent
+        list trailer_fields          # trailers received so far (more_trailers=True)
         int status
         list headers
         Py_ssize_t content_length    # declared by the app, -1 if none
@@ -868,6 +873,9 @@ cdef class RequestCycle:
         proto = self.proto
         t = message["type"]
         if not self.response_started:
+            if t == "http.response.early_hint":
+                self._early_hint(message)
+                return _DONE
             if t != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
             self._start(message)
@@ -875,8 +883,25 @@ cdef class RequestCycle:
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response already "
                                f"completed.")
+        if t == "http.response.early_hint":
+            raise RuntimeError("ASGI message 'http.response.early_hint' must come before "
+                               "'http.response.start' (103 Early Hints precede the response).")
+        if self.body_finished:
+            if t != "http.response.trailers":
+                raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after the last body "
+                                   f"message: only 'http.response.trailers' may follow.")
+        elif t == "http.response.trailers":
+            if not self.trailers:
+                raise RuntimeError("ASGI message 'http.response.trailers' sent, but "
+                                   "'http.response.start' did not announce trailers "
+                                   "(\"trailers\": True).")
+            raise RuntimeError("ASGI message 'http.response.trailers' sent before the body "
+                               "ended (a body message with more_body=False).")
         if proto.closing:
             return _DONE                        # the client went away: nothing to write to
+        if t == "http.response.trailers":
+            self._trailers(message)
+            return _DONE
         if t == "http.response.body":
             try:
                 self._body(message.get("body", b""), message.get("more_body", False))
@@ -932,9 +957,56 @@ cdef class RequestCycle:
                     hl.append(item)            # as given: no new pair
                 else:
                     hl.append((name, value))
+        if message.get("trailers", False):
+            # trailers need chunked framing (RFC 9112 7.1.2): the server decides the framing,
+            # so a Content-Length the app gave is dropped, as Transfer-Encoding is
+            self.trailers = True
+            cl = -1
         self.headers = hl
         self.content_length = cl
         self.response_started = True
+
+    cdef _early_hint(self, dict message):
+        # 103 Early Hints (RFC 8297): HTTP/1.1 clients only (an HTTP/1.0 client may not expect
+        # an interim response); the values are checked as header values are
+        cdef HttpProtocol proto = self.proto
+        links = message.get("links")
+        if links is None or isinstance(links, (bytes, str)):
+            raise TypeError("http.response.early_hint: 'links' must be an iterable of bytes "
+                            "(one Link header value each)")
+        fields = []
+        for link in links:
+            if not isinstance(link, (bytes, bytearray, memoryview)):
+                raise TypeError(f"http.response.early_hint: a link must be bytes, not "
+                                f"{type(link).__name__}")
+            fields.append((b"link", bytes(link)))
+        if not fields:
+            return
+        head = build_response_head(103, fields, True, b"1.1")   # ValueError on CR/LF/NUL
+        if not self.http11 or proto.closing:
+            return
+        proto._write(head)
+
+    cdef _trailers(self, dict message):
+        cdef HttpProtocol proto = self.proto
+        new = [(bytes(raw_name).lower(), bytes(raw_value))
+               for raw_name, raw_value in (message.get("headers") or ())]
+        if new:
+            last_chunk(new)                   # ValueError on a bad name or value, in this send()
+        fields = self.trailer_fields
+        if fields is None:
+            fields = self.trailer_fields = new
+        else:
+            fields.extend(new)
+        if message.get("more_trailers", False):
+            return
+        tail = last_chunk(fields)
+        self.trailer_fields = None
+        if self.chunked and not self.head:
+            proto._write(tail)
+        # HTTP/1.0 (close-delimited), HEAD, 204/304: no place for trailers, they are dropped
+        self.response_complete = True
+        proto._response_done(self)
 
     cdef bytes _head(self, Py_ssize_t content_length, bint chunked):
         cfg = self.proto.cfg
@@ -953,7 +1025,7 @@ cdef class RequestCycle:
             nobody = self.head or status < 200 or status == 204 or status == 304
             if self.content_length >= 0:
                 head = self._head(self.content_length, False)
-            elif not more:
+            elif not more and not self.trailers:
                 head = self._head(-1 if (status < 200 or status == 204 or status == 304)
                                   else n, False)
             elif self.http11:
@@ -991,6 +1063,9 @@ cdef class RequestCycle:
             proto._write(http_chunk(body) if self.chunked else body)
             self.bytes_sent += n
         if not more:
+            if self.trailers:
+                self.body_finished = True     # the last chunk goes out with the trailers
+                return
             if self.chunked:
                 proto._write(last_chunk())
             self.response_complete = True
@@ -1052,6 +1127,7 @@ cdef class RequestCycle:
         cdef HttpProtocol proto = self.proto
         cdef Py_ssize_t n
         if (self.headers is None or self.head or count <= 0 or proto.tls or not proto.gather_ok
+                or self.trailers
                 or (self.content_length < 0 and more) or proto.transport.is_closing()):
             return -1
         proto._flush_out()                   # what was sent before goes first
@@ -1078,6 +1154,9 @@ cdef class RequestCycle:
         self.proto._close()
 
     cdef _file_done(self, bint more):
+        if not more and self.trailers:
+            self.body_finished = True
+            return
         if not more:
             if self.chunked and not self.proto.closing:
                 self.proto.transport.write(last_chunk())
@@ -1117,7 +1196,7 @@ cdef class RequestCycle:
         proto._flush_out()                   # what was sent before goes first
         transport = proto.transport
         if self.headers is not None:
-            if self.content_length < 0 and not more:
+            if self.content_length < 0 and not more and not self.trailers:
                 self.content_length = count
             if self.content_length >= 0:
                 head = self._head(self.content_length, False)
