@@ -10,13 +10,11 @@ import struct
 import zlib
 
 import pytest
+from serve_util import Served
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.sync.client import connect
 
 from engine import _ws
-from serve_util import Served
-
-websockets = pytest.importorskip("websockets")
-from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory  # noqa: E402
-from websockets.sync.client import connect  # noqa: E402
 
 APP = """
 async def app(scope, receive, send):
@@ -116,7 +114,8 @@ def test_flag_off_not_negotiated(appdir):
 def test_negotiation_rules():
     def neg(value):
         return _ws.negotiate_deflate([(b"sec-websocket-extensions", value)])
-    assert neg(b"permessage-deflate")["response"] == b"permessage-deflate; server_max_window_bits=12"
+    assert (neg(b"permessage-deflate")["response"]
+            == b"permessage-deflate; server_max_window_bits=12")
     r = neg(b"permessage-deflate; client_max_window_bits")
     assert r["response"].endswith(b"client_max_window_bits=15")
     # invalid offers are declined and the next one is taken
