@@ -231,3 +231,55 @@ def test_fragmented_compressed_message(server):
                     got = d.decompress(buf[h:h + n] + b"\x00\x00\xff\xff")
         assert got == data
         del p
+
+
+# --- the frame parser alone ----------------------------------------------------------------
+
+def _deflate(data, c=None):
+    c = c or zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def test_parser_inflates_with_context_takeover_and_fragments():
+    p = _ws.MessageParser(max_message_size=1000)
+    p.enable_inflate(15, False)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    a, b = _deflate(b"hello hello hello", c), _deflate(b"hello hello hello", c)
+    assert len(b) < len(a)                      # the second message refers to the first
+    z = _deflate("ünïcode ".encode() * 20)
+    p.feed_data(_ws.build_frame(_ws.OP_BINARY, a, True, True, True)
+                + _ws.build_frame(_ws.OP_BINARY, b, True, True, True)
+                + _ws.build_frame(_ws.OP_TEXT, z[:3], False, True, True)
+                + _ws.build_frame(_ws.OP_PING, b"p", True, True)
+                + _ws.build_frame(_ws.OP_CONTINUATION, z[3:], True, True)
+                + _ws.build_frame(_ws.OP_TEXT, "plain", True, True))
+    assert p.events() == [("binary", b"hello hello hello"), ("binary", b"hello hello hello"),
+                          ("ping", b"p"), ("text", "ünïcode " * 20), ("text", "plain")]
+
+
+def test_parser_rsv1_on_continuation_and_bomb():
+    p = _ws.MessageParser()
+    p.enable_inflate()
+    frame = bytearray(_ws.build_frame(_ws.OP_CONTINUATION, b"x", True, True))
+    frame[0] |= 0x40
+    p.feed_data(_ws.build_frame(_ws.OP_TEXT, _deflate(b"ab"), False, True, True))
+    with pytest.raises(_ws.WebSocketError) as e:
+        p.feed_data(bytes(frame))
+    assert e.value.code == 1002
+    p = _ws.MessageParser(max_message_size=10000)
+    p.enable_inflate()
+    with pytest.raises(_ws.WebSocketError) as e:
+        p.feed_data(_ws.build_frame(_ws.OP_BINARY, _deflate(b"a" * 10001), True, True, True))
+    assert e.value.code == 1009
+    p = _ws.MessageParser(max_message_size=10000)
+    p.enable_inflate()
+    p.feed_data(_ws.build_frame(_ws.OP_BINARY, _deflate(b"a" * 10000), True, True, True))
+    assert p.events() == [("binary", b"a" * 10000)]
+
+
+def test_parser_invalid_utf8_after_inflate_is_1007():
+    p = _ws.MessageParser()
+    p.enable_inflate()
+    with pytest.raises(_ws.WebSocketError) as e:
+        p.feed_data(_ws.build_frame(_ws.OP_TEXT, _deflate(b"\xc3\x28 bad"), True, True, True))
+    assert e.value.code == 1007
