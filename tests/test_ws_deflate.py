@@ -283,3 +283,17 @@ def test_parser_invalid_utf8_after_inflate_is_1007():
     with pytest.raises(_ws.WebSocketError) as e:
         p.feed_data(_ws.build_frame(_ws.OP_TEXT, _deflate(b"\xc3\x28 bad"), True, True, True))
     assert e.value.code == 1007
+
+
+def test_cli_flag_reaches_config_and_protocol_config():
+    import argparse
+
+    from engine.serve.cli import add_parser, config_from_args
+    from engine.serve.protocols.http import server_config
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    on = config_from_args(parser.parse_args(["serve", "m:app"]))
+    off = config_from_args(parser.parse_args(["serve", "m:app", "--no-ws-per-message-deflate"]))
+    assert on.ws_per_message_deflate is True and off.ws_per_message_deflate is False
+    assert server_config(None, on).ws_per_message_deflate is True
+    assert server_config(None, off).ws_per_message_deflate is False
