@@ -117,7 +117,13 @@ def test_negotiation_rules():
     assert (neg(b"permessage-deflate")["response"]
             == b"permessage-deflate; server_max_window_bits=12")
     r = neg(b"permessage-deflate; client_max_window_bits")
-    assert r["response"].endswith(b"client_max_window_bits=15")
+    assert r["response"].endswith(b"client_max_window_bits=12")
+    assert r["client_window_bits"] == 12
+    r = neg(b"permessage-deflate; client_max_window_bits=10")
+    assert r["response"].endswith(b"client_max_window_bits=10")
+    r = neg(b"permessage-deflate; client_max_window_bits=8")
+    assert r["response"].endswith(b"client_max_window_bits=8") and r["client_window_bits"] == 9
+    assert neg(b"permessage-deflate")["client_window_bits"] == 15
     # invalid offers are declined and the next one is taken
     r = neg(b"permessage-deflate; foo=1, permessage-deflate; server_max_window_bits=9")
     assert r["server_window_bits"] == 9

@@ -28,7 +28,8 @@ cdef double WS_CLOSE_WAIT = 5.0        # seconds to wait for the client's close 
 # permessage-deflate (RFC 7692) tuning, per connection. zlib's deflate state costs
 # (1 << (wbits + 2)) + (1 << (memLevel + 9)) bytes plus ~6 KB: with wbits 12 and memLevel 5,
 # 16 KiB + 16 KiB (vs 256 KiB at zlib's defaults 15/8). The inflater needs 1 << wbits of window
-# (+ ~7 KB), allocated on the first compressed message. Messages below WS_DEFLATE_MIN bytes go
+# (+ ~7 KB), allocated on the first compressed message; a client that offers
+# client_max_window_bits is held to 12 as well (else it may use 15). Messages below WS_DEFLATE_MIN bytes go
 # out uncompressed (RSV1 clear, allowed per message by RFC 7692 §6): deflate cannot shrink them.
 cdef int WS_DEFLATE_WBITS = 12
 cdef int WS_DEFLATE_MEMLEVEL = 5
@@ -90,7 +91,8 @@ cdef class WebSocketSession(FrameParser):
             "extensions": {"websocket.http.response": {}},
         }
         if cfg.ws_per_message_deflate:
-            self.deflate = _ws.negotiate_deflate(proto.headers, WS_DEFLATE_WBITS)
+            self.deflate = _ws.negotiate_deflate(proto.headers, WS_DEFLATE_WBITS,
+                                                 WS_DEFLATE_WBITS)
         if proto.tls:
             scope["extensions"]["tls"] = proto.tls_info
         if cfg.lifespan_state is not None:

@@ -874,11 +874,13 @@ cdef object _parse_pmd_offer(list params):
     return out
 
 
-def negotiate_deflate(headers, int server_max_window_bits=12):
+def negotiate_deflate(headers, int server_max_window_bits=12, int client_max_window_bits=12):
     """Choose the first acceptable permessage-deflate offer of Sec-WebSocket-Extensions.
     Returns None (no extension) or a dict: ``response`` (the header value to answer),
     ``server_window_bits``, ``server_no_context_takeover``, ``client_window_bits`` (what the
-    inflater needs), ``client_no_context_takeover``."""
+    inflater needs), ``client_no_context_takeover``. A client that offers
+    client_max_window_bits is held to at most ``client_max_window_bits`` (§7.1.2.2), which
+    bounds the inflater's window."""
     for value in _field_values(headers, b"sec-websocket-extensions"):
         for offer in value.split(b","):
             parts = offer.split(b";")
@@ -900,13 +902,15 @@ def negotiate_deflate(headers, int server_max_window_bits=12):
                 resp.append(b"client_no_context_takeover")
             resp.append(b"server_max_window_bits=%d" % swb)
             cwb = params.get(b"client_max_window_bits")
-            if cwb is True:
-                cwb = 15
-                resp.append(b"client_max_window_bits=15")
-            elif cwb is not None:
-                resp.append(b"client_max_window_bits=%d" % cwb)
+            if cwb is None:
+                cwb = 15                        # not offered: the client may use 32 KiB
             else:
-                cwb = 15
+                if cwb is True or cwb > client_max_window_bits:
+                    cwb = client_max_window_bits
+                resp.append(b"client_max_window_bits=%d" % cwb)
+            if cwb < 9:
+                cwb = 9     # zlib deflaters use 512 bytes when asked for 256; a larger window
+                            # inflates any smaller one
             return {"response": b"; ".join(resp), "server_window_bits": swb,
                     "server_no_context_takeover": snct, "client_window_bits": cwb,
                     "client_no_context_takeover": cnct}
