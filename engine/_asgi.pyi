@@ -15,6 +15,7 @@ class ServerConfig:
     ws_ping_interval: float
     ws_ping_timeout: float
     ws_max_size: int
+    ws_per_message_deflate: bool
     limits: Any
     default_headers: list[tuple[bytes, bytes]]
     date_header: bool
@@ -33,7 +34,7 @@ class ServerConfig:
                  date_header: bool = ..., access_log: bool = ..., limit_concurrency: int = ...,
                  lifespan_state: dict[str, Any] | None = ..., connections: set[Any] | None = ...,
                  scheme: str = ..., tls_server_cert: str | None = ...,
-                 batch_writes: bool = ...) -> None: ...
+                 batch_writes: bool = ..., ws_per_message_deflate: bool = ...) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, cfg: ServerConfig, loop: asyncio.AbstractEventLoop | None = ...) -> None: ...

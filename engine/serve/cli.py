@@ -132,6 +132,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="largest request body, else 413 (default: no limit)")
     g.add_argument("--ws-max-size", type=_positive_int, default=16 * 1024 * 1024,
                    metavar="BYTES", help="largest WebSocket message (default: 16 MiB)")
+    g.add_argument("--ws-per-message-deflate", action=argparse.BooleanOptionalAction,
+                   default=True, help="negotiate WebSocket permessage-deflate compression "
+                   "(RFC 7692) when the client offers it (default: on)")
     g.add_argument("--ws-ping-interval", type=float, default=20.0, metavar="S",
                    help="ping WebSocket clients every S seconds, 0 = never (default: "
                         "%(default)s)")
@@ -174,7 +177,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         reload_dirs=list(args.reload_dirs), reload_interval=args.reload_interval,
         protocol=args.protocol, static=args.static, lifespan=args.lifespan, loop=args.loop,
         ws_max_size=args.ws_max_size, ws_ping_interval=args.ws_ping_interval,
-        ws_ping_timeout=args.ws_ping_timeout, max_request_line=args.max_request_line,
+        ws_ping_timeout=args.ws_ping_timeout,
+        ws_per_message_deflate=args.ws_per_message_deflate, max_request_line=args.max_request_line,
         max_header_count=args.max_header_count, max_header_bytes=args.max_header_bytes,
         max_body=args.max_body, server_header=args.server_header,
         date_header=args.date_header, headers=list(args.headers),

@@ -154,6 +154,7 @@ class Config:
     ws_max_size: int = 16 * MIB
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
     max_request_line: int = 8192
     max_header_count: int = 100
     max_header_bytes: int = 65536

@@ -125,6 +125,7 @@ cdef class ServerConfig:
     cdef public double ws_ping_interval
     cdef public double ws_ping_timeout
     cdef public Py_ssize_t ws_max_size
+    cdef public bint ws_per_message_deflate  # negotiate permessage-deflate (RFC 7692)
     cdef public object limits
     cdef public list default_headers         # [(name, value)] bytes, e.g. server
     cdef public bint date_header
@@ -142,7 +143,8 @@ cdef class ServerConfig:
                  body_timeout=30.0, ws_ping_interval=20.0, ws_ping_timeout=20.0,
                  ws_max_size=16 * 1024 * 1024, limits=None, default_headers=None,
                  date_header=True, access_log=False, limit_concurrency=0, lifespan_state=None,
-                 connections=None, scheme="http", tls_server_cert=None, batch_writes=True):
+                 connections=None, scheme="http", tls_server_cert=None, batch_writes=True,
+                 ws_per_message_deflate=True):
         self.app = app
         self.state = state
         self.root_path = root_path
@@ -152,6 +154,7 @@ cdef class ServerConfig:
         self.ws_ping_interval = ws_ping_interval or 0.0
         self.ws_ping_timeout = ws_ping_timeout or 0.0
         self.ws_max_size = ws_max_size
+        self.ws_per_message_deflate = ws_per_message_deflate
         self.limits = limits if limits is not None else Limits()
         self.default_headers = list(default_headers or [])
         self.date_header = date_header

@@ -25,6 +25,17 @@ cdef enum:
 
 cdef double WS_CLOSE_WAIT = 5.0        # seconds to wait for the client's close frame
 
+# permessage-deflate (RFC 7692) tuning, per connection. zlib's deflate state costs
+# (1 << (wbits + 2)) + (1 << (memLevel + 9)) bytes plus ~6 KB: with wbits 12 and memLevel 5,
+# 16 KiB + 16 KiB (vs 256 KiB at zlib's defaults 15/8). The inflater needs 1 << wbits of window
+# (+ ~7 KB), allocated on the first compressed message; a client that offers
+# client_max_window_bits is held to 12 as well (else it may use 15). Messages below WS_DEFLATE_MIN bytes go
+# out uncompressed (RSV1 clear, allowed per message by RFC 7692 §6): deflate cannot shrink them.
+cdef int WS_DEFLATE_WBITS = 12
+cdef int WS_DEFLATE_MEMLEVEL = 5
+cdef Py_ssize_t WS_DEFLATE_MIN = 32
+cdef object _zlib = __import__("zlib")
+
 
 @cython.final
 cdef class WebSocketSession(FrameParser):
@@ -42,6 +53,8 @@ cdef class WebSocketSession(FrameParser):
         bint disconnect_queued
         int close_code
         bint response_has_body
+        dict deflate                # negotiated permessage-deflate parameters, or None
+        object deflater
 
     def __init__(self, HttpProtocol proto):
         FrameParser.__init__(self, is_server=True,
@@ -77,6 +90,9 @@ cdef class WebSocketSession(FrameParser):
             "subprotocols": _ws.subprotocols(proto.headers),
             "extensions": {"websocket.http.response": {}},
         }
+        if cfg.ws_per_message_deflate:
+            self.deflate = _ws.negotiate_deflate(proto.headers, WS_DEFLATE_WBITS,
+                                                 WS_DEFLATE_WBITS)
         if proto.tls:
             scope["extensions"]["tls"] = proto.tls_info
         if cfg.lifespan_state is not None:
@@ -188,12 +204,16 @@ cdef class WebSocketSession(FrameParser):
         if t == "websocket.send":
             data = message.get("bytes")
             if data is not None:
-                frame = build_frame(OP_BINARY, data)
+                op = OP_BINARY
             else:
-                text = message.get("text")
-                if text is None:
+                data = message.get("text")
+                if data is None:
                     raise RuntimeError("websocket.send needs 'bytes' or 'text'")
-                frame = build_frame(OP_TEXT, text)
+                op = OP_TEXT
+            if self.deflate is not None and len(data) >= WS_DEFLATE_MIN:
+                frame = build_frame(op, self._compress(data), True, None, True)
+            else:
+                frame = build_frame(op, data)
             proto.transport.write(frame)
             if proto.write_paused:
                 await proto.drain()
@@ -203,15 +223,35 @@ cdef class WebSocketSession(FrameParser):
             raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', "
                                f"but got {t!r}.")
 
+    cdef bytes _compress(self, data):
+        """One message through the raw deflater, sync-flushed, minus the 00 00 ff ff tail
+        (RFC 7692 §7.2.1)."""
+        if isinstance(data, str):
+            data = (<str>data).encode("utf-8")
+        d = self.deflater
+        if d is None:
+            d = _zlib.compressobj(6, _zlib.DEFLATED, -self.deflate["server_window_bits"],
+                                  WS_DEFLATE_MEMLEVEL)
+        out = d.compress(data) + d.flush(_zlib.Z_SYNC_FLUSH)
+        # no context takeover: a fresh compressor per message (its memory is freed between)
+        self.deflater = None if self.deflate["server_no_context_takeover"] else d
+        if out[-4:] == b"\x00\x00\xff\xff":
+            out = out[:-4]
+        return out
+
     cdef _accept(self, dict message):
         proto = self.proto
         headers = _ws.handshake_headers(self.key, message.get("subprotocol"))
         for name, value in message.get("headers", ()):
             name = bytes(name).lower()
             if name in (b"upgrade", b"connection", b"sec-websocket-accept",
-                        b"sec-websocket-protocol"):
+                        b"sec-websocket-protocol", b"sec-websocket-extensions"):
                 continue
             headers.append((name, bytes(value)))
+        if self.deflate is not None:
+            headers.append((b"sec-websocket-extensions", self.deflate["response"]))
+            self.enable_inflate(self.deflate["client_window_bits"],
+                                self.deflate["client_no_context_takeover"])
         head = build_response_head(101, headers + proto.cfg.default_headers, True, b"1.1",
                                    date=_date.get() if proto.cfg.date_header else None)
         proto.transport.write(head)

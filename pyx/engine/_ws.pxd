@@ -37,6 +37,13 @@ cdef class FrameParser:
         Py_ssize_t _msg_len
         Py_ssize_t _msg_cap
         int _utf8
+        # permessage-deflate (RFC 7692): RSV1 accepted on a first data frame when negotiated
+        bint _rsv1_ok
+        bint _rsv1
+        bint _msg_compressed
+        int _inflate_wbits
+        bint _inflate_reset
+        object _inflater
         # the control frame being read
         unsigned char _ctl[125]
         # input received while paused

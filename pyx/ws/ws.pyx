@@ -40,6 +40,7 @@ import base64 as _base64
 import binascii as _binascii
 import hashlib as _hashlib
 import os as _os
+import zlib as _zlib
 
 include "ws_consts.pxi"
 include "common/carry.pxi"
@@ -236,10 +237,18 @@ cdef int _check_start(FrameParser p) except -1:
     cdef unsigned char b1 = p._hdr[1]
     cdef int op = b0 & 0x0F
     cdef int len7 = b1 & 0x7F
-    if b0 & 0x70:
-        return _fail(p, 1002, "RSV bit set without a negotiated extension")
+    if b0 & 0x30:
+        return _fail(p, 1002, "RSV2/RSV3 bit set without a negotiated extension")
     if not (op <= OPC_BINARY or OPC_CLOSE <= op <= OPC_PONG):
         return _fail(p, 1002, "reserved opcode")
+    p._rsv1 = (b0 & 0x40) != 0
+    if p._rsv1:
+        # RFC 7692 §6: RSV1 marks the first frame of a compressed message; never on control
+        # frames nor on continuations
+        if not p._rsv1_ok:
+            return _fail(p, 1002, "RSV1 bit set without a negotiated extension")
+        if op != OPC_TEXT and op != OPC_BINARY:
+            return _fail(p, 1002, "RSV1 bit set on a control or continuation frame")
     p._fin = (b0 & 0x80) != 0
     p._masked = (b1 & 0x80) != 0
     p._opcode = op
@@ -292,6 +301,7 @@ cdef int _finish_header(FrameParser p) except -1:
             p._msg_opcode = p._opcode
             p._msg_len = 0
             p._utf8 = U8_ACCEPT
+            p._msg_compressed = p._rsv1
     p._frame_len = length
     p._frame_done = 0
     p._hdr_len = 0
@@ -351,8 +361,48 @@ cdef int _control_frame(FrameParser p) except -1:
     return 1
 
 
+cdef bytes _inflate(FrameParser p):
+    """The decompressed message (RFC 7692 §7.2.2: the payload + 00 00 ff ff through a raw
+    inflater), bounded by max_message_size: the output is capped, so a small bomb never
+    expands beyond the limit in memory."""
+    cdef bytes out
+    cdef Py_ssize_t cap = p.max_message_size
+    if p._inflater is None:
+        p._inflater = _zlib.decompressobj(wbits=-p._inflate_wbits)
+    d = p._inflater
+    try:
+        out = d.decompress(PyBytes_FromStringAndSize(p._msg, p._msg_len) + b"\x00\x00\xff\xff",
+                           cap + 1 if cap >= 0 else 0)
+    except _zlib.error:
+        _fail(p, 1007, "invalid compressed data")
+    if cap >= 0 and (PyBytes_GET_SIZE(out) > cap or d.unconsumed_tail):
+        _fail(p, 1009, "message too big once decompressed")
+    if p._inflate_reset:
+        p._inflater = None
+    return out
+
+
 cdef int _message_complete(FrameParser p) except -1:
     cdef object data
+    cdef bytes raw
+    if p._msg_compressed:
+        raw = _inflate(p)
+        p._msg_compressed = False
+        if p._msg_opcode == OPC_TEXT:
+            if _utf8_feed(U8_ACCEPT, <const unsigned char *>PyBytes_AS_STRING(raw),
+                          PyBytes_GET_SIZE(raw)) != U8_ACCEPT:
+                return _fail(p, 1007, "invalid UTF-8 in text message")
+            data = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), NULL)
+        else:
+            data = raw
+        p._msg_opcode = 0
+        p._msg_len = 0
+        if p._msg_cap > MSG_KEEP_CAPACITY:
+            free(p._msg)
+            p._msg = NULL
+            p._msg_cap = 0
+        p.on_message(data)
+        return 1
     if p._msg_opcode == OPC_TEXT:
         if p._utf8 != U8_ACCEPT:
             return _fail(p, 1007, "invalid UTF-8 in text message")
@@ -383,7 +433,8 @@ cdef int st_ws_payload(FrameParser p) except -1:
         src = p._data + p._pos
         if p._opcode >= OPC_CLOSE:
             dst = p._ctl + p._frame_done
-        elif (p._opcode == OPC_BINARY and p._fin and <uint64_t>n == p._frame_len):
+        elif (p._opcode == OPC_BINARY and p._fin and not p._rsv1
+              and <uint64_t>n == p._frame_len):
             # a whole unfragmented binary message in this input: straight into its bytes object
             out = PyBytes_FromStringAndSize(NULL, n)
             dst = <unsigned char *>PyBytes_AS_STRING(out)
@@ -404,7 +455,7 @@ cdef int st_ws_payload(FrameParser p) except -1:
         else:
             memcpy(dst, src, n)
         if p._opcode < OPC_CLOSE:
-            if p._msg_opcode == OPC_TEXT:
+            if p._msg_opcode == OPC_TEXT and not p._msg_compressed:
                 p._utf8 = _utf8_feed(p._utf8, dst, n)
                 if p._utf8 == U8_REJECT:
                     return _fail(p, 1007, "invalid UTF-8 in text message")
@@ -546,6 +597,16 @@ cdef class FrameParser:
     cdef int _raise_error(self) except -1:
         raise WebSocketError(self._error.code, self._error.reason)
 
+    def enable_inflate(self, int window_bits=15, bint no_context_takeover=False):
+        """Accept compressed messages (RSV1, RFC 7692): inflate them with a raw window of
+        ``window_bits`` (8-15); ``no_context_takeover`` resets the inflater per message."""
+        if not 8 <= window_bits <= 15:
+            raise ValueError("window_bits must be 8..15")
+        self._rsv1_ok = True
+        self._inflate_wbits = window_bits
+        self._inflate_reset = no_context_takeover
+        self._inflater = None
+
     cpdef pause(self):
         self._paused = True
         return None
@@ -611,8 +672,8 @@ cdef class MessageParser(FrameParser):
 # Frame building
 # ---------------------------------------------------------------------------------------------
 
-def build_frame(int opcode, payload=b"", bint fin=True, mask=None):
-    """One frame. ``payload``: bytes-like, or str (sent as UTF-8). ``mask``: None for a
+def build_frame(int opcode, payload=b"", bint fin=True, mask=None, bint rsv1=False):
+    """One frame (``rsv1``: the first frame of a compressed message, RFC 7692). ``payload``: bytes-like, or str (sent as UTF-8). ``mask``: None for a
     server-to-client frame (unmasked), a 4-byte key, or True for a random key (client frames).
     """
     cdef Py_buffer view
@@ -640,7 +701,7 @@ def build_frame(int opcode, payload=b"", bint fin=True, mask=None):
         n = view.len
         if opcode >= OPC_CLOSE and (n > MAX_CONTROL_PAYLOAD or not fin):
             raise ValueError("control frames carry at most 125 bytes and are never fragmented")
-        hdr[0] = (0x80 if fin else 0) | opcode
+        hdr[0] = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
         if n < 126:
             hdr[1] = <unsigned char>n
             h = 2
@@ -772,3 +833,85 @@ def handshake_headers(key, subprotocol=None):
         proto = subprotocol.encode("ascii") if isinstance(subprotocol, str) else bytes(subprotocol)
         out.append((b"sec-websocket-protocol", proto))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# permessage-deflate negotiation (RFC 7692 §5, §7.1)
+# ---------------------------------------------------------------------------------------------
+
+cdef object _parse_pmd_offer(list params):
+    """The parameters of one permessage-deflate offer as a dict, or None if the offer is
+    invalid (unknown or repeated parameter, bad value): such an offer is declined."""
+    cdef dict out = {}
+    for param in params:
+        name, eq, value = param.partition(b"=")
+        name = name.strip(b" \t").lower()
+        value = value.strip(b" \t")
+        if len(value) >= 2 and value[:1] == b'"' and value[-1:] == b'"':
+            value = value[1:-1]
+        if name in out:
+            return None
+        if name == b"server_no_context_takeover" or name == b"client_no_context_takeover":
+            if eq:
+                return None
+            out[name] = True
+        elif name == b"server_max_window_bits" or name == b"client_max_window_bits":
+            if not eq:
+                if name == b"server_max_window_bits":
+                    return None                 # §7.1.2.1: a value is required
+                out[name] = True                # §7.1.2.2: the client accepts any value
+                continue
+            if not (1 <= len(value) <= 2 and value.isdigit() and value[:1] != b"0"):
+                return None
+            bits = int(value)
+            if not 8 <= bits <= 15:
+                return None
+            if bits == 8 and name == b"server_max_window_bits":
+                return None                     # zlib's raw deflate has no 256-byte window
+            out[name] = bits
+        else:
+            return None
+    return out
+
+
+def negotiate_deflate(headers, int server_max_window_bits=12, int client_max_window_bits=12):
+    """Choose the first acceptable permessage-deflate offer of Sec-WebSocket-Extensions.
+    Returns None (no extension) or a dict: ``response`` (the header value to answer),
+    ``server_window_bits``, ``server_no_context_takeover``, ``client_window_bits`` (what the
+    inflater needs), ``client_no_context_takeover``. A client that offers
+    client_max_window_bits is held to at most ``client_max_window_bits`` (§7.1.2.2), which
+    bounds the inflater's window."""
+    for value in _field_values(headers, b"sec-websocket-extensions"):
+        for offer in value.split(b","):
+            parts = offer.split(b";")
+            if parts[0].strip(b" \t").lower() != b"permessage-deflate":
+                continue
+            params = _parse_pmd_offer(parts[1:])
+            if params is None:
+                continue
+            swb = server_max_window_bits
+            offered = params.get(b"server_max_window_bits")
+            if offered is not None and offered < swb:
+                swb = offered
+            resp = [b"permessage-deflate"]
+            snct = b"server_no_context_takeover" in params
+            cnct = b"client_no_context_takeover" in params
+            if snct:
+                resp.append(b"server_no_context_takeover")
+            if cnct:
+                resp.append(b"client_no_context_takeover")
+            resp.append(b"server_max_window_bits=%d" % swb)
+            cwb = params.get(b"client_max_window_bits")
+            if cwb is None:
+                cwb = 15                        # not offered: the client may use 32 KiB
+            else:
+                if cwb is True or cwb > client_max_window_bits:
+                    cwb = client_max_window_bits
+                resp.append(b"client_max_window_bits=%d" % cwb)
+            if cwb < 9:
+                cwb = 9     # zlib deflaters use 512 bytes when asked for 256; a larger window
+                            # inflates any smaller one
+            return {"response": b"; ".join(resp), "server_window_bits": swb,
+                    "server_no_context_takeover": snct, "client_window_bits": cwb,
+                    "client_no_context_takeover": cnct}
+    return None

@@ -64,6 +64,7 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         ws_ping_interval=float(_opt(config, "ws_ping_interval", 20.0)),
         ws_ping_timeout=float(_opt(config, "ws_ping_timeout", 20.0)),
         ws_max_size=int(_opt(config, "ws_max_size", 16 * 1024 * 1024)),
+        ws_per_message_deflate=bool(_opt(config, "ws_per_message_deflate", True)),
         limits=limits, default_headers=default_headers,
         date_header=bool(_opt(config, "date_header", True)),
         access_log=bool(_opt(config, "access_log", False)),
