@@ -135,6 +135,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="level of the engine.* loggers (default: %(default)s)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request on engine.access (default: off)")
+    g.add_argument("--log-config", metavar="FILE",
+                   help="logging config applied after engine's: dictConfig of .json/.yaml, "
+                        "fileConfig of .ini/.conf")
+    g.add_argument("--env-file", metavar="FILE",
+                   help="load KEY=VALUE lines into the environment before importing the app "
+                        "(variables already set win)")
     g.add_argument("--reload", action="store_true",
                    help="development only: restart the server when a .py file changes")
     g.add_argument("--reload-dir", dest="reload_dirs", action="append", default=[],
@@ -159,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeout_graceful_shutdown=args.timeout_graceful_shutdown,
         limit_concurrency=args.limit_concurrency, max_connections=args.max_connections,
         backlog=args.backlog, log_level=args.log_level, access_log=args.access_log,
+        log_config=getattr(args, "log_config", None),
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         ssl_keyfile_password=args.ssl_keyfile_password, reload=args.reload,
         reload_dirs=list(args.reload_dirs), reload_interval=args.reload_interval,
@@ -175,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
     """``engine serve``: the subcommand's entry point."""
     argv = getattr(args, "argv", None)
     try:
+        env_file = getattr(args, "env_file", None)
+        if env_file is not None:
+            from .envfile import load_env_file
+            load_env_file(env_file)
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"engine serve: error: {exc}", file=sys.stderr)

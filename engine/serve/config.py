@@ -120,6 +120,7 @@ class Config:
     backlog: int = 2048
     log_level: str | int | None = "info"
     access_log: bool = False
+    log_config: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_keyfile_password: str | None = None
