@@ -135,6 +135,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="level of the engine.* loggers (default: %(default)s)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request on engine.access (default: off)")
+    g.add_argument("--access-log-format", metavar="FMT",
+                   help="access log line in gunicorn's atoms (%%(h)s %%(r)s %%(s)s ...) or "
+                        "'json' (default: engine's own format)")
     g.add_argument("--log-config", metavar="FILE",
                    help="logging config applied after engine's: dictConfig of .json/.yaml, "
                         "fileConfig of .ini/.conf")
@@ -164,8 +167,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeout_request_body=args.timeout_request_body,
         timeout_graceful_shutdown=args.timeout_graceful_shutdown,
         limit_concurrency=args.limit_concurrency, max_connections=args.max_connections,
-        backlog=args.backlog, log_level=args.log_level, access_log=args.access_log,
+        backlog=args.backlog, log_level=args.log_level,
+        access_log=args.access_log or bool(getattr(args, "access_log_format", None)),
         log_config=getattr(args, "log_config", None),
+        access_log_format=getattr(args, "access_log_format", None),
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         ssl_keyfile_password=args.ssl_keyfile_password, reload=args.reload,
         reload_dirs=list(args.reload_dirs), reload_interval=args.reload_interval,

@@ -121,6 +121,7 @@ class Config:
     log_level: str | int | None = "info"
     access_log: bool = False
     log_config: str | None = None
+    access_log_format: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_keyfile_password: str | None = None
@@ -171,6 +172,9 @@ class Config:
             raise ConfigError("timeout_graceful_shutdown must be >= 0 or None")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile needs ssl_certfile")
+        if self.access_log_format:
+            from .accesslog import compile_access_format
+            compile_access_format(self.access_log_format)    # unknown atom: error now
         self.log_level_number()                   # validates
         if self.static is not None and not os.path.isdir(self.static):
             raise ConfigError(f"static: {self.static!r} is not a directory")
