@@ -85,7 +85,8 @@ ATOMS: dict[str, _Getter] = {
 JSON_FIELDS = ("time", "remote_addr", "method", "path", "query", "protocol", "status",
                "bytes", "duration_ms", "referer", "user_agent", "pid")
 
-_ATOM = re.compile(r"%\((\{[^}]*\}[io]|[A-Za-z])\)s")
+_ATOM = re.compile(r"%\(([^()]*)\)s")
+_HEADER_ATOM = re.compile(r"\{([^}]*)\}([io])\Z")
 
 
 def _json_line(scope: dict[str, Any], status: int, nbytes: int, secs: float,
@@ -110,11 +111,12 @@ def compile_access_format(fmt: str) -> AccessFormatter:
     for m in _ATOM.finditer(fmt):
         parts.append(fmt[pos:m.start()])
         atom = m.group(1)
-        if atom.startswith("{"):
-            name = atom[1:-2].strip().lower().encode("latin-1", "replace")
+        hm = _HEADER_ATOM.match(atom)
+        if hm:
+            name = hm.group(1).strip().lower().encode("latin-1", "replace")
             if not name:
                 raise ConfigError(f"access log format: empty header name in {m.group(0)!r}")
-            if atom.endswith("i"):
+            if hm.group(2) == "i":
                 parts.append(lambda s, st, n, d, rh, _n=name: _req_header(s, _n))
             else:
                 parts.append(lambda s, st, n, d, rh, _n=name: _resp_header(rh, _n))
