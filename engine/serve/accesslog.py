@@ -100,6 +100,16 @@ def _json_line(scope: dict[str, Any], status: int, nbytes: int, secs: float,
         separators=(",", ":"))
 
 
+def _header_getter(name: bytes, request: bool) -> _Getter:
+    if request:
+        def get(s: dict[str, Any], st: int, n: int, d: float, rh: Headers) -> str:
+            return _req_header(s, name)
+    else:
+        def get(s: dict[str, Any], st: int, n: int, d: float, rh: Headers) -> str:
+            return _resp_header(rh, name)
+    return get
+
+
 def compile_access_format(fmt: str) -> AccessFormatter:
     """The line builder of ``fmt``: ``json`` or a string of ``%(atom)s`` atoms (see
     :data:`ATOMS`, plus ``%({name}i)s`` request and ``%({name}o)s`` response headers);
@@ -116,10 +126,7 @@ def compile_access_format(fmt: str) -> AccessFormatter:
             name = hm.group(1).strip().lower().encode("latin-1", "replace")
             if not name:
                 raise ConfigError(f"access log format: empty header name in {m.group(0)!r}")
-            if hm.group(2) == "i":
-                parts.append(lambda s, st, n, d, rh, _n=name: _req_header(s, _n))
-            else:
-                parts.append(lambda s, st, n, d, rh, _n=name: _resp_header(rh, _n))
+            parts.append(_header_getter(name, hm.group(2) == "i"))
         elif atom in ATOMS:
             parts.append(ATOMS[atom])
         else:
