@@ -20,6 +20,7 @@ class ServerConfig:
     default_headers: list[tuple[bytes, bytes]]
     date_header: bool
     access_log: bool
+    access_format: Any
     limit_concurrency: int
     lifespan_state: dict[str, Any] | None
     connections: set[Any]
@@ -34,7 +35,8 @@ class ServerConfig:
                  date_header: bool = ..., access_log: bool = ..., limit_concurrency: int = ...,
                  lifespan_state: dict[str, Any] | None = ..., connections: set[Any] | None = ...,
                  scheme: str = ..., tls_server_cert: str | None = ...,
-                 batch_writes: bool = ..., ws_per_message_deflate: bool = ...) -> None: ...
+                 batch_writes: bool = ..., ws_per_message_deflate: bool = ...,
+                 access_format: Any = ...) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, cfg: ServerConfig, loop: asyncio.AbstractEventLoop | None = ...) -> None: ...

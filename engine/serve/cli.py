@@ -147,6 +147,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="level of the engine.* loggers (default: %(default)s)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request on engine.access (default: off)")
+    g.add_argument("--access-log-format", metavar="FMT",
+                   help="access log line in gunicorn's atoms (%%(h)s %%(r)s %%(s)s ...) or "
+                        "'json' (default: engine's own format)")
+    g.add_argument("--log-config", metavar="FILE",
+                   help="logging config applied after engine's: dictConfig of .json/.yaml, "
+                        "fileConfig of .ini/.conf")
+    g.add_argument("--env-file", metavar="FILE",
+                   help="load KEY=VALUE lines into the environment before importing the app "
+                        "(variables already set win)")
     g.add_argument("--reload", action="store_true",
                    help="development only: restart the server when a .py file changes")
     g.add_argument("--reload-dir", dest="reload_dirs", action="append", default=[],
@@ -170,7 +179,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeout_request_body=args.timeout_request_body,
         timeout_graceful_shutdown=args.timeout_graceful_shutdown,
         limit_concurrency=args.limit_concurrency, max_connections=args.max_connections,
-        backlog=args.backlog, log_level=args.log_level, access_log=args.access_log,
+        backlog=args.backlog, log_level=args.log_level,
+        access_log=args.access_log or bool(getattr(args, "access_log_format", None)),
+        log_config=getattr(args, "log_config", None),
+        access_log_format=getattr(args, "access_log_format", None),
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         ssl_keyfile_password=args.ssl_keyfile_password, ssl_ca_certs=args.ssl_ca_certs,
         ssl_cert_reqs=args.ssl_cert_reqs, ssl_ciphers=args.ssl_ciphers, reload=args.reload,
@@ -189,6 +201,10 @@ def run(args: argparse.Namespace) -> int:
     """``engine serve``: the subcommand's entry point."""
     argv = getattr(args, "argv", None)
     try:
+        env_file = getattr(args, "env_file", None)
+        if env_file is not None:
+            from .envfile import load_env_file
+            load_env_file(env_file)
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"engine serve: error: {exc}", file=sys.stderr)

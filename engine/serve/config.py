@@ -138,6 +138,8 @@ class Config:
     backlog: int = 2048
     log_level: str | int | None = "info"
     access_log: bool = False
+    log_config: str | None = None
+    access_log_format: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_keyfile_password: str | None = None
@@ -204,6 +206,9 @@ class Config:
         if self.ssl_cert_reqs != "none" and not self.ssl_ca_certs:
             raise ConfigError(f"ssl_cert_reqs={self.ssl_cert_reqs!r} needs ssl_ca_certs (the "
                               "CA certificates that client certificates are checked against)")
+        if self.access_log_format:
+            from .accesslog import compile_access_format
+            compile_access_format(self.access_log_format)    # unknown atom: error now
         self.log_level_number()                   # validates
         if self.static is not None and not os.path.isdir(self.static):
             raise ConfigError(f"static: {self.static!r} is not a directory")

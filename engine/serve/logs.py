@@ -7,9 +7,9 @@ import os
 import sys
 from typing import TextIO
 
-from .config import TRACE, Config
+from .config import TRACE, Config, ConfigError
 
-__all__ = ["LogFormatter", "configure_logging"]
+__all__ = ["LogFormatter", "apply_log_config", "configure_logging"]
 
 logging.addLevelName(TRACE, "TRACE")
 
@@ -66,4 +66,42 @@ def configure_logging(config: Config, stream: TextIO | None = None) -> None:
     access = logging.getLogger("engine.access")
     access.setLevel(logging.INFO)
     access.disabled = not config.access_log
+    if config.log_config is not None:
+        apply_log_config(config.log_config)
+
+
+def apply_log_config(path: str) -> None:
+    """``--log-config FILE``: :func:`logging.config.dictConfig` of a ``.json`` or
+    ``.yaml``/``.yml`` file (PyYAML needed), :func:`logging.config.fileConfig` of any other
+    (``.ini``, ``.conf``). Applied after engine's own setup, so it can replace it; workers
+    inherit it through fork. Errors are :class:`ConfigError`."""
+    import logging.config
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"log config file {path!r} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext in (".json", ".yaml", ".yml"):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if ext == ".json":
+                import json
+                data = json.loads(text)
+            else:
+                try:
+                    import yaml  # type: ignore[import-untyped]
+                except ImportError:
+                    raise ConfigError(f"log config {path!r}: YAML needs PyYAML "
+                                      "(pip install pyyaml)") from None
+                data = yaml.safe_load(text)
+            if not isinstance(data, dict):
+                raise ConfigError(f"log config {path!r}: expected a mapping at the top")
+            data.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(data)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"invalid log config {path!r}: {exc}") from None
 

@@ -156,7 +156,11 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
     status. Call from the main thread with no event loop running. ``--reload`` needs
     ``argv`` (the ``engine`` command line, starting with ``serve``) to restart the server."""
     if configure_logs:
-        configure_logging(config)
+        try:
+            configure_logging(config)
+        except ConfigError as exc:
+            print(f"engine serve: error: {exc}", file=sys.stderr)
+            return EXIT_STARTUP_FAILED
     inherited = os.environ.pop(RELOAD_FD_ENV, None)
     if inherited is not None:                      # a server run by the reloader
         config = config.replace(fd=int(inherited), uds=None, reload=False)

@@ -130,6 +130,7 @@ cdef class ServerConfig:
     cdef public list default_headers         # [(name, value)] bytes, e.g. server
     cdef public bint date_header
     cdef public bint access_log
+    cdef public object access_format         # compiled --access-log-format, None: default
     cdef public Py_ssize_t limit_concurrency  # 0: none
     cdef public object lifespan_state        # dict copied into each scope["state"], or None
     cdef public object connections           # set of live protocols (shutdown, concurrency)
@@ -144,7 +145,7 @@ cdef class ServerConfig:
                  ws_max_size=16 * 1024 * 1024, limits=None, default_headers=None,
                  date_header=True, access_log=False, limit_concurrency=0, lifespan_state=None,
                  connections=None, scheme="http", tls_server_cert=None, batch_writes=True,
-                 ws_per_message_deflate=True):
+                 ws_per_message_deflate=True, access_format=None):
         self.app = app
         self.state = state
         self.root_path = root_path
@@ -159,6 +160,7 @@ cdef class ServerConfig:
         self.default_headers = list(default_headers or [])
         self.date_header = date_header
         self.access_log = access_log
+        self.access_format = access_format
         self.limit_concurrency = limit_concurrency or 0
         self.lifespan_state = lifespan_state
         self.connections = connections if connections is not None else set()
@@ -503,7 +505,7 @@ cdef class HttpProtocol(HttpParser):
         if self.cycle is not cycle:
             return
         if self.cfg.access_log:
-            _log_access(cycle)
+            _log_access(cycle, self.cfg)
         if self.closing:
             return
         if not cycle.keep_alive or self.draining:
@@ -701,8 +703,12 @@ cdef object _start_task(object loop, object coro):
     return loop.create_task(coro)
 
 
-cdef _log_access(RequestCycle c):
+cdef _log_access(RequestCycle c, ServerConfig cfg):
     scope = c.scope
+    if cfg.access_format is not None:
+        _access_logger.info("%s", cfg.access_format(scope, c.status, c.bytes_sent,
+                                                    _time.monotonic() - c.t0, c.headers))
+        return
     client = scope.get("client")
     addr = f"{client[0]}:{client[1]}" if client else "-"
     qs = scope["query_string"]

@@ -72,7 +72,16 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         lifespan_state=lifespan_state, connections=connections,
         scheme="https" if ssl is not None else "http",
         tls_server_cert=server_cert,
+        access_format=_access_format(config),
     )
+
+
+def _access_format(config: Any) -> Any:
+    fmt = _opt(config, "access_log_format", None)
+    if not fmt:
+        return None
+    from ..accesslog import compile_access_format
+    return compile_access_format(fmt)
 
 
 def _first_pem_cert(path: str) -> str | None:
