@@ -37,6 +37,11 @@ def _workers_default() -> int | None:
     return int(env) if env and env.isdigit() and int(env) >= 1 else None
 
 
+def _engine_version() -> str:
+    import engine
+    return engine.__version__
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``engine``'s subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
@@ -47,6 +52,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "SIGTERM or Ctrl-C (graceful drain); with --workers, SIGHUP restarts the workers one "
         "by one.")
     add = p.add_argument
+    add("--version", action="version", version=f"engine {_engine_version()}",
+        help="print the engine version and exit")
     add("app", nargs="?", metavar="MODULE:APP",
         help="the ASGI app, e.g. myproject.asgi:application (default: the embedded app)")
     g = p.add_argument_group("listening")

@@ -73,7 +73,13 @@ class _AppHooks:
             return await self._startup()
         except StartupFailure as exc:
             if exc.code != EXIT_LIFESPAN_FAILED:          # Lifespan has said why already
-                logger.error("%s", exc)
+                # the app's own exception (raised at import or by its factory) with its
+                # traceback, so the user sees their file and line
+                cause = exc.__cause__.__cause__ if exc.__cause__ is not None else None
+                if isinstance(cause, BaseException) and cause.__traceback__ is not None:
+                    logger.error("%s", exc, exc_info=cause)
+                else:
+                    logger.error("%s", exc)
             if self.report_fd is None:
                 raise
             # the supervisor returns this code; the worker's own exit status is one it
@@ -178,14 +184,13 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
         os.set_blocking(report_r, False)
     hooks = _AppHooks(config, plugin, line, report_w if workers is not None else None)
     try:
-        if workers is not None:
-            _say(line)
         status = server.serve(
             None, bound, workers=workers,
             graceful_timeout=config.timeout_graceful_shutdown,
             max_connections=config.max_connections, loop_factory=config.loop_factory(),
             startup=hooks.startup, shutdown=hooks.shutdown, ready=hooks.ready,
-            fatal_statuses=(_WORKER_STARTUP_FAILED,))
+            fatal_statuses=(_WORKER_STARTUP_FAILED,),
+            listening=(lambda: _say(line)) if workers is not None else None)
     except StartupFailure as exc:                     # in this process: logged by _AppHooks
         status = exc.code
     finally:
@@ -201,4 +206,5 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
         os.close(report_r)
         if failure:
             status = failure[0]
+            logger.info("engine serve: exiting with status %d", status)
     return status

@@ -75,6 +75,7 @@ class _Spec:
     shutdown: Hook | None
     ready: Callable[[ServerHandle], object] | None
     fatal_statuses: frozenset[int] = frozenset()
+    listening: Callable[[], object] | None = None
 
 
 def _resolve_app(app: ProtocolFactory | str | None) -> ProtocolFactory:
@@ -182,6 +183,11 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
             os.close(ready_fd)
         for sig in _WORKER_SIGNALS:
             loop.remove_signal_handler(sig)
+            if not in_process:
+                # drained: a late SIGTERM (the supervisor forwarding a group Ctrl-C) or SIGINT
+                # must not kill this worker with the default action or a KeyboardInterrupt
+                # on its way out; it is exiting anyway
+                signal.signal(sig, signal.SIG_IGN)
         if in_process:
             loop.remove_signal_handler(signal.SIGHUP)
         if alive_fd is not None:
@@ -195,7 +201,8 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
           loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
           startup: Hook | None = None, shutdown: Hook | None = None,
           ready: Callable[[ServerHandle], object] | None = None,
-          fatal_statuses: Collection[int] = ()) -> int:
+          fatal_statuses: Collection[int] = (),
+          listening: Callable[[], object] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then drain; returns the exit status (0 = clean).
 
     ``app``: a protocol factory, or ``"module:attribute"`` naming one (imported in each worker,
@@ -211,8 +218,10 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     e.g. from an app loaded there). ``ready(handle)``: called in
     each worker once it listens. ``fatal_statuses``: a worker exiting with one of these
     statuses (say, a startup that cannot succeed) is not restarted: the supervisor drains the
-    other workers and returns that status. Call from the main thread, with no event loop
-    running.
+    other workers and returns that status. ``listening()``: with workers, called once in the
+    supervisor when the first worker listens (the first worker starts alone, the others once
+    it listens, so that an app that cannot load fails once, not once per worker). Call from
+    the main thread, with no event loop running.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() must be called from the main thread (it handles signals)")
@@ -229,7 +238,7 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     if app is None and startup is None:
         raise ValueError("serve(None, ...) needs a startup hook that returns the protocol factory")
     spec = _Spec(app, graceful_timeout, max_connections, loop_factory or new_event_loop,
-                 startup, shutdown, ready, frozenset(fatal_statuses))
+                 startup, shutdown, ready, frozenset(fatal_statuses), listening)
     if workers is None:
         return _run_worker(spec, list(listeners), in_process=True)
     return _Supervisor(spec, list(listeners), workers).run()
@@ -269,6 +278,8 @@ class _Supervisor:
         self.plan: list[ListenerItem] = []            # what each worker listens on
         self.alive_r = self.alive_w = -1
         self.wake_r = self.wake_w = -1
+        self.deferred: list[int] = []                 # slots started once the first listens
+        self.announced = False
 
     # --- setup and teardown -------------------------------------------------------------------
 
@@ -303,8 +314,8 @@ class _Supervisor:
             os.set_blocking(self.wake_r, False)
             os.set_blocking(self.wake_w, False)
             with self._signals():
-                for slot in range(self.n):
-                    self._spawn(slot)
+                self.deferred = list(range(1, self.n))
+                self._spawn(0)
                 return self._main_loop()
         finally:
             self._close_listeners()
@@ -417,6 +428,8 @@ class _Supervisor:
             self._exited(worker, os.waitstatus_to_exitcode(status))
 
     def _exited(self, worker: _Worker, code: int) -> None:
+        if not self.draining and self.signals:
+            self._handle_signals()          # a stop already queued: this exit is part of it
         del self.workers[worker.pid]
         if worker.ready_fd is not None:
             os.close(worker.ready_fd)
@@ -443,12 +456,18 @@ class _Supervisor:
             self.exit_status = code
             self._drain(None)
             return
-        logger.warning("supervisor: worker %d died (%s)", worker.pid, how)
+        if code == 0:
+            # a clean exit nobody here asked for (the worker alone was sent SIGTERM/SIGINT):
+            # not a crash; its slot gets a new worker at once
+            logger.info("supervisor: worker %d exited (%s); starting a replacement",
+                        worker.pid, how)
+        else:
+            logger.warning("supervisor: worker %d died (%s)", worker.pid, how)
         if self.slots[worker.slot] is worker:
             self.slots[worker.slot] = None
         with contextlib.suppress(ValueError):
             self.rolling.remove(worker.slot)
-        quick = time.monotonic() - worker.started < STABLE_UPTIME
+        quick = code != 0 and time.monotonic() - worker.started < STABLE_UPTIME
         self._schedule_restart(worker.slot, quick=quick)
 
     def _read_ready(self, readable: list[int]) -> None:
@@ -463,6 +482,14 @@ class _Supervisor:
             if data:
                 worker.ready = True
                 logger.info("supervisor: worker %d listening", worker.pid)
+                if not self.announced:
+                    self.announced = True
+                    if self.spec.listening is not None:
+                        self.spec.listening()
+                if self.deferred and not self.draining:
+                    deferred, self.deferred = self.deferred, []
+                    for slot in deferred:
+                        self._spawn(slot)
             os.close(fd)                                 # EOF or ready: done with it
             worker.ready_fd = None
             if data and worker is self.incoming:
@@ -508,6 +535,7 @@ class _Supervisor:
                     "stopping" if sig is None else signal.Signals(sig).name, len(self.workers))
         self.draining = True
         self.restart_at.clear()
+        self.deferred = []
         self.rolling.clear()
         self._close_listeners()                         # no new connections reach us
         for worker in self.workers.values():
@@ -558,12 +586,15 @@ class _Supervisor:
 
     def _main_loop(self) -> int:
         while True:
-            self._reap()
+            # signals first: a worker that exited on a group SIGINT/SIGTERM is then reaped as
+            # part of the drain, not as a death to restart
             self._handle_signals()
+            self._reap()
             now = time.monotonic()
             self._advance(now)
             if self.draining and not self.workers:
-                logger.info("supervisor: all workers stopped (status %d)", self.exit_status)
+                logger.info("supervisor: all workers stopped (serve() returns %d)",
+                            self.exit_status)
                 return self.exit_status
             fds = [self.wake_r] + [w.ready_fd for w in self.workers.values()
                                    if w.ready_fd is not None]
