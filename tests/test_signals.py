@@ -108,7 +108,8 @@ def test_app_failing_at_import_reports_once(tmp_path) -> None:
     assert proc.stderr.count("Traceback") == 1, proc.stderr
     assert 'badapp.py", line 2' in proc.stderr, proc.stderr
     assert "listening on" not in proc.stdout and not BANNER.search(proc.stdout), proc.stdout
-    assert "status 3" not in proc.stderr, proc.stderr
+    assert "exit status 1" in proc.stderr and "exit status 3" not in proc.stderr, proc.stderr
+    assert "importlib" not in proc.stderr, proc.stderr
     assert "died" not in proc.stderr
 
 
@@ -119,7 +120,7 @@ def test_version_flags() -> None:
         assert proc.stdout.strip() == f"engine {engine.__version__}"
 
 
-def test_install_warns_only_where_asyncio_deprecates_policies() -> None:
+def test_install_warns_only_where_asyncio_deprecates_policies(tmp_path) -> None:
     import asyncio
     old = asyncio.get_event_loop_policy()
     try:
@@ -130,7 +131,7 @@ def test_install_warns_only_where_asyncio_deprecates_policies() -> None:
         assert bool(deprecations) == (sys.version_info >= (3, 14)), deprecations
         # and -W error does not raise on this Python below 3.14
         code = "import engine; engine.install(); print('ok')"
-        proc = subprocess.run([sys.executable, "-W", "error", "-c", code],
+        proc = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path,
                               capture_output=True, text=True, timeout=WAIT)
         if sys.version_info < (3, 14):
             assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -43,7 +43,9 @@ logger = logging.getLogger("engine.serve")
 EXIT_STARTUP_FAILED = 1          # the app, the plugin or a listener could not be set up
 EXIT_LIFESPAN_FAILED = 3         # lifespan.startup.failed (uvicorn's STARTUP_FAILURE)
 
-_WORKER_STARTUP_FAILED = 3       # a worker's exit status when its startup failed (not restarted)
+# a worker's exit status when its startup failed (the supervisor does not restart it, and
+# returns the mapped status): distinct from 1, which a crashing worker exits with
+_WORKER_EXIT = {EXIT_STARTUP_FAILED: 4, EXIT_LIFESPAN_FAILED: EXIT_LIFESPAN_FAILED}
 
 
 class StartupFailure(Exception):
@@ -77,7 +79,7 @@ class _AppHooks:
                 # traceback, so the user sees their file and line
                 cause = exc.__cause__.__cause__ if exc.__cause__ is not None else None
                 if isinstance(cause, BaseException) and cause.__traceback__ is not None:
-                    logger.error("%s", exc, exc_info=cause)
+                    logger.error("%s", exc, exc_info=_user_frames(cause))
                 else:
                     logger.error("%s", exc)
             if self.report_fd is None:
@@ -86,7 +88,7 @@ class _AppHooks:
             # treats as fatal (drains the others, no restart)
             with contextlib.suppress(OSError):
                 os.write(self.report_fd, bytes([exc.code]))
-            raise SystemExit(_WORKER_STARTUP_FAILED) from None
+            raise SystemExit(_WORKER_EXIT.get(exc.code, 4)) from None
 
     async def _startup(self) -> ProtocolFactory:
         config, plugin = self.config, self.plugin
@@ -130,6 +132,20 @@ class _AppHooks:
             _say(self.line)
         else:
             _say(f"engine serve: worker {os.getpid()} ready")
+
+
+def _user_frames(exc: BaseException) -> BaseException:
+    """``exc`` with its traceback starting at the app's code: engine's loader and importlib's
+    frames dropped (they say nothing about the user's error)."""
+    tb = exc.__traceback__
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    while tb is not None and tb.tb_next is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not (name.startswith(here) or name.startswith("<frozen")
+                or os.sep + "importlib" + os.sep in name):
+            break
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
 
 
 def _say(line: str) -> None:
@@ -189,7 +205,7 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
             graceful_timeout=config.timeout_graceful_shutdown,
             max_connections=config.max_connections, loop_factory=config.loop_factory(),
             startup=hooks.startup, shutdown=hooks.shutdown, ready=hooks.ready,
-            fatal_statuses=(_WORKER_STARTUP_FAILED,),
+            fatal_statuses={worker: code for code, worker in _WORKER_EXIT.items()},
             listening=(lambda: _say(line)) if workers is not None else None)
     except StartupFailure as exc:                     # in this process: logged by _AppHooks
         status = exc.code
@@ -206,5 +222,4 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
         os.close(report_r)
         if failure:
             status = failure[0]
-            logger.info("engine serve: exiting with status %d", status)
     return status

@@ -18,8 +18,14 @@ started and, once it listens, the old one drains. A worker that dies is replaced
 dying within seconds of starting is restarted after a delay that doubles up to 10 s, so a
 crash-looping worker never spins. Workers also drain if the supervisor dies (they watch a pipe
 whose other end only the supervisor holds). The supervisor's signal handlers only queue the
-signal; its main loop (``select`` on a wake-up pipe) does the work. ``serve()`` returns 0 after
-a clean drain, 1 if a worker had to be killed or exited with an error during it.
+signal; its main loop (``select`` on a wake-up pipe) does the work: queued signals before
+reaping, so that workers leaving on a group Ctrl-C count as drained, not as deaths. A worker
+that has drained ignores further SIGTERM/SIGINT while it exits; so does ``serve()``'s process
+after a drain that a signal started (it was told to stop already). A worker's clean exit (0)
+outside a drain is not a crash: its slot gets a new worker at once. The first worker starts
+alone, the others once it listens: an app that cannot load fails once, not once per worker.
+``serve()`` returns 0 after a clean drain, 1 if a worker had to be killed or exited with an
+error during it.
 
 Logging goes to the ``engine.server`` logger.
 """
@@ -39,7 +45,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from .. import new_event_loop
@@ -74,7 +80,7 @@ class _Spec:
     startup: Hook | None
     shutdown: Hook | None
     ready: Callable[[ServerHandle], object] | None
-    fatal_statuses: frozenset[int] = frozenset()
+    fatal_statuses: dict[int, int] = dataclasses.field(default_factory=dict)
     listening: Callable[[], object] | None = None
 
 
@@ -183,10 +189,10 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
             os.close(ready_fd)
         for sig in _WORKER_SIGNALS:
             loop.remove_signal_handler(sig)
-            if not in_process:
+            if not in_process or (signals_seen and sig != signal.SIGQUIT):
                 # drained: a late SIGTERM (the supervisor forwarding a group Ctrl-C) or SIGINT
-                # must not kill this worker with the default action or a KeyboardInterrupt
-                # on its way out; it is exiting anyway
+                # must not kill this process with the default action or a KeyboardInterrupt
+                # on its way out; it was told to stop and is exiting anyway
                 signal.signal(sig, signal.SIG_IGN)
         if in_process:
             loop.remove_signal_handler(signal.SIGHUP)
@@ -201,7 +207,7 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
           loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
           startup: Hook | None = None, shutdown: Hook | None = None,
           ready: Callable[[ServerHandle], object] | None = None,
-          fatal_statuses: Collection[int] = (),
+          fatal_statuses: Collection[int] | Mapping[int, int] = (),
           listening: Callable[[], object] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then drain; returns the exit status (0 = clean).
 
@@ -218,7 +224,7 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     e.g. from an app loaded there). ``ready(handle)``: called in
     each worker once it listens. ``fatal_statuses``: a worker exiting with one of these
     statuses (say, a startup that cannot succeed) is not restarted: the supervisor drains the
-    other workers and returns that status. ``listening()``: with workers, called once in the
+    other workers and returns that status (a mapping: worker status -> the status returned). ``listening()``: with workers, called once in the
     supervisor when the first worker listens (the first worker starts alone, the others once
     it listens, so that an app that cannot load fails once, not once per worker). Call from
     the main thread, with no event loop running.
@@ -238,7 +244,9 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     if app is None and startup is None:
         raise ValueError("serve(None, ...) needs a startup hook that returns the protocol factory")
     spec = _Spec(app, graceful_timeout, max_connections, loop_factory or new_event_loop,
-                 startup, shutdown, ready, frozenset(fatal_statuses), listening)
+                 startup, shutdown, ready,
+                 dict(fatal_statuses) if isinstance(fatal_statuses, Mapping)
+                 else {code: code for code in fatal_statuses}, listening)
     if workers is None:
         return _run_worker(spec, list(listeners), in_process=True)
     return _Supervisor(spec, list(listeners), workers).run()
@@ -280,6 +288,7 @@ class _Supervisor:
         self.wake_r = self.wake_w = -1
         self.deferred: list[int] = []                 # slots started once the first listens
         self.announced = False
+        self.stop_signal = False                      # the drain began on SIGTERM/SIGINT
 
     # --- setup and teardown -------------------------------------------------------------------
 
@@ -336,7 +345,10 @@ class _Supervisor:
             yield
         finally:
             signal.set_wakeup_fd(old_wakeup)
+            stopped_by_signal = self.draining and self.stop_signal
             for sig, prev in previous.items():
+                if stopped_by_signal and sig in (signal.SIGTERM, signal.SIGINT):
+                    prev = signal.SIG_IGN      # told to stop already: a late repeat is moot
                 signal.signal(sig, prev)
 
     def _close_listeners(self) -> None:
@@ -451,9 +463,9 @@ class _Supervisor:
             self.failures[worker.slot] += 1
             return
         if code in self.spec.fatal_statuses:
-            logger.error("supervisor: worker %d exited with fatal status %d: stopping",
-                         worker.pid, code)
-            self.exit_status = code
+            self.exit_status = self.spec.fatal_statuses[code]
+            logger.error("supervisor: worker %d could not start (its exit status %d): stopping, "
+                         "exit status %d", worker.pid, code, self.exit_status)
             self._drain(None)
             return
         if code == 0:
@@ -516,6 +528,7 @@ class _Supervisor:
         signals, self.signals = self.signals, []
         for sig in signals:
             if sig in (signal.SIGTERM, signal.SIGINT):
+                self.stop_signal = True
                 self._drain(sig)
             elif sig == signal.SIGHUP and not self.draining:
                 logger.info("supervisor: SIGHUP, rolling restart of %d worker(s)", self.n)
@@ -593,7 +606,7 @@ class _Supervisor:
             now = time.monotonic()
             self._advance(now)
             if self.draining and not self.workers:
-                logger.info("supervisor: all workers stopped (serve() returns %d)",
+                logger.info("supervisor: all workers stopped (exit status %d)",
                             self.exit_status)
                 return self.exit_status
             fds = [self.wake_r] + [w.ready_fd for w in self.workers.values()
