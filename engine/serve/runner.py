@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -123,6 +124,32 @@ class _AppHooks:
             factory = server.tls_factory(factory, context, asyncio.get_running_loop())
         return factory
 
+    def recycles(self) -> bool:
+        c = self.config
+        return (c.limit_max_requests is not None or c.worker_max_rss is not None
+                or c.worker_lifetime is not None)
+
+    async def retire(self) -> str:
+        """Returns (a reason) once this worker passed a recycling limit (--limit-max-requests
+        plus jitter, --worker-max-rss, --worker-lifetime); checked a few times a second."""
+        c = self.config
+        limit = None
+        if c.limit_max_requests is not None:
+            limit = c.limit_max_requests + random.randint(0, c.max_requests_jitter)
+        loop = asyncio.get_running_loop()
+        born = loop.time()
+        while True:
+            state = self.state
+            if limit is not None and state is not None and state.total_requests >= limit:
+                return f"served {state.total_requests} requests (limit {limit})"
+            if c.worker_lifetime is not None and loop.time() - born >= c.worker_lifetime:
+                return f"ran {c.worker_lifetime:g}s (--worker-lifetime)"
+            if c.worker_max_rss is not None:
+                rss = _rss_mib()
+                if rss is not None and rss > c.worker_max_rss:
+                    return f"uses {rss:.0f} MiB (--worker-max-rss {c.worker_max_rss:g})"
+            await asyncio.sleep(_RECYCLE_CHECK)
+
     async def shutdown(self) -> None:
         if self.lifespan is not None:
             await self.lifespan.shutdown()
@@ -132,6 +159,24 @@ class _AppHooks:
             _say(self.line)
         else:
             _say(f"engine serve: worker {os.getpid()} ready")
+
+
+_RECYCLE_CHECK = 0.1        # seconds between two looks at a worker's recycling limits
+
+
+def _rss_mib() -> float | None:
+    """This process's resident memory in MiB (Linux: /proc; elsewhere the peak RSS)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _user_frames(exc: BaseException) -> BaseException:
@@ -206,7 +251,8 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
             max_connections=config.max_connections, loop_factory=config.loop_factory(),
             startup=hooks.startup, shutdown=hooks.shutdown, ready=hooks.ready,
             fatal_statuses={worker: code for code, worker in _WORKER_EXIT.items()},
-            listening=(lambda: _say(line)) if workers is not None else None)
+            listening=(lambda: _say(line)) if workers is not None else None,
+            retire=hooks.retire if hooks.recycles() else None)
     except StartupFailure as exc:                     # in this process: logged by _AppHooks
         status = exc.code
     finally:

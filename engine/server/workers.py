@@ -82,6 +82,7 @@ class _Spec:
     ready: Callable[[ServerHandle], object] | None
     fatal_statuses: dict[int, int] = dataclasses.field(default_factory=dict)
     listening: Callable[[], object] | None = None
+    retire: Callable[[], Awaitable[str]] | None = None
 
 
 def _resolve_app(app: ProtocolFactory | str | None) -> ProtocolFactory:
@@ -169,12 +170,18 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
             factory = made if callable(made) else _resolve_app(spec.app)
             handle = await start(factory, sockets, max_connections=spec.max_connections)
             if ready_fd is not None:
-                os.write(ready_fd, b"R")
-                os.close(ready_fd)
-                ready_fd = None
+                os.write(ready_fd, b"R")              # kept open: "X" asks for a replacement
             if spec.ready is not None:
                 spec.ready(handle)
-            why = await stop
+            retiring = None
+            if spec.retire is not None:
+                retiring = asyncio.ensure_future(
+                    _retire_when(spec.retire, ready_fd, request_stop))
+            try:
+                why = await stop
+            finally:
+                if retiring is not None:
+                    retiring.cancel()
             if abort_now:
                 handle.abort()
             logger.info("worker %d: %s, draining (%d connection(s))", os.getpid(), why,
@@ -200,6 +207,22 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
             loop.remove_reader(alive_fd)
 
 
+async def _retire_when(retire: Callable[[], Awaitable[str]], ready_fd: int | None,
+                       request_stop: Callable[[str], None]) -> None:
+    try:
+        reason = await retire()
+    except Exception:
+        logger.exception("worker %d: the retire hook failed; recycling is off", os.getpid())
+        return
+    if ready_fd is None:                        # in this process: no one to replace us
+        logger.info("worker %d: %s, stopping", os.getpid(), reason)
+        request_stop(reason)
+        return
+    logger.info("worker %d: %s, asking the supervisor for a replacement", os.getpid(), reason)
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, b"X")
+
+
 def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], *,
           workers: int | None = None,
           graceful_timeout: float | None = DEFAULT_GRACEFUL_TIMEOUT,
@@ -208,7 +231,8 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
           startup: Hook | None = None, shutdown: Hook | None = None,
           ready: Callable[[ServerHandle], object] | None = None,
           fatal_statuses: Collection[int] | Mapping[int, int] = (),
-          listening: Callable[[], object] | None = None) -> int:
+          listening: Callable[[], object] | None = None,
+          retire: Callable[[], Awaitable[str]] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then drain; returns the exit status (0 = clean).
 
     ``app``: a protocol factory, or ``"module:attribute"`` naming one (imported in each worker,
@@ -227,7 +251,11 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     other workers and returns that status (a mapping: worker status -> the status returned). ``listening()``: with workers, called once in the
     supervisor when the first worker listens (the first worker starts alone, the others once
     it listens, so that an app that cannot load fails once, not once per worker). Call from
-    the main thread, with no event loop running.
+    the main thread, with no event loop running. ``retire()``: a coroutine function run in
+    each worker once it listens; when it returns (a reason, e.g. "served 1000 requests") the
+    worker asks the supervisor to replace it: a new worker starts, and once it listens this one
+    drains (as one step of a SIGHUP rolling restart: no request lost). Without workers, the
+    server drains and ``serve()`` returns 0.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() must be called from the main thread (it handles signals)")
@@ -246,7 +274,7 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     spec = _Spec(app, graceful_timeout, max_connections, loop_factory or new_event_loop,
                  startup, shutdown, ready,
                  dict(fatal_statuses) if isinstance(fatal_statuses, Mapping)
-                 else {code: code for code in fatal_statuses}, listening)
+                 else {code: code for code in fatal_statuses}, listening, retire)
     if workers is None:
         return _run_worker(spec, list(listeners), in_process=True)
     return _Supervisor(spec, list(listeners), workers).run()
@@ -491,7 +519,13 @@ class _Supervisor:
                 data = os.read(fd, 16)
             except BlockingIOError:
                 continue
-            if data:
+            if not data:                                 # EOF: the worker is exiting
+                os.close(fd)
+                worker.ready_fd = None
+                continue
+            if b"X" in data:
+                self._recycle(worker)
+            if b"R" in data and not worker.ready:
                 worker.ready = True
                 logger.info("supervisor: worker %d listening", worker.pid)
                 if not self.announced:
@@ -502,10 +536,19 @@ class _Supervisor:
                     deferred, self.deferred = self.deferred, []
                     for slot in deferred:
                         self._spawn(slot)
-            os.close(fd)                                 # EOF or ready: done with it
-            worker.ready_fd = None
-            if data and worker is self.incoming:
-                self._incoming_ready(worker)
+                if worker is self.incoming:
+                    self._incoming_ready(worker)
+
+    def _recycle(self, worker: _Worker) -> None:
+        """A worker asks to be replaced (a recycling limit): one rolling-restart step."""
+        if self.draining or worker.retiring or self.slots[worker.slot] is not worker:
+            return
+        if worker.slot in self.rolling or (self.incoming is not None
+                                           and self.incoming.slot == worker.slot):
+            return
+        logger.info("supervisor: worker %d asks to be replaced (slot %d)", worker.pid,
+                    worker.slot)
+        self.rolling.append(worker.slot)
 
     def _incoming_ready(self, worker: _Worker) -> None:
         old = self.slots[worker.slot]
