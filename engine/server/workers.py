@@ -248,14 +248,15 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     e.g. from an app loaded there). ``ready(handle)``: called in
     each worker once it listens. ``fatal_statuses``: a worker exiting with one of these
     statuses (say, a startup that cannot succeed) is not restarted: the supervisor drains the
-    other workers and returns that status (a mapping: worker status -> the status returned). ``listening()``: with workers, called once in the
-    supervisor when the first worker listens (the first worker starts alone, the others once
-    it listens, so that an app that cannot load fails once, not once per worker). Call from
-    the main thread, with no event loop running. ``retire()``: a coroutine function run in
-    each worker once it listens; when it returns (a reason, e.g. "served 1000 requests") the
-    worker asks the supervisor to replace it: a new worker starts, and once it listens this one
-    drains (as one step of a SIGHUP rolling restart: no request lost). Without workers, the
-    server drains and ``serve()`` returns 0.
+    other workers and returns that status (or, given a mapping worker status -> status, the
+    mapped one). ``listening()``: with workers, called once in the supervisor when the first
+    worker listens (the first worker starts alone, the others once it listens, so that an
+    app that cannot load fails once, not once per worker). ``retire()``: a coroutine
+    function run in each worker once it listens; when it returns (a reason, e.g. "served 1000
+    requests") the worker asks the supervisor to replace it: a new worker starts, and once it
+    listens this one drains (one step of a SIGHUP rolling restart: no request lost). Without
+    workers, the server drains and ``serve()`` returns 0 then. Call from the main thread,
+    with no event loop running.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() must be called from the main thread (it handles signals)")
