@@ -70,7 +70,7 @@ def start(tmp_path, *args: str) -> tuple[subprocess.Popen[str], int]:
     (tmp_path / "pidapp.py").write_text(APP)
     proc = subprocess.Popen([ENGINE, "serve", "--port", "0", "--workers", "2", *args,
                              "pidapp:app"], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=open(tmp_path / "err.log", "w"),
                             env=dict(os.environ, NO_COLOR="1"), start_new_session=True)
     assert proc.stdout is not None
     port = 0
@@ -87,10 +87,11 @@ def start(tmp_path, *args: str) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def stop(proc: subprocess.Popen[str]) -> str:
+def stop(proc: subprocess.Popen[str], tmp_path) -> str:
     proc.send_signal(signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=WAIT)
+        proc.communicate(timeout=WAIT)
+        err = (tmp_path / "err.log").read_text()
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -110,7 +111,7 @@ def test_sighup_under_keep_alive_load_loses_nothing(tmp_path) -> None:
         time.sleep(2.5)
         load.stop()
     finally:
-        err = stop(proc)
+        err = stop(proc, tmp_path)
     assert load.errors == [], load.errors[:5]
     assert load.ok > 100
     assert len(before) == 2
@@ -127,7 +128,7 @@ def test_recycling_by_request_count_loses_nothing(tmp_path) -> None:
         time.sleep(3.0)
         load.stop()
     finally:
-        err = stop(proc)
+        err = stop(proc, tmp_path)
     assert load.errors == [], load.errors[:5]
     assert "asks to be replaced" in err, err
     assert err.count("replaces") >= 2, err
@@ -142,7 +143,7 @@ def test_recycling_by_lifetime(tmp_path) -> None:
         time.sleep(2.5)
         load.stop()
     finally:
-        err = stop(proc)
+        err = stop(proc, tmp_path)
     assert load.errors == [], load.errors[:5]
     assert "--worker-lifetime" in err and "replaces" in err, err
 
