@@ -85,10 +85,12 @@ class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
 def install() -> None:
     """Make asyncio.new_event_loop() (and asyncio.run()) use engine loops, via the policy.
 
-    On Python 3.12+ prefer engine.run() or asyncio.Runner(loop_factory=engine.new_event_loop):
-    event loop policies are on their way out of asyncio.
+    Prefer engine.run() or asyncio.Runner(loop_factory=engine.new_event_loop): event loop
+    policies are on their way out of asyncio. The DeprecationWarning is raised where asyncio
+    itself deprecates them (3.14+); on 3.12 and 3.13 set_event_loop_policy() does not warn, so
+    neither does this (``-W error`` must not turn a supported call into an error there).
     """
-    if _sys.version_info >= (3, 12):
+    if _sys.version_info >= (3, 14):
         _warnings.warn(
             "engine.install() sets an event loop policy, a mechanism asyncio deprecates; "
             "use engine.run() or asyncio.Runner(loop_factory=engine.new_event_loop) instead",

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     parser = argparse.ArgumentParser(prog="engine", description=__doc__)
+    import engine
+    parser.add_argument("--version", action="version", version=f"engine {engine.__version__}")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("info", help="show how this engine was built")
     p.set_defaults(func=_info)

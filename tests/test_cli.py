@@ -223,8 +223,11 @@ def test_bad_flag_value_exits_2():
 
 def test_two_workers_share_the_port_and_drain(app_dir):
     with Served("myapp:app", "--workers", "2", cwd=app_dir) as srv:
-        assert "2 workers, supervisor pid" in srv.out[0]
-        pids = {int(srv.wait_for(r"worker (\d+) ready", start=i).group(1)) for i in (1, 2)}
+        # the banner prints once the first worker listens (after that worker's "ready")
+        assert "2 workers, supervisor pid" in srv.wait_for(r"^engine serve: \S+ \(.*").group(0)
+        first = int(srv.wait_for(r"worker (\d+) ready").group(1))
+        second = srv.wait_for(rf"worker (?!{first}\b)(\d+) ready")
+        pids = {first, int(second.group(1))}
         assert len(pids) == 2 and srv.proc.pid not in pids
         status, _, body = srv.request("GET", "/x")
         assert status == 200 and int(body.split()[-1]) in pids

@@ -37,6 +37,11 @@ def _workers_default() -> int | None:
     return int(env) if env and env.isdigit() and int(env) >= 1 else None
 
 
+def _engine_version() -> str:
+    import engine
+    return engine.__version__
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``engine``'s subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
@@ -47,6 +52,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "SIGTERM or Ctrl-C (graceful drain); with --workers, SIGHUP restarts the workers one "
         "by one.")
     add = p.add_argument
+    add("--version", action="version", version=f"engine {_engine_version()}",
+        help="print the engine version and exit")
     add("app", nargs="?", metavar="MODULE:APP",
         help="the ASGI app, e.g. myproject.asgi:application (default: the embedded app)")
     g = p.add_argument_group("listening")
@@ -62,6 +69,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="listen() backlog (default: %(default)s)")
     g.add_argument("--workers", type=_positive_int, default=_workers_default(),
                    help="worker processes (default: $WEB_CONCURRENCY or 1 = this process)")
+    g.add_argument("--limit-max-requests", type=_positive_int, default=None, metavar="N",
+                   help="replace a worker once it served N requests (no request lost)")
+    g.add_argument("--max-requests-jitter", type=int, default=0, metavar="J",
+                   help="add 0..J at random to each worker's --limit-max-requests")
+    g.add_argument("--worker-max-rss", type=float, default=None, metavar="MIB",
+                   help="replace a worker whose resident memory exceeds MIB mebibytes")
+    g.add_argument("--worker-lifetime", type=float, default=None, metavar="S",
+                   help="replace a worker after S seconds")
     g.add_argument("--loop", choices=LOOPS, default="engine",
                    help="event loop of each worker (default: %(default)s)")
     g.add_argument("--ssl-certfile", help="TLS certificate chain (PEM): serve https/wss")
@@ -194,6 +209,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_header_count=args.max_header_count, max_header_bytes=args.max_header_bytes,
         max_body=args.max_body, server_header=args.server_header,
         date_header=args.date_header, headers=list(args.headers),
+        limit_max_requests=args.limit_max_requests,
+        max_requests_jitter=args.max_requests_jitter, worker_max_rss=args.worker_max_rss,
+        worker_lifetime=args.worker_lifetime,
     )
 
 

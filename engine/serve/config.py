@@ -164,6 +164,11 @@ class Config:
     server_header: bool = True
     date_header: bool = True
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # worker recycling (ops): a worker past one of these is replaced without losing a request
+    limit_max_requests: int | None = None
+    max_requests_jitter: int = 0
+    worker_max_rss: float | None = None          # MiB
+    worker_lifetime: float | None = None         # seconds
 
     _ssl_context: ssl.SSLContext | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False)
@@ -194,6 +199,14 @@ class Config:
                 raise ConfigError(f"{name} must be >= 0")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             raise ConfigError("timeout_graceful_shutdown must be >= 0 or None")
+        if self.limit_max_requests is not None and self.limit_max_requests < 1:
+            raise ConfigError("limit_max_requests must be >= 1")
+        if self.max_requests_jitter < 0:
+            raise ConfigError("max_requests_jitter must be >= 0")
+        for name in ("worker_max_rss", "worker_lifetime"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile needs ssl_certfile")
         self.ssl_cert_reqs = _cert_reqs_name(self.ssl_cert_reqs)

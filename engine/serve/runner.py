@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import sys
 from collections.abc import Sequence
@@ -44,7 +45,9 @@ logger = logging.getLogger("engine.serve")
 EXIT_STARTUP_FAILED = 1          # the app, the plugin or a listener could not be set up
 EXIT_LIFESPAN_FAILED = 3         # lifespan.startup.failed (uvicorn's STARTUP_FAILURE)
 
-_WORKER_STARTUP_FAILED = 3       # a worker's exit status when its startup failed (not restarted)
+# a worker's exit status when its startup failed (the supervisor does not restart it, and
+# returns the mapped status): distinct from 1, which a crashing worker exits with
+_WORKER_EXIT = {EXIT_STARTUP_FAILED: 4, EXIT_LIFESPAN_FAILED: EXIT_LIFESPAN_FAILED}
 
 
 class StartupFailure(Exception):
@@ -74,14 +77,20 @@ class _AppHooks:
             return await self._startup()
         except StartupFailure as exc:
             if exc.code != EXIT_LIFESPAN_FAILED:          # Lifespan has said why already
-                logger.error("%s", exc)
+                # the app's own exception (raised at import or by its factory) with its
+                # traceback, so the user sees their file and line
+                cause = exc.__cause__.__cause__ if exc.__cause__ is not None else None
+                if isinstance(cause, BaseException) and cause.__traceback__ is not None:
+                    logger.error("%s", exc, exc_info=_user_frames(cause))
+                else:
+                    logger.error("%s", exc)
             if self.report_fd is None:
                 raise
             # the supervisor returns this code; the worker's own exit status is one it
             # treats as fatal (drains the others, no restart)
             with contextlib.suppress(OSError):
                 os.write(self.report_fd, bytes([exc.code]))
-            raise SystemExit(_WORKER_STARTUP_FAILED) from None
+            raise SystemExit(_WORKER_EXIT.get(exc.code, 4)) from None
 
     async def _startup(self) -> ProtocolFactory:
         config, plugin = self.config, self.plugin
@@ -129,6 +138,32 @@ class _AppHooks:
         elif context is holder.context:
             logger.info("SIGHUP: the TLS files are unchanged")
 
+    def recycles(self) -> bool:
+        c = self.config
+        return (c.limit_max_requests is not None or c.worker_max_rss is not None
+                or c.worker_lifetime is not None)
+
+    async def retire(self) -> str:
+        """Returns (a reason) once this worker passed a recycling limit (--limit-max-requests
+        plus jitter, --worker-max-rss, --worker-lifetime); checked a few times a second."""
+        c = self.config
+        limit = None
+        if c.limit_max_requests is not None:
+            limit = c.limit_max_requests + random.randint(0, c.max_requests_jitter)
+        loop = asyncio.get_running_loop()
+        born = loop.time()
+        while True:
+            state = self.state
+            if limit is not None and state is not None and state.total_requests >= limit:
+                return f"served {state.total_requests} requests (limit {limit})"
+            if c.worker_lifetime is not None and loop.time() - born >= c.worker_lifetime:
+                return f"ran {c.worker_lifetime:g}s (--worker-lifetime)"
+            if c.worker_max_rss is not None:
+                rss = _rss_mib()
+                if rss is not None and rss > c.worker_max_rss:
+                    return f"uses {rss:.0f} MiB (--worker-max-rss {c.worker_max_rss:g})"
+            await asyncio.sleep(_RECYCLE_CHECK)
+
     async def shutdown(self) -> None:
         if self.lifespan is not None:
             await self.lifespan.shutdown()
@@ -138,6 +173,38 @@ class _AppHooks:
             _say(self.line)
         else:
             _say(f"engine serve: worker {os.getpid()} ready")
+
+
+_RECYCLE_CHECK = 0.1        # seconds between two looks at a worker's recycling limits
+
+
+def _rss_mib() -> float | None:
+    """This process's resident memory in MiB (Linux: /proc; elsewhere the peak RSS)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _user_frames(exc: BaseException) -> BaseException:
+    """``exc`` with its traceback starting at the app's code: engine's loader and importlib's
+    frames dropped (they say nothing about the user's error)."""
+    tb = exc.__traceback__
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    while tb is not None and tb.tb_next is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not (name.startswith(here) or name.startswith("<frozen")
+                or os.sep + "importlib" + os.sep in name):
+            break
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
 
 
 def _say(line: str) -> None:
@@ -196,14 +263,14 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
         os.set_blocking(report_r, False)
     hooks = _AppHooks(config, plugin, line, report_w if workers is not None else None)
     try:
-        if workers is not None:
-            _say(line)
         status = server.serve(
             None, bound, workers=workers,
             graceful_timeout=config.timeout_graceful_shutdown,
             max_connections=config.max_connections, loop_factory=config.loop_factory(),
             startup=hooks.startup, shutdown=hooks.shutdown, ready=hooks.ready,
-            fatal_statuses=(_WORKER_STARTUP_FAILED,))
+            fatal_statuses={worker: code for code, worker in _WORKER_EXIT.items()},
+            listening=(lambda: _say(line)) if workers is not None else None,
+            retire=hooks.retire if hooks.recycles() else None)
     except StartupFailure as exc:                     # in this process: logged by _AppHooks
         status = exc.code
     finally:

@@ -16,7 +16,8 @@ Graceful drain -- the contract between the server and the protocols it serves:
 2. it calls ``protocol.shutdown()`` (no arguments) on the current protocol of every live
    connection that has such a method -- also on a connection accepted just before the listener
    closed, right after its ``connection_made()``. The protocol finishes the request it is
-   working on, if any, and then closes its transport; an idle connection closes at once. A
+   working on, if any, and then closes its transport; an idle connection closes soon (at once,
+   or after a short grace for a request already on its way, as the HTTP protocol does). A
    protocol without ``shutdown()`` is left to finish on its own;
 3. it waits until every connection is closed, or the timeout passes;
 4. it aborts the connections still open (``transport.abort()``);

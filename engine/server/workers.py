@@ -18,8 +18,14 @@ started and, once it listens, the old one drains. A worker that dies is replaced
 dying within seconds of starting is restarted after a delay that doubles up to 10 s, so a
 crash-looping worker never spins. Workers also drain if the supervisor dies (they watch a pipe
 whose other end only the supervisor holds). The supervisor's signal handlers only queue the
-signal; its main loop (``select`` on a wake-up pipe) does the work. ``serve()`` returns 0 after
-a clean drain, 1 if a worker had to be killed or exited with an error during it.
+signal; its main loop (``select`` on a wake-up pipe) does the work: queued signals before
+reaping, so that workers leaving on a group Ctrl-C count as drained, not as deaths. A worker
+that has drained ignores further SIGTERM/SIGINT while it exits; so does ``serve()``'s process
+after a drain that a signal started (it was told to stop already). A worker's clean exit (0)
+outside a drain is not a crash: its slot gets a new worker at once. The first worker starts
+alone, the others once it listens: an app that cannot load fails once, not once per worker.
+``serve()`` returns 0 after a clean drain, 1 if a worker had to be killed or exited with an
+error during it.
 
 Logging goes to the ``engine.server`` logger.
 """
@@ -39,7 +45,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from .. import new_event_loop
@@ -74,7 +80,9 @@ class _Spec:
     startup: Hook | None
     shutdown: Hook | None
     ready: Callable[[ServerHandle], object] | None
-    fatal_statuses: frozenset[int] = frozenset()
+    fatal_statuses: dict[int, int] = dataclasses.field(default_factory=dict)
+    listening: Callable[[], object] | None = None
+    retire: Callable[[], Awaitable[str]] | None = None
 
 
 def _resolve_app(app: ProtocolFactory | str | None) -> ProtocolFactory:
@@ -162,12 +170,18 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
             factory = made if callable(made) else _resolve_app(spec.app)
             handle = await start(factory, sockets, max_connections=spec.max_connections)
             if ready_fd is not None:
-                os.write(ready_fd, b"R")
-                os.close(ready_fd)
-                ready_fd = None
+                os.write(ready_fd, b"R")              # kept open: "X" asks for a replacement
             if spec.ready is not None:
                 spec.ready(handle)
-            why = await stop
+            retiring = None
+            if spec.retire is not None:
+                retiring = asyncio.ensure_future(
+                    _retire_when(spec.retire, ready_fd, request_stop))
+            try:
+                why = await stop
+            finally:
+                if retiring is not None:
+                    retiring.cancel()
             if abort_now:
                 handle.abort()
             logger.info("worker %d: %s, draining (%d connection(s))", os.getpid(), why,
@@ -182,10 +196,31 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
             os.close(ready_fd)
         for sig in _WORKER_SIGNALS:
             loop.remove_signal_handler(sig)
+            if not in_process or (signals_seen and sig != signal.SIGQUIT):
+                # drained: a late SIGTERM (the supervisor forwarding a group Ctrl-C) or SIGINT
+                # must not kill this process with the default action or a KeyboardInterrupt
+                # on its way out; it was told to stop and is exiting anyway
+                signal.signal(sig, signal.SIG_IGN)
         if in_process:
             loop.remove_signal_handler(signal.SIGHUP)
         if alive_fd is not None:
             loop.remove_reader(alive_fd)
+
+
+async def _retire_when(retire: Callable[[], Awaitable[str]], ready_fd: int | None,
+                       request_stop: Callable[[str], None]) -> None:
+    try:
+        reason = await retire()
+    except Exception:
+        logger.exception("worker %d: the retire hook failed; recycling is off", os.getpid())
+        return
+    if ready_fd is None:                        # in this process: no one to replace us
+        logger.info("worker %d: %s, stopping", os.getpid(), reason)
+        request_stop(reason)
+        return
+    logger.info("worker %d: %s, asking the supervisor for a replacement", os.getpid(), reason)
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, b"X")
 
 
 def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], *,
@@ -195,7 +230,9 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
           loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
           startup: Hook | None = None, shutdown: Hook | None = None,
           ready: Callable[[ServerHandle], object] | None = None,
-          fatal_statuses: Collection[int] = ()) -> int:
+          fatal_statuses: Collection[int] | Mapping[int, int] = (),
+          listening: Callable[[], object] | None = None,
+          retire: Callable[[], Awaitable[str]] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then drain; returns the exit status (0 = clean).
 
     ``app``: a protocol factory, or ``"module:attribute"`` naming one (imported in each worker,
@@ -211,8 +248,15 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     e.g. from an app loaded there). ``ready(handle)``: called in
     each worker once it listens. ``fatal_statuses``: a worker exiting with one of these
     statuses (say, a startup that cannot succeed) is not restarted: the supervisor drains the
-    other workers and returns that status. Call from the main thread, with no event loop
-    running.
+    other workers and returns that status (or, given a mapping worker status -> status, the
+    mapped one). ``listening()``: with workers, called once in the supervisor when the first
+    worker listens (the first worker starts alone, the others once it listens, so that an
+    app that cannot load fails once, not once per worker). ``retire()``: a coroutine
+    function run in each worker once it listens; when it returns (a reason, e.g. "served 1000
+    requests") the worker asks the supervisor to replace it: a new worker starts, and once it
+    listens this one drains (one step of a SIGHUP rolling restart: no request lost). Without
+    workers, the server drains and ``serve()`` returns 0 then. Call from the main thread,
+    with no event loop running.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() must be called from the main thread (it handles signals)")
@@ -229,7 +273,9 @@ def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], 
     if app is None and startup is None:
         raise ValueError("serve(None, ...) needs a startup hook that returns the protocol factory")
     spec = _Spec(app, graceful_timeout, max_connections, loop_factory or new_event_loop,
-                 startup, shutdown, ready, frozenset(fatal_statuses))
+                 startup, shutdown, ready,
+                 dict(fatal_statuses) if isinstance(fatal_statuses, Mapping)
+                 else {code: code for code in fatal_statuses}, listening, retire)
     if workers is None:
         return _run_worker(spec, list(listeners), in_process=True)
     return _Supervisor(spec, list(listeners), workers).run()
@@ -269,6 +315,9 @@ class _Supervisor:
         self.plan: list[ListenerItem] = []            # what each worker listens on
         self.alive_r = self.alive_w = -1
         self.wake_r = self.wake_w = -1
+        self.deferred: list[int] = []                 # slots started once the first listens
+        self.announced = False
+        self.stop_signal = False                      # the drain began on SIGTERM/SIGINT
 
     # --- setup and teardown -------------------------------------------------------------------
 
@@ -303,8 +352,8 @@ class _Supervisor:
             os.set_blocking(self.wake_r, False)
             os.set_blocking(self.wake_w, False)
             with self._signals():
-                for slot in range(self.n):
-                    self._spawn(slot)
+                self.deferred = list(range(1, self.n))
+                self._spawn(0)
                 return self._main_loop()
         finally:
             self._close_listeners()
@@ -325,7 +374,10 @@ class _Supervisor:
             yield
         finally:
             signal.set_wakeup_fd(old_wakeup)
+            stopped_by_signal = self.draining and self.stop_signal
             for sig, prev in previous.items():
+                if stopped_by_signal and sig in (signal.SIGTERM, signal.SIGINT):
+                    prev = signal.SIG_IGN      # told to stop already: a late repeat is moot
                 signal.signal(sig, prev)
 
     def _close_listeners(self) -> None:
@@ -417,6 +469,8 @@ class _Supervisor:
             self._exited(worker, os.waitstatus_to_exitcode(status))
 
     def _exited(self, worker: _Worker, code: int) -> None:
+        if not self.draining and self.signals:
+            self._handle_signals()          # a stop already queued: this exit is part of it
         del self.workers[worker.pid]
         if worker.ready_fd is not None:
             os.close(worker.ready_fd)
@@ -438,17 +492,23 @@ class _Supervisor:
             self.failures[worker.slot] += 1
             return
         if code in self.spec.fatal_statuses:
-            logger.error("supervisor: worker %d exited with fatal status %d: stopping",
-                         worker.pid, code)
-            self.exit_status = code
+            self.exit_status = self.spec.fatal_statuses[code]
+            logger.error("supervisor: worker %d could not start (its exit status %d): stopping, "
+                         "exit status %d", worker.pid, code, self.exit_status)
             self._drain(None)
             return
-        logger.warning("supervisor: worker %d died (%s)", worker.pid, how)
+        if code == 0:
+            # a clean exit nobody here asked for (the worker alone was sent SIGTERM/SIGINT):
+            # not a crash; its slot gets a new worker at once
+            logger.info("supervisor: worker %d exited (%s); starting a replacement",
+                        worker.pid, how)
+        else:
+            logger.warning("supervisor: worker %d died (%s)", worker.pid, how)
         if self.slots[worker.slot] is worker:
             self.slots[worker.slot] = None
         with contextlib.suppress(ValueError):
             self.rolling.remove(worker.slot)
-        quick = time.monotonic() - worker.started < STABLE_UPTIME
+        quick = code != 0 and time.monotonic() - worker.started < STABLE_UPTIME
         self._schedule_restart(worker.slot, quick=quick)
 
     def _read_ready(self, readable: list[int]) -> None:
@@ -460,13 +520,36 @@ class _Supervisor:
                 data = os.read(fd, 16)
             except BlockingIOError:
                 continue
-            if data:
+            if not data:                                 # EOF: the worker is exiting
+                os.close(fd)
+                worker.ready_fd = None
+                continue
+            if b"X" in data:
+                self._recycle(worker)
+            if b"R" in data and not worker.ready:
                 worker.ready = True
                 logger.info("supervisor: worker %d listening", worker.pid)
-            os.close(fd)                                 # EOF or ready: done with it
-            worker.ready_fd = None
-            if data and worker is self.incoming:
-                self._incoming_ready(worker)
+                if not self.announced:
+                    self.announced = True
+                    if self.spec.listening is not None:
+                        self.spec.listening()
+                if self.deferred and not self.draining:
+                    deferred, self.deferred = self.deferred, []
+                    for slot in deferred:
+                        self._spawn(slot)
+                if worker is self.incoming:
+                    self._incoming_ready(worker)
+
+    def _recycle(self, worker: _Worker) -> None:
+        """A worker asks to be replaced (a recycling limit): one rolling-restart step."""
+        if self.draining or worker.retiring or self.slots[worker.slot] is not worker:
+            return
+        if worker.slot in self.rolling or (self.incoming is not None
+                                           and self.incoming.slot == worker.slot):
+            return
+        logger.info("supervisor: worker %d asks to be replaced (slot %d)", worker.pid,
+                    worker.slot)
+        self.rolling.append(worker.slot)
 
     def _incoming_ready(self, worker: _Worker) -> None:
         old = self.slots[worker.slot]
@@ -489,6 +572,7 @@ class _Supervisor:
         signals, self.signals = self.signals, []
         for sig in signals:
             if sig in (signal.SIGTERM, signal.SIGINT):
+                self.stop_signal = True
                 self._drain(sig)
             elif sig == signal.SIGHUP and not self.draining:
                 logger.info("supervisor: SIGHUP, rolling restart of %d worker(s)", self.n)
@@ -508,6 +592,7 @@ class _Supervisor:
                     "stopping" if sig is None else signal.Signals(sig).name, len(self.workers))
         self.draining = True
         self.restart_at.clear()
+        self.deferred = []
         self.rolling.clear()
         self._close_listeners()                         # no new connections reach us
         for worker in self.workers.values():
@@ -558,12 +643,15 @@ class _Supervisor:
 
     def _main_loop(self) -> int:
         while True:
-            self._reap()
+            # signals first: a worker that exited on a group SIGINT/SIGTERM is then reaped as
+            # part of the drain, not as a death to restart
             self._handle_signals()
+            self._reap()
             now = time.monotonic()
             self._advance(now)
             if self.draining and not self.workers:
-                logger.info("supervisor: all workers stopped (status %d)", self.exit_status)
+                logger.info("supervisor: all workers stopped (exit status %d)",
+                            self.exit_status)
                 return self.exit_status
             fds = [self.wake_r] + [w.ready_fd for w in self.workers.values()
                                    if w.ready_fd is not None]

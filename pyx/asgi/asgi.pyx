@@ -62,6 +62,8 @@ cdef Py_ssize_t SMALL_BODY = 16 * 1024          # copied into the head's buffer,
 cdef Py_ssize_t BATCH_MAX = 64 * 1024          # response bytes held for the end of an iteration
 cdef long long DISCARD_MAX = 64 * 1024          # unread request body we read and drop to keep
                                                 # the connection after an early response
+cdef double DRAIN_IDLE_GRACE = 1.0              # shutdown(): how long an idle keep-alive
+                                                # connection may still send a request
 
 # connection states for the timer
 cdef enum:
@@ -313,10 +315,28 @@ cdef class HttpProtocol(HttpParser):
             await self.drain_waiter
 
     def shutdown(self):
-        """engine.server's drain contract: close now if idle, else after the current response."""
+        """engine.server's drain contract: finish the current response, then close.
+
+        The response in progress, and any request that arrives on this connection from now on,
+        is answered with ``connection: close``. An idle keep-alive connection is not closed
+        under the client at once (it may be sending its next request right now: closing would
+        lose it): it stays open DRAIN_IDLE_GRACE seconds at most (less if its keep-alive
+        timeout comes first), then closes."""
+        cdef double now
         self.draining = True
         if self.ws is not None:
             (<WebSocketSession>self.ws).shutdown()
+        elif self.closing:
+            return
+        elif self.cycle is None and self.timer_kind == T_IDLE:
+            now = _now()
+            if self.deadline - now > DRAIN_IDLE_GRACE:
+                self.deadline = now + DRAIN_IDLE_GRACE
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = self.loop.call_later(DRAIN_IDLE_GRACE, self._on_timeout)
+        elif self.cycle is None and self.timer_kind == T_HEADER:
+            pass                     # a request is arriving: answered (connection: close), closed
         elif self.cycle is None or self.cycle.response_complete:
             self._close()
 
