@@ -165,6 +165,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--access-log-format", metavar="FMT",
                    help="access log line in gunicorn's atoms (%%(h)s %%(r)s %%(s)s ...) or "
                         "'json' (default: engine's own format)")
+    g.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics of all workers at http://HOST:PORT/metrics "
+                        "(a listener of its own, never the app's)")
     g.add_argument("--log-config", metavar="FILE",
                    help="logging config applied after engine's: dictConfig of .json/.yaml, "
                         "fileConfig of .ini/.conf")
@@ -196,7 +199,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         limit_concurrency=args.limit_concurrency, max_connections=args.max_connections,
         backlog=args.backlog, log_level=args.log_level,
         access_log=args.access_log or bool(getattr(args, "access_log_format", None)),
-        log_config=getattr(args, "log_config", None),
+        log_config=getattr(args, "log_config", None), metrics=args.metrics,
         access_log_format=getattr(args, "access_log_format", None),
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         ssl_keyfile_password=args.ssl_keyfile_password, ssl_ca_certs=args.ssl_ca_certs,

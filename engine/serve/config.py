@@ -146,6 +146,7 @@ class Config:
     ssl_ca_certs: str | None = None
     ssl_cert_reqs: str | int = "none"
     ssl_ciphers: str | None = None
+    metrics: str | None = None                # HOST:PORT of the Prometheus /metrics listener
     reload: bool = False
     reload_dirs: list[str] = dataclasses.field(default_factory=list)
     reload_interval: float = 0.5
@@ -222,6 +223,16 @@ class Config:
         if self.access_log_format:
             from .accesslog import compile_access_format
             compile_access_format(self.access_log_format)    # unknown atom: error now
+        if self.metrics is not None:
+            from .metrics import parse_address
+            try:
+                m_host, m_port = parse_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError(f"metrics: {exc}") from None
+            if (m_port and m_port == self.port and self.uds is None and self.fd is None
+                    and m_host in (self.host, "0.0.0.0", "::", "") ):
+                raise ConfigError(f"metrics {self.metrics!r}: the metrics listener must not "
+                                  "be the app's address")
         self.log_level_number()                   # validates
         if self.static is not None and not os.path.isdir(self.static):
             raise ConfigError(f"static: {self.static!r} is not a directory")

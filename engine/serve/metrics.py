@@ -190,11 +190,10 @@ class _ScrapeProtocol(asyncio.Protocol):
     def __init__(self, store: MetricsStore) -> None:
         self.store = store
         self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None           # engine's or asyncio's stream transport
         self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, transport.close)
 

@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from .asgi_types import ASGIApp
 from .config import Config, ConfigError
 from .lifespan import Lifespan
 from .logs import configure_logging
+from .metrics import MetricsServer, MetricsStore, parse_address
 from .protocols import ProtocolFactory, ProtocolPlugin, ServerState, load_plugin
 from .proxy_headers import ProxyHeadersMiddleware
 from .reload import RELOAD_FD_ENV, Reloader
@@ -71,6 +73,8 @@ class _AppHooks:
         self.state: ServerState | None = None
         self.app: ASGIApp | None = None
         self.lifespan: Lifespan | None = None
+        self.metrics: tuple[MetricsStore, socket.socket] | None = None   # --metrics
+        self.metrics_server: MetricsServer | None = None
 
     async def startup(self) -> ProtocolFactory:
         try:
@@ -95,6 +99,10 @@ class _AppHooks:
     async def _startup(self) -> ProtocolFactory:
         config, plugin = self.config, self.plugin
         state = self.state = ServerState(config)
+        if self.metrics is not None:
+            store, sock = self.metrics
+            self.metrics_server = MetricsServer(store, sock)
+            state.metrics_block = await self.metrics_server.start(server.worker_identity())
         app: ASGIApp | None = None
         if plugin.needs_app:
             try:
@@ -167,6 +175,8 @@ class _AppHooks:
     async def shutdown(self) -> None:
         if self.lifespan is not None:
             await self.lifespan.shutdown()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
 
     def ready(self, handle: Any) -> None:
         if self.report_fd is None:
@@ -207,8 +217,21 @@ def _user_frames(exc: BaseException) -> BaseException:
     return exc.with_traceback(tb)
 
 
+def _bind_metrics(address: str) -> socket.socket:
+    host, port = parse_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=128)
+    sock.setblocking(False)
+    return sock
+
+
 def _say(line: str) -> None:
-    print(line, flush=True)
+    # one write(2) per line: the supervisor and its workers share stdout, and print() writes
+    # the newline separately when stdout is unbuffered (PYTHONUNBUFFERED), so their lines
+    # could interleave
+    stream = sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def _loop_description(config: Config) -> str:
@@ -248,6 +271,15 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
     except (ConfigError, OSError) as exc:
         print(f"engine serve: error: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILED
+    metrics_sock = None
+    if config.metrics is not None:
+        try:
+            metrics_sock = _bind_metrics(config.metrics)
+        except OSError as exc:
+            for b in bound:
+                b.close()
+            print(f"engine serve: error: metrics {config.metrics}: {exc}", file=sys.stderr)
+            return EXIT_STARTUP_FAILED
 
     where = ", ".join(b.describe(scheme) for b in bound)
     what = "" if plugin.name == "http" else f"{plugin.name} protocol, "
@@ -262,6 +294,11 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
         report_r, report_w = os.pipe()
         os.set_blocking(report_r, False)
     hooks = _AppHooks(config, plugin, line, report_w if workers is not None else None)
+    if metrics_sock is not None:
+        hooks.metrics = (MetricsStore(workers), metrics_sock)
+        host, port = metrics_sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        _say(f"engine serve: metrics at http://{shown}:{port}/metrics")
     try:
         status = server.serve(
             None, bound, workers=workers,
@@ -276,6 +313,8 @@ def run_server(config: Config, *, argv: Sequence[str] | None = None,
     finally:
         for b in bound:
             b.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
         if report_w >= 0:
             os.close(report_w)
     if report_r >= 0:

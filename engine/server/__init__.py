@@ -27,10 +27,10 @@ from __future__ import annotations
 from .connections import DEFAULT_GRACEFUL_TIMEOUT, ProtocolFactory, ServerHandle, start
 from .listeners import DEFAULT_BACKLOG, Bound, Listener, bind, describe
 from .tls import TLSContext, tls_factory
-from .workers import serve
+from .workers import serve, worker_identity
 
 __all__ = [
-    "Listener", "Bound", "bind", "describe", "ServerHandle", "start", "serve", "tls_factory",
+    "Listener", "Bound", "bind", "describe", "ServerHandle", "start", "serve", "worker_identity", "tls_factory",
     "TLSContext",
     "ProtocolFactory", "DEFAULT_BACKLOG", "DEFAULT_GRACEFUL_TIMEOUT",
 ]

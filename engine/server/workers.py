@@ -52,7 +52,7 @@ from .. import new_event_loop
 from .connections import DEFAULT_GRACEFUL_TIMEOUT, ProtocolFactory, ServerHandle, start
 from .listeners import Bound, Listener, ListenerItem, describe, open_listener
 
-__all__ = ["serve", "Hook", "KILL_GRACE"]
+__all__ = ["serve", "worker_identity", "Hook", "KILL_GRACE"]
 
 logger = logging.getLogger("engine.server")
 
@@ -223,6 +223,16 @@ async def _retire_when(retire: Callable[[], Awaitable[str]], ready_fd: int | Non
         os.write(ready_fd, b"X")
 
 
+_identity: tuple[int, int] | None = None
+
+
+def worker_identity() -> tuple[int, int] | None:
+    """In a worker forked by :func:`serve`: ``(slot, generation)`` — its slot (0 .. N-1) and
+    how many workers that slot started before it (0 for the first; a restart or a rolling
+    restart's replacement counts up). None in the supervisor or without workers."""
+    return _identity
+
+
 def serve(app: ProtocolFactory | str | None, listeners: Sequence[ListenerItem], *,
           workers: int | None = None,
           graceful_timeout: float | None = DEFAULT_GRACEFUL_TIMEOUT,
@@ -302,6 +312,7 @@ class _Supervisor:
         self.workers: dict[int, _Worker] = {}          # pid -> worker
         self.slots: list[_Worker | None] = [None] * n
         self.failures = [0] * n                        # quick deaths in a row, per slot
+        self.generations = [0] * n                     # workers started per slot so far
         self.restart_at: dict[int, float] = {}         # slot -> monotonic time
         self.rolling: collections.deque[int] = collections.deque()
         self.incoming: _Worker | None = None
@@ -392,6 +403,8 @@ class _Supervisor:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        generation = self.generations[slot]
+        self.generations[slot] += 1
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_BLOCKED)
         try:
             pid = os.fork()
@@ -405,6 +418,8 @@ class _Supervisor:
             return None
         if pid == 0:                                    # the worker; never returns
             status = 1
+            global _identity
+            _identity = (slot, generation)
             try:
                 os.close(ready_r)
                 self._child_setup()

@@ -41,6 +41,22 @@ from urllib.parse import unquote as _unquote
 from engine import _http
 from engine import _ws
 
+# the layout of one worker's block of counters (engine/serve/metrics.py reads it by M_LAYOUT)
+cdef enum:
+    M_STATUS = 0          # 5 counters: responses 1xx..5xx
+    M_DURATION_SUM = 5    # seconds, all responses the app made
+    M_DURATION_COUNT = 6
+    M_BUCKETS = 7         # M_NBUCKETS per-bucket (not cumulative) counts, then +Inf
+    M_NBUCKETS = 13
+    M_OPEN = 21           # gauge: open connections
+    M_CONNECTIONS = 22    # connections accepted
+    M_BYTES_IN = 23       # bytes received from clients (HTTP and WebSocket)
+    M_BYTES_OUT = 24      # response body bytes sent
+    M_WS_OPEN = 25        # gauge: open WebSocket sessions
+    M_WS_TOTAL = 26       # WebSocket sessions accepted
+    M_SIZE = 32           # doubles per block (the rest: engine/serve/metrics.py's own)
+
+
 cdef object HttpParserError = _http.HttpParserError
 cdef object build_response_head = _http.build_response_head
 cdef object http_chunk = _http.chunk
@@ -139,6 +155,8 @@ cdef class ServerConfig:
     cdef public str scheme                   # "http" or "https"
     cdef public bint zerocopy
     cdef public object tls_server_cert       # PEM of the served certificate (tls extension)
+    cdef double* metrics                     # this worker's block of engine.serve.metrics, or NULL
+    cdef object metrics_view                 # keeps the block's memory alive
     cdef public bint batch_writes            # responses leave at the end of a loop iteration
     cdef object write_batch                  # _WriteBatch of the loop serving this config
 
@@ -170,6 +188,21 @@ cdef class ServerConfig:
         self.zerocopy = True
         self.tls_server_cert = tls_server_cert
         self.batch_writes = batch_writes
+        self.metrics = NULL
+
+    def set_metrics(self, block):
+        """Count into ``block`` (a writable buffer of doubles, laid out as
+        engine.serve.metrics describes), or stop counting with None."""
+        cdef double[::1] view
+        if block is None:
+            self.metrics = NULL
+            self.metrics_view = None
+            return
+        view = block
+        if view.shape[0] < M_SIZE:
+            raise ValueError(f"a metrics block has {M_SIZE} doubles, got {view.shape[0]}")
+        self.metrics_view = view
+        self.metrics = &view[0]
 
 
 @cython.final
@@ -215,6 +248,9 @@ cdef class HttpProtocol(HttpParser):
         cdef ServerConfig cfg = self.cfg
         self.transport = transport
         cfg.connections.add(self)
+        if cfg.metrics != NULL:
+            cfg.metrics[M_OPEN] += 1
+            cfg.metrics[M_CONNECTIONS] += 1
         if cfg.batch_writes:
             b = cfg.write_batch
             if b is None or (<_WriteBatch>b).loop is not self.loop:
@@ -256,6 +292,8 @@ cdef class HttpProtocol(HttpParser):
         self._arm(T_IDLE)
 
     def data_received(self, data):
+        if self.cfg.metrics != NULL:
+            self.cfg.metrics[M_BYTES_IN] += len(data)
         if self.ws is not None:
             (<WebSocketSession>self.ws).data_received(data)
             return
@@ -285,6 +323,8 @@ cdef class HttpProtocol(HttpParser):
     def connection_lost(self, exc):
         self.closing = True
         self.cfg.connections.discard(self)
+        if self.cfg.metrics != NULL and self.transport is not None:
+            self.cfg.metrics[M_OPEN] -= 1
         self._cancel_timer()
         if self.ws is not None:
             (<WebSocketSession>self.ws).connection_lost(exc)
@@ -478,7 +518,7 @@ cdef class HttpProtocol(HttpParser):
         cycle.expect_continue = self.expect_continue
         cycle.more_body = self.content_length > 0 or self.chunked
         cycle.body = []
-        cycle.t0 = _time.monotonic() if cfg.access_log else 0.0
+        cycle.t0 = _time.monotonic() if cfg.access_log or cfg.metrics != NULL else 0.0
         self.cycle = cycle
         st = cfg.state
         if st is not None:
@@ -526,6 +566,9 @@ cdef class HttpProtocol(HttpParser):
             return
         if self.cfg.access_log:
             _log_access(cycle, self.cfg)
+        if self.cfg.metrics != NULL:
+            _count_response(self.cfg.metrics, cycle.status, cycle.bytes_sent,
+                            _time.monotonic() - cycle.t0)
         if self.closing:
             return
         if not cycle.keep_alive or self.draining:
@@ -566,6 +609,8 @@ cdef class HttpProtocol(HttpParser):
         if self.transport is None or self.closing:
             return
         body = message + b"\n"
+        if self.cfg.metrics != NULL:
+            _count_response(self.cfg.metrics, status, len(body), 0.0)
         head = build_response_head(status, [(b"content-type", b"text/plain; charset=utf-8")]
                                    + self.cfg.default_headers, False, b"1.1",
                                    content_length=len(body),
@@ -721,6 +766,36 @@ cdef object _start_task(object loop, object coro):
     if _EAGER:
         return _Task(coro, loop=loop, eager_start=True)
     return loop.create_task(coro)
+
+
+# --- metrics: the layout of one worker's block (engine/serve/metrics.py mirrors it) ----------
+M_LAYOUT = {"status": M_STATUS, "duration_sum": M_DURATION_SUM,
+            "duration_count": M_DURATION_COUNT, "buckets": M_BUCKETS, "nbuckets": M_NBUCKETS,
+            "open": M_OPEN, "connections": M_CONNECTIONS, "bytes_in": M_BYTES_IN,
+            "bytes_out": M_BYTES_OUT, "ws_open": M_WS_OPEN, "ws_total": M_WS_TOTAL,
+            "size": M_SIZE}
+# upper bounds (seconds) of the duration histogram's buckets
+cdef double[13] _BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                           2.5, 5.0, 10.0]
+DURATION_BUCKETS = tuple(_BOUNDS[i] for i in range(M_NBUCKETS))
+
+
+cdef inline void _count_response(double* m, int status, Py_ssize_t body_bytes,
+                                 double seconds) noexcept:
+    cdef int cls = status // 100 - 1
+    cdef int i
+    if 0 <= cls < 5:
+        m[M_STATUS + cls] += 1
+    m[M_BYTES_OUT] += body_bytes
+    if seconds <= 0.0:
+        return                               # answered by the server itself, not timed
+    m[M_DURATION_SUM] += seconds
+    m[M_DURATION_COUNT] += 1
+    for i in range(M_NBUCKETS):
+        if seconds <= _BOUNDS[i]:
+            m[M_BUCKETS + i] += 1
+            return
+    m[M_BUCKETS + M_NBUCKETS] += 1
 
 
 cdef _log_access(RequestCycle c, ServerConfig cfg):

@@ -51,6 +51,7 @@ cdef class WebSocketSession(FrameParser):
         object ping_timer
         object pong_deadline
         bint disconnect_queued
+        bint counted                 # in the metrics' open sessions
         int close_code
         bint response_has_body
         dict deflate                # negotiated permessage-deflate parameters, or None
@@ -256,6 +257,10 @@ cdef class WebSocketSession(FrameParser):
                                    date=_date.get() if proto.cfg.date_header else None)
         proto.transport.write(head)
         self.state = WS_OPEN
+        if proto.cfg.metrics != NULL:
+            proto.cfg.metrics[M_WS_OPEN] += 1
+            proto.cfg.metrics[M_WS_TOTAL] += 1
+            self.counted = True
         rest = proto.take_remaining()
         pending = self.pending
         self.pending = None
@@ -321,6 +326,9 @@ cdef class WebSocketSession(FrameParser):
         return False
 
     cdef connection_lost(self, exc):
+        if self.counted and self.proto.cfg.metrics != NULL:
+            self.proto.cfg.metrics[M_WS_OPEN] -= 1
+            self.counted = False
         self._cancel_ping()
         if self.ping_timer is not None:
             self.ping_timer.cancel()

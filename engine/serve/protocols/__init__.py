@@ -69,7 +69,7 @@ class ServerState:
     """
 
     __slots__ = ("config", "lifespan_state", "connections", "tasks", "total_requests",
-                 "default_headers", "logger", "access_logger", "started")
+                 "default_headers", "logger", "access_logger", "started", "metrics_block")
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -81,6 +81,7 @@ class ServerState:
         self.logger = logging.getLogger("engine.http")
         self.access_logger = logging.getLogger("engine.access")
         self.started = time.time()
+        self.metrics_block: Any = None     # --metrics: this worker's counters (a memoryview)
 
     def __repr__(self) -> str:
         return (f"<ServerState connections={len(self.connections)} tasks={len(self.tasks)} "

@@ -55,7 +55,7 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         server_cert = _first_pem_cert(config.ssl_certfile)
     lifespan_state = getattr(state, "lifespan_state", None) if state is not None else None
     connections = getattr(state, "connections", None) if state is not None else None
-    return ServerConfig(
+    cfg = ServerConfig(
         app, state=state,
         root_path=_opt(config, "root_path", ""),
         keep_alive=float(_opt(config, "timeout_keep_alive", 5.0)),
@@ -74,6 +74,10 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         tls_server_cert=server_cert,
         access_format=_access_format(config),
     )
+    block = getattr(state, "metrics_block", None) if state is not None else None
+    if block is not None:
+        cfg.set_metrics(block)
+    return cfg
 
 
 def _access_format(config: Any) -> Any:
