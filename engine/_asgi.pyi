@@ -5,6 +5,10 @@ Built from pyx/asgi/asgi.pyx (+ pyx/asgi/ws_session.pxi); no .pxd (nothing cimpo
 import asyncio
 from typing import Any
 
+# the layout of a --metrics block (offsets in doubles) and the duration histogram's bounds
+M_LAYOUT: dict[str, int]
+DURATION_BUCKETS: tuple[float, ...]
+
 class ServerConfig:
     app: Any
     state: Any
@@ -37,6 +41,8 @@ class ServerConfig:
                  scheme: str = ..., tls_server_cert: str | None = ...,
                  batch_writes: bool = ..., ws_per_message_deflate: bool = ...,
                  access_format: Any = ...) -> None: ...
+
+    def set_metrics(self, block: Any) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, cfg: ServerConfig, loop: asyncio.AbstractEventLoop | None = ...) -> None: ...

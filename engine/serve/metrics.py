@@ -64,7 +64,7 @@ class MetricsStore:
         self.workers = slots or 1
         self.nblocks = 1 if slots is None else slots * BLOCKS_PER_SLOT
         self.mem = mmap.mmap(-1, self.nblocks * SIZE * 8)      # MAP_SHARED | MAP_ANONYMOUS
-        self.view = memoryview(self.mem).cast("d")
+        self.view: memoryview[float] = memoryview(self.mem).cast("d")
 
     def block_index(self, identity: tuple[int, int] | None) -> int:
         """The block of the worker with ``identity`` (slot, generation); None: one process."""
@@ -73,7 +73,7 @@ class MetricsStore:
         slot, generation = identity
         return (slot * BLOCKS_PER_SLOT + generation % BLOCKS_PER_SLOT) % self.nblocks
 
-    def claim(self, index: int) -> memoryview:
+    def claim(self, index: int) -> memoryview[float]:
         """This process starts counting into block ``index``: its gauges restart from zero,
         its counters go on."""
         block = self.view[index * SIZE:(index + 1) * SIZE]
@@ -176,7 +176,7 @@ def _num(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-async def _probe_lag(block: memoryview) -> None:
+async def _probe_lag(block: memoryview[float]) -> None:
     loop = asyncio.get_running_loop()
     while True:
         expected = loop.time() + LAG_INTERVAL
@@ -246,11 +246,11 @@ class MetricsServer:
     def __init__(self, store: MetricsStore, sock: socket.socket) -> None:
         self.store = store
         self.sock = sock
-        self.block: memoryview | None = None
+        self.block: memoryview[float] | None = None
         self.server: asyncio.AbstractServer | None = None
         self.probe: asyncio.Task[None] | None = None
 
-    async def start(self, identity: tuple[int, int] | None) -> memoryview:
+    async def start(self, identity: tuple[int, int] | None) -> memoryview[float]:
         """Claim this worker's block, listen; returns the block for ServerConfig.set_metrics."""
         self.block = self.store.claim(self.store.block_index(identity))
         loop = asyncio.get_running_loop()

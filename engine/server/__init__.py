@@ -30,7 +30,7 @@ from .tls import TLSContext, tls_factory
 from .workers import serve, worker_identity
 
 __all__ = [
-    "Listener", "Bound", "bind", "describe", "ServerHandle", "start", "serve", "worker_identity", "tls_factory",
-    "TLSContext",
+    "Listener", "Bound", "bind", "describe", "ServerHandle", "start", "serve", "tls_factory",
+    "TLSContext", "worker_identity",
     "ProtocolFactory", "DEFAULT_BACKLOG", "DEFAULT_GRACEFUL_TIMEOUT",
 ]
