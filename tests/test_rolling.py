@@ -108,7 +108,16 @@ def test_sighup_under_keep_alive_load_loses_nothing(tmp_path) -> None:
         with load.lock:
             before = set(load.pids)
         proc.send_signal(signal.SIGHUP)
-        time.sleep(2.5)
+        # the load runs on until both replacements have answered some of it
+        log = tmp_path / "err.log"
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            new = {int(p) for p in re.findall(r"worker (\d+) replaces", log.read_text())}
+            with load.lock:
+                if len(new) == 2 and new <= load.pids:
+                    break
+            time.sleep(0.05)
+        time.sleep(0.3)
         load.stop()
     finally:
         err = stop(proc, tmp_path)
@@ -117,15 +126,24 @@ def test_sighup_under_keep_alive_load_loses_nothing(tmp_path) -> None:
     assert len(before) == 2
     assert "worker" in err and err.count("replaces") == 2, err
     new = {int(p) for p in re.findall(r"worker (\d+) replaces", err)}
-    assert new and new <= load.pids and not new & before, (new, before, load.pids)
+    assert len(new) == 2 and new <= load.pids and not new & before, (new, before, load.pids)
     assert "died" not in err and "restarting" not in err, err
+
+
+def wait_log(tmp_path, pattern: str, count: int) -> None:
+    """Until the server's log has ``count`` matches of ``pattern`` (the load runs meanwhile)."""
+    deadline = time.monotonic() + WAIT
+    while len(re.findall(pattern, (tmp_path / "err.log").read_text())) < count:
+        assert time.monotonic() < deadline, (tmp_path / "err.log").read_text()
+        time.sleep(0.05)
 
 
 def test_recycling_by_request_count_loses_nothing(tmp_path) -> None:
     proc, port = start(tmp_path, "--limit-max-requests", "150", "--max-requests-jitter", "20")
     try:
         load = Load(port)
-        time.sleep(3.0)
+        wait_log(tmp_path, r"worker \d+ replaces", 3)
+        time.sleep(0.3)
         load.stop()
     finally:
         err = stop(proc, tmp_path)
@@ -140,7 +158,8 @@ def test_recycling_by_lifetime(tmp_path) -> None:
     proc, port = start(tmp_path, "--worker-lifetime", "1")
     try:
         load = Load(port, n=2)
-        time.sleep(2.5)
+        wait_log(tmp_path, r"worker \d+ replaces", 1)
+        time.sleep(0.3)
         load.stop()
     finally:
         err = stop(proc, tmp_path)
