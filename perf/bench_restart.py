@@ -138,9 +138,12 @@ def main() -> int:
                 str(args.limit_max_requests), "--max-requests-jitter",
                 str(args.max_requests_jitter), "benchapp:app"]
         runs.append(run_one("engine", "recycle", base, port, args, tmp))
-        if shutil.which("granian"):
+        # granian from this interpreter's environment first, then PATH
+        granian = shutil.which("granian", path=os.pathsep.join(
+            (os.path.dirname(sys.executable), os.environ.get("PATH", ""))))
+        if granian:
             port = free_port()
-            cmd = ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port",
+            cmd = [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port",
                    str(port), "--workers", "2", "benchapp:app"]
             runs.append(run_one("granian", "sighup", cmd, port, args, tmp))
         else:
