@@ -10,6 +10,7 @@ not what is measured. One worker pinned to --server-cpu, wrk on --client-cpu. Ne
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -125,7 +126,12 @@ def main() -> int:
         print(f"{n:16} {best[n]:12.0f} req/s  x{ratio}")
     if args.results:
         os.makedirs(args.results, exist_ok=True)
-        path = os.path.join(args.results, "bench_observability.json")
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "unknown"
+        now = datetime.datetime.now(datetime.timezone.utc)
+        report["time"], report["commit"] = now.isoformat(timespec="seconds"), commit
+        path = os.path.join(args.results,
+                            f"observability-{now:%Y%m%dT%H%M%SZ}-{commit}.json")
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {path}")

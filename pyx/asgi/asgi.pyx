@@ -518,7 +518,7 @@ cdef class HttpProtocol(HttpParser):
         cycle.expect_continue = self.expect_continue
         cycle.more_body = self.content_length > 0 or self.chunked
         cycle.body = []
-        cycle.t0 = _time.monotonic() if cfg.access_log or cfg.metrics != NULL else 0.0
+        cycle.t0 = _now() if cfg.access_log or cfg.metrics != NULL else 0.0
         self.cycle = cycle
         st = cfg.state
         if st is not None:
@@ -568,7 +568,7 @@ cdef class HttpProtocol(HttpParser):
             _log_access(cycle, self.cfg)
         if self.cfg.metrics != NULL:
             _count_response(self.cfg.metrics, cycle.status, cycle.bytes_sent,
-                            _time.monotonic() - cycle.t0)
+                            _now() - cycle.t0)
         if self.closing:
             return
         if not cycle.keep_alive or self.draining:
@@ -802,7 +802,7 @@ cdef _log_access(RequestCycle c, ServerConfig cfg):
     scope = c.scope
     if cfg.access_format is not None:
         _access_logger.info("%s", cfg.access_format(scope, c.status, c.bytes_sent,
-                                                    _time.monotonic() - c.t0, c.headers))
+                                                    _now() - c.t0, c.headers))
         return
     client = scope.get("client")
     addr = f"{client[0]}:{client[1]}" if client else "-"
@@ -810,7 +810,7 @@ cdef _log_access(RequestCycle c, ServerConfig cfg):
     path = scope["raw_path"].decode("latin-1") + (("?" + qs.decode("latin-1")) if qs else "")
     _access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms', addr, scope["method"], path,
                         scope["http_version"], c.status, c.bytes_sent,
-                        (_time.monotonic() - c.t0) * 1000.0)
+                        (_now() - c.t0) * 1000.0)
 
 
 @cython.final
