@@ -128,7 +128,7 @@ def main() -> int:
         os.makedirs(args.results, exist_ok=True)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip() or "unknown"
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         report["time"], report["commit"] = now.isoformat(timespec="seconds"), commit
         path = os.path.join(args.results,
                             f"observability-{now:%Y%m%dT%H%M%SZ}-{commit}.json")

@@ -150,7 +150,7 @@ def main() -> int:
             print("granian   skipped (not installed)")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     doc = {"kind": "restart", "time": now.isoformat(timespec="seconds"), "commit": commit,
            "duration": args.duration, "connections": args.connections, "runs": runs}
     os.makedirs(args.results, exist_ok=True)
