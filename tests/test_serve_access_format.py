@@ -6,11 +6,10 @@ import os
 import re
 
 import pytest
-
-from engine.serve.accesslog import JSON_FIELDS, compile_access_format
-from engine.serve.config import Config, ConfigError
-
 from serve_util import Served
+
+from engine.serve.accesslog import JSON_FIELDS, AccessFormatError, compile_access_format
+from engine.serve.config import Config, ConfigError
 
 SCOPE = {"client": ("10.0.0.1", 5555), "method": "POST", "raw_path": b"/a/b",
          "query_string": b"x=1", "http_version": "1.1",
@@ -38,7 +37,7 @@ def test_json():
 
 @pytest.mark.parametrize("fmt", ["%(z)s", "%(hh)s", "%({}i)s", "%(h", "%(h)d"])
 def test_bad_format_is_config_error(fmt):
-    with pytest.raises(ConfigError, match="access log format"):
+    with pytest.raises(AccessFormatError, match="access log format"):
         compile_access_format(fmt)
     with pytest.raises(ConfigError, match="access log format"):
         Config(access_log_format=fmt)

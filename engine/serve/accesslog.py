@@ -2,7 +2,7 @@
 
 :func:`compile_access_format` turns the format into one function, once per process; the
 access log calls it with ``(scope, status, body_bytes, seconds, response_headers)`` after
-each response. An unknown atom is a :class:`~engine.serve.config.ConfigError` at startup.
+each response. An unknown atom is an :class:`AccessFormatError` (a ConfigError at startup).
 """
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import ConfigError
 
-__all__ = ["ATOMS", "JSON_FIELDS", "AccessFormatter", "compile_access_format"]
+class AccessFormatError(ValueError):
+    """A format that cannot be compiled (engine.serve.config reports it as a ConfigError)."""
+
+
+__all__ = ["ATOMS", "JSON_FIELDS", "AccessFormatError", "AccessFormatter", "compile_access_format"]
 
 Headers = Sequence[tuple[bytes, bytes]]
 AccessFormatter = Callable[[dict[str, Any], int, int, float, Headers], str]
@@ -125,19 +128,19 @@ def compile_access_format(fmt: str) -> AccessFormatter:
         if hm:
             name = hm.group(1).strip().lower().encode("latin-1", "replace")
             if not name:
-                raise ConfigError(f"access log format: empty header name in {m.group(0)!r}")
+                raise AccessFormatError(f"access log format: empty header name in {m.group(0)!r}")
             parts.append(_header_getter(name, hm.group(2) == "i"))
         elif atom in ATOMS:
             parts.append(ATOMS[atom])
         else:
-            raise ConfigError(f"access log format: unknown atom {m.group(0)!r} (known: "
+            raise AccessFormatError(f"access log format: unknown atom {m.group(0)!r} (known: "
                               f"{', '.join(ATOMS)}, {{header}}i, {{header}}o)")
         pos = m.end()
     parts.append(fmt[pos:])
     for lit in parts:
         if isinstance(lit, str) and re.search(r"%\(", lit):
             bad = re.search(r"%\([^)]*\)?.?", lit)
-            raise ConfigError(f"access log format: malformed atom "
+            raise AccessFormatError(f"access log format: malformed atom "
                               f"{bad.group(0) if bad else lit!r} (expected %(name)s)")
     literals = [p.replace("%%", "%") if isinstance(p, str) else p for p in parts]
     pieces = [p for p in literals if p != ""]

@@ -221,8 +221,11 @@ class Config:
             raise ConfigError(f"ssl_cert_reqs={self.ssl_cert_reqs!r} needs ssl_ca_certs (the "
                               "CA certificates that client certificates are checked against)")
         if self.access_log_format:
-            from .accesslog import compile_access_format
-            compile_access_format(self.access_log_format)    # unknown atom: error now
+            from .accesslog import AccessFormatError, compile_access_format
+            try:
+                compile_access_format(self.access_log_format)    # unknown atom: error now
+            except AccessFormatError as exc:
+                raise ConfigError(str(exc)) from None
         if self.metrics is not None:
             from .metrics import parse_address
             try:
