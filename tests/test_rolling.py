@@ -26,7 +26,15 @@ async def app(scope, receive, send):
 
 
 class Load:
-    """``n`` threads, each a keep-alive http.client connection sending GETs until stopped."""
+    """``n`` threads, each a keep-alive http.client connection sending GETs until stopped.
+
+    Each thread also closes its connection after every ``turnover`` answered requests and opens
+    a new one (as a client pool retiring old connections does): otherwise the few keep-alive
+    connections could all settle on one replacement worker, and whether the other replacement
+    accepts at all would go unseen.
+    """
+
+    turnover = 25
 
     def __init__(self, port: int, n: int = 6) -> None:
         self.port = port
@@ -41,6 +49,7 @@ class Load:
 
     def _run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT)
+        sent = 0
         while not self.done.is_set():
             try:
                 conn.request("GET", "/")
@@ -52,7 +61,8 @@ class Load:
                         self.pids.add(int(body))
                     else:
                         self.errors.append(f"status {resp.status}")
-                if resp.will_close:
+                sent += 1
+                if resp.will_close or sent % self.turnover == 0:
                     conn.close()              # the next request opens a new connection
             except Exception as exc:          # a lost request: the thing under test
                 with self.lock:
