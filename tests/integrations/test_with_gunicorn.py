@@ -1,0 +1,169 @@
+"""gunicorn (from PyPI) running engine's worker classes, end to end in subprocesses:
+``engine.workers.EngineWorker`` (engine's compiled HTTP server and loop) and
+``engine.workers.EngineUvicornWorker`` (uvicorn's protocol on engine's loop).
+
+Each gunicorn listens on a socket the test bound to 127.0.0.1 port 0 and passes as
+``--bind fd://N``. Worker pids are read from /proc (the arbiter's children)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+from integ_util import BIN, Process, children, get, listening_socket, wait_until, write_app
+
+gunicorn = pytest.importorskip("gunicorn")
+from gunicorn.config import KNOWN_SETTINGS  # noqa: E402
+
+ENGINE_LOOP = "engine.Loop"
+# gunicorn 25+ opens a control socket at a fixed path by default: parallel tests would share it
+_NO_CONTROL = (["--no-control-socket"]
+               if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else [])
+
+
+class Gunicorn(Process):
+    def __init__(self, tmp_path, *args: str, worker="engine.workers.EngineWorker", workers=2):
+        app = write_app(tmp_path)
+        self.sock = listening_socket()
+        self.port = self.sock.getsockname()[1]
+        fd = self.sock.fileno()
+        super().__init__([os.path.join(BIN, "gunicorn"), "-k", worker, "-w", str(workers),
+                          "-b", f"fd://{fd}", "--graceful-timeout", "10", *_NO_CONTROL, *args,
+                          app], cwd=tmp_path, pass_fds=(fd,))
+        self.workers = workers
+        self.sock.close()                     # gunicorn has its own copy now
+
+    def serving_workers(self) -> set[int]:
+        """Wait until the arbiter has ``workers`` children and each answers; their pids."""
+        def ready():
+            pids = children(self.pid)
+            if len(pids) != self.workers:
+                return None
+            seen = set()
+            for _ in range(40 * self.workers):
+                status, body = get(self.port)
+                assert status == 200 and body["loop"] == ENGINE_LOOP, body
+                seen.add(body["pid"])
+                if seen == pids:
+                    return pids
+            return None
+        return wait_until(ready, f"{self.workers} workers serving:\n{self.output()}",
+                          interval=0.2)
+
+
+@pytest.fixture
+def run_gunicorn(tmp_path):
+    started = []
+
+    def run(*args, **kw):
+        g = Gunicorn(tmp_path, *args, **kw)
+        started.append(g)
+        return g
+    yield run
+    for g in started:
+        g.stop()
+
+
+def test_requests_and_websocket_on_engine(run_gunicorn):
+    from websockets.sync.client import connect
+
+    g = run_gunicorn("--access-logfile", "-")
+    pids = g.serving_workers()
+    assert len(pids) == 2
+    status, body = get(g.port, "/hello")
+    assert status == 200 and body["loop"] == ENGINE_LOOP and body["pid"] in pids
+    with connect(f"ws://127.0.0.1:{g.port}/ws", open_timeout=10, close_timeout=10) as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=10) == f"ping|{ENGINE_LOOP}"
+    # --access-logfile -: gunicorn's access log handler wrote engine's lines, gunicorn's format
+    line = g.wait_line('"GET /hello HTTP/1.1" 200')
+    assert line.startswith("127.0.0.1 - - [")
+
+
+def test_sighup_replaces_workers_and_keeps_serving(run_gunicorn):
+    g = run_gunicorn()
+    old = g.serving_workers()
+    os.kill(g.pid, signal.SIGHUP)
+    # requests keep being answered while the arbiter swaps the workers
+    new = wait_until(lambda: (lambda p: p if not p & old else None)(g.serving_workers()),
+                     f"new workers after SIGHUP:\n{g.output()}", interval=0.1)
+    assert len(new) == 2 and not new & old
+    status, body = get(g.port)
+    assert status == 200 and body["pid"] in new
+
+
+def test_sigterm_drains_a_request_in_flight(run_gunicorn):
+    g = run_gunicorn(workers=1)
+    g.serving_workers()
+    result = {}
+
+    def slow():
+        result["response"] = get(g.port, "/slow?2")
+    client = threading.Thread(target=slow)
+    client.start()
+    g.wait_line("Application startup complete")
+    wait_until(lambda: _has_connection(g), "the slow request to be accepted")
+    os.kill(g.pid, signal.SIGTERM)
+    client.join(30)
+    assert result["response"][0] == 200, g.output()
+    assert result["response"][1]["loop"] == ENGINE_LOOP
+    assert g.wait() == 0, g.output()
+    assert "SIGTERM, draining" in g.output()
+
+
+def _has_connection(g) -> bool:
+    """True once a worker holds an established connection (Linux: /proc/net/tcp, state 01)."""
+    port = f"{g.port:04X}"
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return any(r[1].endswith(":" + port) and r[3] == "01" for r in rows)
+
+
+def test_killed_worker_is_replaced(run_gunicorn):
+    g = run_gunicorn()
+    old = g.serving_workers()
+    victim = min(old)
+    os.kill(victim, signal.SIGKILL)
+    new = wait_until(lambda: (lambda p: p if victim not in p else None)(g.serving_workers()),
+                     f"a replacement worker:\n{g.output()}", interval=0.1)
+    assert len(new) == 2 and new - old
+
+
+def test_max_requests_recycles_the_worker(run_gunicorn):
+    g = run_gunicorn("--max-requests", "3", workers=1)
+    first = g.serving_workers()
+    pids = []
+    for _ in range(12):
+        status, body = get(g.port)
+        assert status == 200 and body["loop"] == ENGINE_LOOP
+        pids.append(body["pid"])
+    # each worker serves its 3 requests (the readiness probe counted for the first), then drains
+    # and exits, and the arbiter starts the next one: no request is lost on the way
+    assert len(set(pids) | first) >= 4, pids
+    assert "(max-requests), restarting" in g.output()
+
+
+def test_heartbeat_keeps_an_idle_worker_and_timeout_kills_a_blocked_one(run_gunicorn):
+    g = run_gunicorn("--timeout", "2", workers=1)
+    (pid,) = g.serving_workers()
+    # idle for longer than --timeout: the heartbeat keeps it alive
+    with pytest.raises(AssertionError):
+        wait_until(lambda: children(g.pid) != {pid}, "worker change", timeout=3.5)
+    # a request that blocks the loop for longer: the arbiter kills and replaces the worker
+    status = None
+    try:
+        status, _ = get(g.port, "/block?6", timeout=15)
+    except (ConnectionError, OSError):
+        pass
+    assert status != 200
+    (new,) = g.serving_workers()
+    assert new != pid
+    assert f"WORKER TIMEOUT (pid:{pid})" in g.output()
+
+
+def test_uvicorn_worker_on_engine_loop(run_gunicorn):
+    pytest.importorskip("uvicorn")
+    g = run_gunicorn(worker="engine.workers.EngineUvicornWorker")
+    assert len(g.serving_workers()) == 2       # every answer checked loop == engine.Loop
+    assert "uvicorn" in g.output().lower() or "Started server process" in g.output()
