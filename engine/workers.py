@@ -48,9 +48,7 @@ from gunicorn.workers.base import Worker
 import engine
 
 if TYPE_CHECKING:
-    from .server import ServerHandle
     from .serve.config import Config
-    from .serve.lifespan import Lifespan
 
 __all__ = ["EngineWorker", "EngineUvicornWorker", "HEARTBEAT"]
 
@@ -71,7 +69,6 @@ class EngineWorker(Worker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._handle: ServerHandle | None = None
         self._quick = False                    # SIGINT/SIGQUIT: abort instead of drain
         self._stopping: asyncio.Future[str] | None = None
         self.exit_code = 0
@@ -139,11 +136,7 @@ class EngineWorker(Worker):  # type: ignore[misc]
     # --- serving ------------------------------------------------------------------------------
 
     async def _main(self) -> None:
-        from . import server
-        from .serve.lifespan import Lifespan
-        from .serve.protocols import ServerState
-        from .serve.protocols.http import plugin
-        from .serve.proxy_headers import ProxyHeadersMiddleware
+        from .serve.embed import AppServer, LifespanFailed
 
         loop = asyncio.get_running_loop()
         self._stopping = loop.create_future()
@@ -153,43 +146,24 @@ class EngineWorker(Worker):  # type: ignore[misc]
             loop.add_signal_handler(sig, handler)
         loop.add_signal_handler(signal.SIGWINCH, lambda: None)
 
-        config = self.engine_config()
-        state = ServerState(config)
         app: Any = self.wsgi
-        if config.proxy_headers:
-            assert config.forwarded_allow_ips is not None
-            app = ProxyHeadersMiddleware(app, config.forwarded_allow_ips)
         if self.max_requests < sys.maxsize:
             app = _Countdown(app, self.max_requests, self._stop)
-        lifespan: Lifespan | None = None
-        if config.lifespan != "off":
-            lifespan = Lifespan(app, config, state)
-            await lifespan.startup()
-            if lifespan.should_exit:
-                self.exit_code = _WORKER_BOOT_ERROR
-                return
-        factory = plugin.create_protocol_factory(app, config, state)
-        context = config.ssl_context()
-        if context is not None:
-            factory = server.tls_factory(factory, context, loop)
-        self._handle = handle = await server.start(
-            factory, [listener.sock for listener in self.sockets],
-            max_connections=config.max_connections)
-        heartbeat = loop.create_task(self._heartbeat(state))
+        served = AppServer(app, self.engine_config())
+        try:
+            await served.start([listener.sock for listener in self.sockets])
+        except LifespanFailed:
+            self.exit_code = _WORKER_BOOT_ERROR
+            return
+        heartbeat = loop.create_task(self._heartbeat())
         try:
             reason = await self._stopping
         finally:
             heartbeat.cancel()
         self.log.info("%s: %s", self, reason)
-        if self._quick:
-            handle.abort()
-            await handle.wait_closed()
-        else:
-            await handle.drain(config.timeout_graceful_shutdown)
-        if lifespan is not None and not self._quick:
-            await lifespan.shutdown()
+        await served.stop(quick=self._quick)
 
-    async def _heartbeat(self, state: Any) -> None:
+    async def _heartbeat(self) -> None:
         """notify() the arbiter; stop once the arbiter is gone."""
         interval = min(HEARTBEAT, self.timeout) if self.timeout else HEARTBEAT
         while True:
