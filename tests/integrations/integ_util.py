@@ -142,9 +142,9 @@ class Process:
             raise AssertionError(f"process did not exit:\n{self.output()}") from None
 
     def stop(self):
-        """SIGINT (a quick stop, which a server passes on to its workers), then SIGKILL."""
+        """SIGTERM (a graceful stop, which a server passes on to its workers), then SIGKILL."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

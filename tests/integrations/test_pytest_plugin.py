@@ -53,7 +53,7 @@ def _ran_on(result) -> list[str]:
 
 def test_async_tests_run_on_engine_with_the_plugin(pytester):
     pytester.makepyfile(test_loops=LOOP_TESTS)
-    result = pytester.runpytest_subprocess(*PLUGIN, "-s")
+    result = pytester.runpytest_inprocess(*PLUGIN, "-s")
     result.assert_outcomes(passed=1)
     assert _ran_on(result) == ["engine.Loop"]
     assert "FIXTURE-ON engine.Loop" in result.stdout.str()
@@ -62,7 +62,7 @@ def test_async_tests_run_on_engine_with_the_plugin(pytester):
 def test_without_the_plugin_asyncio_runs_them(pytester):
     # opt-in: installing engine changes nothing in a project that does not enable the plugin
     pytester.makepyfile(test_loops=LOOP_TESTS)
-    result = pytester.runpytest_subprocess("-s")
+    result = pytester.runpytest_inprocess("-s")
     result.assert_outcomes(passed=1)
     assert _ran_on(result) != ["engine.Loop"]
     assert len(_ran_on(result)) == 1
@@ -71,7 +71,7 @@ def test_without_the_plugin_asyncio_runs_them(pytester):
 def test_enabled_from_the_project_config(pytester):
     pytester.makepyfile(test_loops=LOOP_TESTS)
     pytester.makeini("[pytest]\naddopts = -p engine.pytest_plugin\n")
-    result = pytester.runpytest_subprocess("-s")
+    result = pytester.runpytest_inprocess("-s")
     result.assert_outcomes(passed=1)
     assert _ran_on(result) == ["engine.Loop"]
 
@@ -79,7 +79,7 @@ def test_enabled_from_the_project_config(pytester):
 def test_ini_option_runs_each_test_on_both_loops(pytester):
     pytester.makepyfile(test_loops=LOOP_TESTS)
     pytester.makeini("[pytest]\nengine_loops = engine asyncio\n")
-    result = pytester.runpytest_subprocess(*PLUGIN, "-s", "-v")
+    result = pytester.runpytest_inprocess(*PLUGIN, "-s", "-v")
     result.assert_outcomes(passed=2)
     assert sorted(_ran_on(result)) == sorted(["engine.Loop", _asyncio_loop_name(pytester)])
     result.stdout.fnmatch_lines(["test_loops.py::test_loop[[]engine[]] RAN-ON engine.Loop*",
@@ -89,7 +89,7 @@ def test_ini_option_runs_each_test_on_both_loops(pytester):
 def test_command_line_option_overrides_the_ini(pytester):
     pytester.makepyfile(test_loops=LOOP_TESTS)
     pytester.makeini("[pytest]\nengine_loops = engine asyncio\n")
-    result = pytester.runpytest_subprocess(*PLUGIN, "-s", "--engine-loops", "asyncio")
+    result = pytester.runpytest_inprocess(*PLUGIN, "-s", "--engine-loops", "asyncio")
     result.assert_outcomes(passed=1)
     assert _ran_on(result) == [_asyncio_loop_name(pytester)]
 
@@ -97,14 +97,14 @@ def test_command_line_option_overrides_the_ini(pytester):
 def test_marker_chooses_the_loop_of_one_test(pytester):
     pytester.makepyfile(test_loops=LOOP_TESTS.replace(
         "@pytest.mark.asyncio\n", '@pytest.mark.asyncio(loop_factories=["asyncio"])\n'))
-    result = pytester.runpytest_subprocess(*PLUGIN, "-s")
+    result = pytester.runpytest_inprocess(*PLUGIN, "-s")
     result.assert_outcomes(passed=1)
     assert _ran_on(result) == [_asyncio_loop_name(pytester)]
 
 
 def test_unknown_loop_name_is_a_usage_error(pytester):
     pytester.makepyfile(test_loops=LOOP_TESTS)
-    result = pytester.runpytest_subprocess(*PLUGIN, "--engine-loops", "engine,tokio")
+    result = pytester.runpytest_inprocess(*PLUGIN, "--engine-loops", "engine,tokio")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*engine_loops: unknown loop tokio*"])
 
@@ -175,7 +175,7 @@ async def test_async_client_against_the_live_server(engine_server):
 
 def test_engine_server_fixture(pytester):
     pytester.makepyfile(test_live=LIVE_TESTS)
-    result = pytester.runpytest_subprocess(*PLUGIN)
+    result = pytester.runpytest_inprocess(*PLUGIN)
     result.assert_outcomes(passed=3)
 
 
@@ -188,6 +188,6 @@ async def app(scope, receive, send):
 def test_it(engine_server):
     engine_server(app)
 ''')
-    result = pytester.runpytest_subprocess(*PLUGIN)
+    result = pytester.runpytest_inprocess(*PLUGIN)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*LifespanFailed: no database*"])
