@@ -119,7 +119,8 @@ def _policy_fallback(config: pytest.Config) -> object:
 
     class Fallback:
         @pytest.fixture(scope="session", params=list(loops), ids=list(loops))
-        def event_loop_policy(self, request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+        def event_loop_policy(
+                self, request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
             return _Policy(loops[request.param])
 
     return Fallback()
@@ -172,8 +173,11 @@ class LiveServer:
         thread, loop, stop = self._thread, self.loop, self._stop
         if thread is None or loop is None or stop is None:
             return
+        def wake() -> None:
+            if not stop.done():
+                stop.set_result(None)
         if not loop.is_closed():
-            loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+            loop.call_soon_threadsafe(wake)
         thread.join(_STARTUP_TIMEOUT)
         if thread.is_alive():
             raise RuntimeError("the live server did not stop")

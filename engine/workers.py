@@ -50,7 +50,7 @@ import engine
 if TYPE_CHECKING:
     from .serve.config import Config
 
-__all__ = ["EngineWorker", "EngineUvicornWorker", "HEARTBEAT"]
+__all__ = ["EngineWorker", "EngineUvicornWorker", "HEARTBEAT"]  # noqa: F822 (__getattr__)
 
 HEARTBEAT = 1.0            # seconds between two notify() calls, at most (less with --timeout < 2)
 
@@ -215,7 +215,7 @@ class _Countdown:
         await self.app(scope, receive, send)
 
 
-def _uvicorn_worker_base() -> type:
+def _uvicorn_worker_base() -> Any:
     try:
         from uvicorn_worker import UvicornWorker
     except ImportError:
@@ -227,7 +227,7 @@ def _uvicorn_worker_base() -> type:
         except ImportError:
             raise ImportError("engine.workers.EngineUvicornWorker needs uvicorn and the "
                               "uvicorn-worker package: pip install uvicorn-worker") from None
-    return UvicornWorker  # type: ignore[no-any-return]
+    return UvicornWorker
 
 
 _lazy: dict[str, type] = {}
