@@ -23,6 +23,8 @@ gunicorn (the worker contract of ``gunicorn.workers.base.Worker``):
   backlog); ``--keep-alive``: the idle keep-alive timeout; ``--limit-request-line`` and
   ``--limit-request-fields``: the parser's limits; ``--forwarded-allow-ips``: proxy headers;
   ``--certfile``/``--keyfile``/``--ca-certs``: TLS;
+* ``--reload`` (development): a changed file stops the worker gracefully and the arbiter starts
+  a new one, which imports the code again;
 * ``--access-logfile``: one line per response in ``--access-logformat`` (gunicorn's atoms),
   written by gunicorn's access log handlers; engine's own messages go to gunicorn's error log;
 * the app: gunicorn loads ``MODULE:APP`` (an ASGI app); its lifespan runs in each worker
@@ -164,10 +166,14 @@ class EngineWorker(Worker):  # type: ignore[misc]
         await served.stop(quick=self._quick)
 
     async def _heartbeat(self) -> None:
-        """notify() the arbiter; stop once the arbiter is gone."""
+        """notify() the arbiter; stop once the arbiter is gone, or once something else cleared
+        ``alive`` (gunicorn's ``--reload`` does, from its file-watching thread)."""
         interval = min(HEARTBEAT, self.timeout) if self.timeout else HEARTBEAT
         while True:
             self.notify()
+            if not self.alive:
+                self._stop("asked to stop (alive is False), draining")
+                return
             if os.getppid() != self.ppid:
                 self._stop(f"parent changed (was {self.ppid}), shutting down")
                 return

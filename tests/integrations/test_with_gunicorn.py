@@ -167,3 +167,14 @@ def test_uvicorn_worker_on_engine_loop(run_gunicorn):
     g = run_gunicorn(worker="engine.workers.EngineUvicornWorker")
     assert len(g.serving_workers()) == 2       # every answer checked loop == engine.Loop
     assert "uvicorn" in g.output().lower() or "Started server process" in g.output()
+
+
+def test_reload_option_restarts_the_worker_on_a_code_change(run_gunicorn, tmp_path):
+    g = run_gunicorn("--reload", workers=1)
+    (pid,) = g.serving_workers()
+    app = tmp_path / "loopapp.py"
+    app.write_text(app.read_text() + "\n# changed\n")
+    new = wait_until(lambda: (lambda p: p if pid not in p else None)(g.serving_workers()),
+                     f"a new worker after the change:\n{g.output()}", interval=0.2)
+    assert len(new) == 1
+    assert "Worker reloading" in g.output() and "alive is False" in g.output()
