@@ -14,8 +14,9 @@ gunicorn (the worker contract of ``gunicorn.workers.base.Worker``):
 * ``--timeout``: the worker calls ``notify()`` (its heartbeat file) from the loop, about once a
   second; a loop blocked longer than the timeout is killed and replaced by the arbiter;
 * SIGTERM (sent by the arbiter on stop, on SIGHUP reload and for ``--max-requests``): graceful:
-  stop accepting, let the requests in flight finish (at most ``--graceful-timeout`` seconds,
-  then abort), run the app's lifespan shutdown, exit 0. SIGINT/SIGQUIT: quick exit (open
+  stop accepting, let the requests in flight finish (until a little before
+  ``--graceful-timeout``: a tenth of it, at most a second, earlier; then the rest are aborted),
+  run the app's lifespan shutdown, exit 0. SIGINT/SIGQUIT: quick exit (open
   connections are aborted). SIGABRT (the arbiter's timeout): exit 1. SIGUSR1: reopen log files;
 * ``--max-requests`` and ``--max-requests-jitter``: after that many requests the worker drains
   and exits, and the arbiter starts a new one;
@@ -100,7 +101,7 @@ class EngineWorker(Worker):  # type: ignore[misc]
         kwargs: dict[str, Any] = {
             "app": self.wsgi,
             "timeout_keep_alive": float(cfg.keepalive),
-            "timeout_graceful_shutdown": float(cfg.graceful_timeout),
+            "timeout_graceful_shutdown": _drain_timeout(float(cfg.graceful_timeout)),
             "forwarded_allow_ips": cfg.forwarded_allow_ips,
             "backlog": max(1, int(cfg.backlog)),
             "max_connections": int(cfg.worker_connections) or None,
@@ -219,6 +220,16 @@ class _Countdown:
             if self.left == 0:
                 self.stop(f"served {self.limit} requests (max-requests), restarting")
         await self.app(scope, receive, send)
+
+
+def _drain_timeout(graceful_timeout: float) -> float:
+    """The worker's own drain limit: a little under gunicorn's --graceful-timeout (a tenth of
+    it, at most a second, earlier), so that the connections still open are aborted and the
+    lifespan shutdown runs before the arbiter's SIGKILL at --graceful-timeout."""
+    return max(0.0, graceful_timeout - min(_DRAIN_MARGIN, graceful_timeout / 10))
+
+
+_DRAIN_MARGIN = 1.0
 
 
 def _uvicorn_worker_base() -> Any:

@@ -178,3 +178,85 @@ def test_reload_option_restarts_the_worker_on_a_code_change(run_gunicorn, tmp_pa
                      f"a new worker after the change:\n{g.output()}", interval=0.2)
     assert len(new) == 1
     assert "Worker reloading" in g.output() and "alive is False" in g.output()
+
+
+def _slow_request_in_thread(g, path):
+    result = {}
+
+    def run():
+        try:
+            result["response"] = get(g.port, path)
+        except (ConnectionError, OSError) as exc:
+            result["error"] = exc
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(lambda: _has_connection(g), "the slow request to be accepted")
+    return thread, result
+
+
+def test_graceful_timeout_bounds_the_drain(run_gunicorn):
+    g = run_gunicorn("--graceful-timeout", "2", workers=1)
+    g.serving_workers()
+    thread, result = _slow_request_in_thread(g, "/slow?20")
+    os.kill(g.pid, signal.SIGTERM)
+    assert g.wait() == 0, g.output()              # long before the request's 20 s
+    thread.join(30)
+    assert "error" in result, result
+    # the worker aborted it a tenth of --graceful-timeout early, then ran the lifespan
+    # shutdown before the arbiter's deadline
+    out = g.output()
+    assert "still open after 1.8s, aborted" in out, out
+    assert out.index("aborted") < out.index("Application shutdown complete"), out
+
+
+def test_sigint_is_a_quick_exit(run_gunicorn):
+    g = run_gunicorn(workers=1)
+    g.serving_workers()
+    thread, result = _slow_request_in_thread(g, "/slow?20")
+    os.kill(g.pid, signal.SIGINT)                 # the arbiter sends SIGQUIT to its workers
+    assert g.wait() == 0, g.output()
+    thread.join(30)
+    assert "error" in result, result
+    assert "quick shutdown" in g.output()
+
+
+def test_limit_request_line(run_gunicorn):
+    import http.client
+
+    g = run_gunicorn("--limit-request-line", "100", workers=1)
+    g.serving_workers()
+    assert get(g.port, "/" + "a" * 50)[0] == 200
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=30)
+    try:
+        conn.request("GET", "/" + "a" * 200)
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    assert status == 414
+
+
+def test_tls_from_gunicorn_settings(run_gunicorn, tmp_path):
+    import http.client
+    import json
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    g = run_gunicorn("--certfile", str(tmp_path / "server.pem"), "--keyfile",
+                     str(tmp_path / "server.pem"), workers=1)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    def https_get():
+        conn = http.client.HTTPSConnection("127.0.0.1", g.port, context=context, timeout=10)
+        try:
+            conn.request("GET", "/tls")
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read()), conn.sock.version()
+        finally:
+            conn.close()
+    status, body, version = wait_until(https_get, f"an HTTPS answer:\n{g.output()}",
+                                       interval=0.2)
+    assert status == 200 and body["loop"] == ENGINE_LOOP and version.startswith("TLS")
