@@ -260,3 +260,21 @@ def test_tls_from_gunicorn_settings(run_gunicorn, tmp_path):
     status, body, version = wait_until(https_get, f"an HTTPS answer:\n{g.output()}",
                                        interval=0.2)
     assert status == 200 and body["loop"] == ENGINE_LOOP and version.startswith("TLS")
+
+
+def test_failed_lifespan_startup_stops_gunicorn(tmp_path):
+    (tmp_path / "badlife.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    await receive()\n"
+        "    await send({'type': 'lifespan.startup.failed', 'message': 'no database'})\n")
+    sock = listening_socket()
+    fd = sock.fileno()
+    g = Process([os.path.join(BIN, "gunicorn"), "-k", "engine.workers.EngineWorker", "-w", "1",
+                 "-b", f"fd://{fd}", *_NO_CONTROL, "badlife:app"], cwd=tmp_path, pass_fds=(fd,))
+    sock.close()
+    try:
+        # the worker exits with gunicorn's boot-error status: the arbiter stops, no restart loop
+        assert g.wait() == 3, g.output()
+        assert "no database" in g.output() and "Worker failed to boot" in g.output()
+    finally:
+        g.stop()
