@@ -191,3 +191,28 @@ def test_it(engine_server):
     result = pytester.runpytest_inprocess(*PLUGIN)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*LifespanFailed: no database*"])
+
+
+def test_policy_fallback_fixture(pytester):
+    # what the plugin registers for a pytest-asyncio without the loop-factory hook (0.23 to
+    # 1.3): an event_loop_policy fixture parametrized by engine_loops. Checked here on its own
+    # (pytest-asyncio off), by a test that asks for the fixture and makes a loop with it.
+    pytester.makeini("[pytest]\nengine_loops = engine asyncio\n")
+    pytester.makeconftest("""
+        from engine.pytest_plugin import _policy_fallback
+
+        def pytest_configure(config):
+            config.pluginmanager.register(_policy_fallback(config), "fallback-under-test")
+        """)
+    pytester.makepyfile("""
+        def test_policy(event_loop_policy):
+            loop = event_loop_policy.new_event_loop()
+            try:
+                print("POLICY-LOOP", type(loop).__module__.split(".")[0])
+            finally:
+                loop.close()
+        """)
+    result = pytester.runpytest_inprocess(*PLUGIN, "-p", "no:asyncio", "-s", "-v")
+    result.assert_outcomes(passed=2)
+    assert re.findall(r"POLICY-LOOP (\S+)", result.stdout.str()) == ["engine", "asyncio"]
+    result.stdout.fnmatch_lines(["*test_policy[[]engine[]]*", "*test_policy[[]asyncio[]]*"])
