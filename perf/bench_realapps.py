@@ -28,11 +28,15 @@ server) is run --rounds times, the servers interleaved within a round; the media
 
     python perf/bench_realapps.py [--apps starlette,fastapi] [--tests json,db,...]
         [--servers engine,granian,uvicorn,uvicorn-engine,uvicorn-rloop] [--duration 10]
-        [--rounds 3] [--connections 64] [--results results/]
+        [--rounds 3] [--connections 64] [--scenarios starlette-db,...] [--results results/]
 
 Smoke run (a second per case; proves the suite works, measures nothing):
 
     python perf/bench_realapps.py --duration 1 --rounds 1
+
+Through the harness (perf/suites.toml), one suite at a time: ``engine bench realapps`` (servers
+engine, granian, uvicorn) and ``engine bench realapps-loop`` (uvicorn-engine, uvicorn-uvloop,
+uvicorn-rloop); each writes the document of the suite whose subject it ran.
 
 Needs: ``pip install '.[perf-realapps]'``, wrk and postgresql (apt).
 """
@@ -303,16 +307,31 @@ def main() -> None:
     ap.add_argument("--server-cpu", type=int, default=0,
                     help="CPU of the server under test and of PostgreSQL")
     ap.add_argument("--client-cpu", type=int, default=1, help="CPU of wrk")
+    ap.add_argument("--scenarios", help="APP-TEST cases (e.g. starlette-db,fastapi-json); "
+                    "overrides --apps and --tests")
     ap.add_argument("--results", help="write the results documents into this directory")
     args = ap.parse_args()
     apps, tests = args.apps.split(","), args.tests.split(",")
-    servers = args.servers.split(",")
+    # uvicorn-uvloop is the loop suite's name for the uvicorn run (uvloop + httptools)
+    servers = list(dict.fromkeys("uvicorn" if s == "uvicorn-uvloop" else s
+                                 for s in args.servers.split(",")))
     for name, known in (("app", APPS), ("test", TESTS), ("server", SERVERS)):
         chosen = {"app": apps, "test": tests, "server": servers}[name]
         bad = [c for c in chosen if c not in known]
         if bad:
             raise SystemExit(f"unknown {name}(s): {', '.join(bad)} (choose among "
                              f"{', '.join(known)})")
+    cases = [(a, t) for a in apps for t in tests]
+    if args.scenarios:
+        known_cases = {f"{a}-{t}": (a, t) for a in APPS for t in TESTS}
+        chosen = args.scenarios.split(",")
+        bad = [c for c in chosen if c not in known_cases]
+        if bad:
+            raise SystemExit(f"unknown scenario(s): {', '.join(bad)} (APP-TEST, e.g. "
+                             "starlette-db)")
+        cases = [known_cases[c] for c in chosen]
+        apps = list(dict.fromkeys(a for a, _ in cases))
+        tests = list(dict.fromkeys(t for _, t in cases))
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     for server, why in NO_DB.items():
@@ -320,7 +339,7 @@ def main() -> None:
             print(f"note: {server} runs no database test: {why}")
     started = datetime.datetime.now(datetime.UTC)
     samples: dict[tuple[str, str, str], list[dict]] = {
-        (a, t, s): [] for a in apps for t in tests for s in servers}
+        (a, t, s): [] for a, t in cases for s in servers}
     with tempfile.TemporaryDirectory(prefix="engine-realapps-") as workdir:
         db = Postgres(workdir, args.server_cpu, max_connections=args.db_pool * 4 + 20)
         print(f"PostgreSQL ({db.bindir}) on CPU {args.server_cpu}, 127.0.0.1:{db.port}",
@@ -341,6 +360,8 @@ def main() -> None:
                                                   os.path.join(workdir, f"{server}.log"))
                         try:
                             for test in tests:
+                                if (app, test) not in cases:
+                                    continue
                                 if server in NO_DB and test in DB_TESTS:
                                     continue
                                 validate(port, test)
@@ -354,14 +375,16 @@ def main() -> None:
                             stop_server(proc)
         finally:
             db.stop()
-    report(args, apps, tests, servers, samples, started)
+    report(args, cases, servers, samples, started)
 
 
-def report(args: argparse.Namespace, apps: list[str], tests: list[str], servers: list[str],
+def report(args: argparse.Namespace, cases: list[tuple[str, str]], servers: list[str],
            samples: dict[tuple[str, str, str], list[dict]],
            started: datetime.datetime) -> None:
-    """Two results documents: the server's share (subject engine) and the loop's share
-    (subject uvicorn-engine; uvicorn's samples are uvicorn-uvloop there)."""
+    """A results document per suite whose subject ran: ``realapps``, the server's share
+    (subject engine), and ``realapps-loop``, the loop's share (subject uvicorn-engine; the
+    uvicorn run is uvicorn-uvloop there). ``engine bench realapps`` / ``realapps-loop`` run the
+    script with one suite's servers, so each writes one document."""
     from engine.bench import results as R
 
     groups = [
@@ -374,25 +397,25 @@ def report(args: argparse.Namespace, apps: list[str], tests: list[str], servers:
           if s in servers], {"uvicorn-uvloop": "uvicorn"},
          "the same apps under uvicorn (httptools) on engine's loop vs uvloop vs rloop"),
     ]
-    full = args.rounds >= 3 and args.duration >= 10
+    full = (args.rounds >= 3 and args.duration >= 10
+            and len(cases) == len(APPS) * len(TESTS))
     for suite, subject, peers, alias, description in groups:
         names = [subject, *peers]
         source = {n: alias.get(n, n) for n in names}
-        if not all(s in servers for s in source.values()):
+        if source[subject] not in servers:
             continue
         scenarios = {}
-        for app in apps:
-            for test in tests:
-                runs = {n: samples[(app, test, source[n])] for n in names}
-                extra = {n: {"non2xx": sum(r["non2xx"] for r in rs),
-                             "socket_errors": sum(r["socket_errors"] for r in rs),
-                             "p99_ms_rounds": [r.get("p99_ms") for r in rs]}
-                         for n, rs in runs.items()}
-                scenarios[f"{app}-{test}"] = {
-                    "label": f"{app}: {TESTS[test][1]}", "kind": "throughput",
-                    "unit": "requests/s", "in_geomean": True,
-                    "samples": {n: [r["rps"] for r in rs] for n, rs in runs.items()},
-                    "extra": extra}
+        for app, test in cases:
+            runs = {n: samples[(app, test, source[n])] for n in names}
+            extra = {n: {"non2xx": sum(r["non2xx"] for r in rs),
+                         "socket_errors": sum(r["socket_errors"] for r in rs),
+                         "p99_ms_rounds": [r.get("p99_ms") for r in rs]}
+                     for n, rs in runs.items()}
+            scenarios[f"{app}-{test}"] = {
+                "label": f"{app}: {TESTS[test][1]}", "kind": "throughput",
+                "unit": "requests/s", "in_geomean": True,
+                "samples": {n: [r["rps"] for r in rs] for n, rs in runs.items()},
+                "extra": extra}
         doc = R.samples_doc(
             suite=suite, subject=subject, peers=peers, mode="full" if full else "custom",
             description=description, command="python " + " ".join(sys.argv),
