@@ -251,8 +251,8 @@ def test_bench_missing_peer_is_never_assumed(tmp_path):
     """A registry naming a peer module that is not installed: no run, the install command."""
     repo = tmp_path / "repo"
     (repo / "perf").mkdir(parents=True)
-    for script in ("bench_net.py", "bench_http.py"):
-        shutil.copy(REPO / "perf" / script, repo / "perf")
+    for script in (REPO / "perf").glob("bench_*.py"):      # every script the registry names
+        shutil.copy(script, repo / "perf")
     reg = (REPO / "perf" / "suites.toml").read_text()
     reg = reg.replace('uvloop = "uvloop"', 'uvloop = "no_such_uvloop_xyz"', 1)
     (repo / "perf" / "suites.toml").write_text(reg)
