@@ -17,8 +17,9 @@ WAIT = 30.0                 # upper bound of any single wait; the tests normally
 BIN = os.path.dirname(sys.executable)
 
 # An ASGI app (no framework): GET any path answers JSON {"loop": module.qualname of the running
-# loop's class, "pid": the serving process}; /slow?SECONDS sleeps first; /block?SECONDS blocks the
-# loop (time.sleep); a websocket echoes the first text message with the loop's class appended.
+# loop's class, "pid": the serving process, "client": the scope's client host}; /slow?SECONDS
+# sleeps first; /block?SECONDS blocks the loop (time.sleep); a websocket echoes the first text
+# message with the loop's class appended.
 APP_SOURCE = '''
 import asyncio, json, os, time
 
@@ -45,7 +46,8 @@ async def app(scope, receive, send):
         await asyncio.sleep(seconds)
     elif scope["path"] == "/block":
         time.sleep(seconds)
-    body = json.dumps({"loop": _loop_name(), "pid": os.getpid()}).encode()
+    body = json.dumps({"loop": _loop_name(), "pid": os.getpid(),
+                       "client": (scope.get("client") or ["-"])[0]}).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
@@ -75,11 +77,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def get(port: int, path: str = "/", timeout: float = WAIT) -> tuple[int, dict]:
+def get(port: int, path: str = "/", timeout: float = WAIT,
+        headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """GET over a new connection; returns (status, the decoded JSON body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, json.loads(body) if body else {}

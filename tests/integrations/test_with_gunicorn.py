@@ -278,3 +278,12 @@ def test_failed_lifespan_startup_stops_gunicorn(tmp_path):
         assert "no database" in g.output() and "Worker failed to boot" in g.output()
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("allowed, client", [("127.0.0.1", "10.1.2.3"),
+                                             ("10.9.9.9", "127.0.0.1")])
+def test_forwarded_allow_ips(run_gunicorn, allowed, client):
+    g = run_gunicorn("--forwarded-allow-ips", allowed, workers=1)
+    g.serving_workers()
+    status, body = get(g.port, headers={"X-Forwarded-For": "10.1.2.3"})
+    assert status == 200 and body["client"] == client
