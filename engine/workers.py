@@ -259,10 +259,22 @@ def __getattr__(name: str) -> type:
     if cls is None:
         base = _uvicorn_worker_base()
         config_kwargs = {**base.CONFIG_KWARGS, "loop": "engine:new_event_loop"}
+
+        async def callback_notify(self: Any) -> None:
+            # uvicorn calls this every timeout/2 seconds: the heartbeat, and (not in uvicorn's
+            # own worker) a look at the arbiter: an orphaned worker stops gracefully instead of
+            # serving on forever
+            self.notify()
+            if os.getppid() != self.ppid:
+                self.log.info("%s: parent changed (was %s), shutting down", self, self.ppid)
+                os.kill(os.getpid(), signal.SIGTERM)
+
         cls = type(name, (base,), {
-            "CONFIG_KWARGS": config_kwargs, "__module__": __name__,
+            "CONFIG_KWARGS": config_kwargs, "callback_notify": callback_notify,
+            "__module__": __name__,
             "__doc__": "uvicorn's gunicorn worker (HTTP protocol and all) on engine's loop: "
                        "``CONFIG_KWARGS['loop'] = 'engine:new_event_loop'`` (needs uvicorn "
-                       ">= 0.36, which takes ``module:function`` loop factories)."})
+                       ">= 0.36, which takes ``module:function`` loop factories). It also "
+                       "stops when its arbiter is gone (checked with each heartbeat)."})
         _lazy[name] = cls
     return cls

@@ -34,6 +34,19 @@ class Gunicorn(Process):
         self.workers = workers
         self.sock.close()                     # gunicorn has its own copy now
 
+    def stop(self):
+        """Stop the arbiter, then any worker of it still alive (by pid: only ours)."""
+        try:
+            workers = children(self.pid) if self.proc.poll() is None else set()
+        except OSError:
+            workers = set()
+        super().stop()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def serving_workers(self) -> set[int]:
         """Wait until the arbiter has ``workers`` children and each answers; their pids."""
         def ready():
@@ -287,3 +300,22 @@ def test_forwarded_allow_ips(run_gunicorn, allowed, client):
     g.serving_workers()
     status, body = get(g.port, headers={"X-Forwarded-For": "10.1.2.3"})
     assert status == 200 and body["client"] == client
+
+
+@pytest.mark.parametrize("worker", ["engine.workers.EngineWorker",
+                                    "engine.workers.EngineUvicornWorker"])
+def test_orphaned_worker_stops(run_gunicorn, worker):
+    pytest.importorskip("uvicorn")
+    g = run_gunicorn("--timeout", "2", worker=worker, workers=1)
+    (pid,) = g.serving_workers()
+    os.kill(g.pid, signal.SIGKILL)                # the arbiter dies without a word
+    g.wait()
+    # the worker sees its parent change with its next heartbeat and exits
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid),
+               f"the orphaned worker {pid} to exit")
+    assert "parent changed" in g.output()
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
