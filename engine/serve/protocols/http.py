@@ -73,6 +73,7 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         scheme="https" if ssl is not None else "http",
         tls_server_cert=server_cert,
         access_format=_access_format(config),
+        http=str(_opt(config, "http", "auto")),
     )
     block = getattr(state, "metrics_block", None) if state is not None else None
     if block is not None:
