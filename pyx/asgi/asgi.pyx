@@ -602,8 +602,6 @@ cdef class HttpProtocol(HttpParser):
         if self.upgrade is not None and self.upgrade.lower() == b"websocket":
             self._start_websocket()
             return 0
-        if self.upgrade is not None:
-            self.decline_upgrade()           # not a protocol we speak: plain HTTP request
         cfg = self.cfg
         # the connection's fields are in scope_base: a copy (a memcpy of its table) and the
         # request's own fields replaced in place
@@ -655,6 +653,11 @@ cdef class HttpProtocol(HttpParser):
         cdef RequestCycle cycle = self.cycle
         if cycle is None:
             return 0
+        if self.upgrade is not None:
+            # an Upgrade we do not take (h2c -- see docs/pages/http2.md -- or anything but
+            # websocket): a plain HTTP/1.1 request (RFC 9110 §7.8). The parser holds an upgrade
+            # until the request is complete, so it is declined here, not in on_request.
+            self.decline_upgrade()
         cycle.more_body = False
         cycle.request_complete = True
         cycle._wake_receiver()
