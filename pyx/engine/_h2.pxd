@@ -10,6 +10,7 @@
 # The hooks run from inside receive(); they may call the output methods (send_headers,
 # send_data, reset_stream, consume, ...) but not receive(). docs/pages/http2.md describes the
 # frames, the stream states and every limit.
+from engine._hpack cimport Decoder, Encoder
 
 
 cdef class H2Limits:
@@ -72,8 +73,8 @@ cdef class H2Connection:
         long long _conn_pending_update
         dict _streams                      # sid -> H2Stream (open or half-closed)
         dict _closed_kind                  # recently closed sid -> CK_* (bounded)
-        object _decoder
-        object _encoder
+        Decoder _decoder
+        Encoder _encoder
         long long _encoder_table_size
         bytearray _out
         Py_ssize_t _ctl_queued             # reply-frame bytes queued since data_to_send()
@@ -130,7 +131,7 @@ cdef class H2Connection:
     cdef int _close_stream(self, H2Stream s, int kind) except -1
     cdef int _write_frame(self, Py_ssize_t length, int ftype, int flags, unsigned int sid,
                           const void *payload) except -1
-    cdef int _write_header_block(self, unsigned int sid, bytes block, int flags) except -1
+    cdef int _write_header_block(self, unsigned int sid, list headers, int flags) except -1
     cdef int _credit_conn(self, long long n) except -1
     cdef int _productive(self) except -1
     cdef H2Stream _send_stream(self, unsigned int sid, int ev)

@@ -33,12 +33,8 @@ include "h2_consts.pxi"
 include "common/carry.pxi"
 include "h2_validate.pxi"
 
-try:
-    from engine._hpack import Decoder as _Decoder, Encoder as _Encoder
-    from engine._hpack import HpackError, HeaderListTooLarge
-except ImportError:         # TEMPORARY until branch hpack lands: never shipped
-    from engine._hpack_standin import Decoder as _Decoder, Encoder as _Encoder
-    from engine._hpack_standin import HpackError, HeaderListTooLarge
+from engine._hpack cimport Decoder, Encoder
+from engine._hpack import HpackError, HeaderListTooLarge
 
 # -- module constants (engine/_h2.pyi) ----------------------------------------------------------
 DATA = FT_DATA
@@ -278,7 +274,7 @@ cdef inline int _strip_padding(H2Connection c, int flags, const unsigned char **
 
 
 cdef inline int _closed_kind(H2Connection c, unsigned int sid) except -1:
-    return c._closed_kind.get(sid, CK_END_STREAM)
+    return c._closed_kind.get(sid, CK_UNKNOWN)
 
 
 cdef int _on_data(H2Connection c, int flags, unsigned int sid, const unsigned char *p,
@@ -402,7 +398,7 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
     cdef str why
     cdef long long clen
     try:
-        headers = c._decoder.decode(PyBytes_FromStringAndSize(<const char *>p, n))
+        headers = c._decoder.decode_c(p, n)
     except HeaderListTooLarge:
         return c._conn_error(ERR_ENHANCE_YOUR_CALM, "header list larger than "
                              "SETTINGS_MAX_HEADER_LIST_SIZE")
@@ -433,6 +429,8 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
             return 0
         if kind == CK_RESET_BY_PEER:
             return c._stream_error(sid, ERR_STREAM_CLOSED)
+        if kind == CK_UNKNOWN:              # §5.1.1: ids must increase
+            return c._conn_error(ERR_PROTOCOL_ERROR, "HEADERS with a decreasing stream id")
         return c._conn_error(ERR_STREAM_CLOSED, "HEADERS on a closed stream")
     # a new stream: every lower idle id is now closed (§5.1.1)
     c._highest_seen = sid
@@ -728,10 +726,10 @@ cdef class H2Connection:
         if limits is not None:
             self.limits = limits
         # until our SETTINGS are acknowledged the peer may use HPACK's default table size
-        self._decoder = _Decoder(max_table_size=max(self.limits.header_table_size,
+        self._decoder = Decoder(max_table_size=max(self.limits.header_table_size,
                                                     DEFAULT_TABLE_SIZE),
                                  max_header_list_size=self.limits.max_header_list_size)
-        self._encoder = _Encoder(max_table_size=DEFAULT_TABLE_SIZE)
+        self._encoder = Encoder(max_table_size=DEFAULT_TABLE_SIZE)
 
     def __dealloc__(self):
         if self._buf != NULL:
@@ -922,12 +920,25 @@ cdef class H2Connection:
             _out_put(self._out, payload, length)
         return 0
 
-    cdef int _write_header_block(self, unsigned int sid, bytes block, int flags) except -1:
-        """HEADERS (+ CONTINUATION frames) carrying `block`, split by the peer's max frame
-        size; `flags` may hold END_STREAM."""
-        cdef const char *p = PyBytes_AS_STRING(block)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(block), step = self.peer_max_frame_size, k
+    cdef int _write_header_block(self, unsigned int sid, list headers, int flags) except -1:
+        """HEADERS (+ CONTINUATION frames) carrying the encoded `headers`, split by the peer's
+        max frame size; `flags` may hold END_STREAM. The block is encoded straight into the
+        output after a frame-header placeholder."""
+        cdef bytearray out = self._out
+        cdef Py_ssize_t start = PyByteArray_GET_SIZE(out), n, k, step = self.peer_max_frame_size
+        cdef bytes block
+        cdef const char *p
         cdef int ftype = FT_HEADERS
+        PyByteArray_Resize(out, start + FRAME_HEADER_LEN)
+        self._encoder.encode_into(headers, out)
+        n = PyByteArray_GET_SIZE(out) - start - FRAME_HEADER_LEN
+        if n <= step:
+            _frame_header(<unsigned char *>PyByteArray_AS_STRING(out) + start, n, FT_HEADERS,
+                          flags | FLAG_END_HEADERS, sid)
+            return 0
+        block = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(out) + start + FRAME_HEADER_LEN, n)
+        PyByteArray_Resize(out, start)
+        p = PyBytes_AS_STRING(block)
         while True:
             k = min(n, step)
             self._write_frame(k, ftype, flags | (FLAG_END_HEADERS if k == n else 0), sid, p)
@@ -1027,11 +1038,9 @@ cdef class H2Connection:
         """Queue a HEADERS frame (+ CONTINUATION) with the response header list
         ``[(b":status", b"200"), (name, value), ...]``. 1xx responses may come first."""
         cdef H2Stream s = self._send_stream(stream_id, EV_SEND_HEADERS)
-        cdef bytes block
         if s is None:
             return None
-        block = self._encoder.encode(headers)
-        self._write_header_block(stream_id, block, FLAG_END_STREAM if end_stream else 0)
+        self._write_header_block(stream_id, headers, FLAG_END_STREAM if end_stream else 0)
         self._productive()
         if not (len(headers) and (<tuple>headers[0])[0] == b":status"
                 and (<bytes>(<tuple>headers[0])[1]).startswith(b"1")):
@@ -1045,7 +1054,7 @@ cdef class H2Connection:
         cdef H2Stream s = self._send_stream(stream_id, EV_SEND_END)
         if s is None:
             return None
-        self._write_header_block(stream_id, self._encoder.encode(headers), FLAG_END_STREAM)
+        self._write_header_block(stream_id, headers, FLAG_END_STREAM)
         _end_local(self, s)
         return None
 

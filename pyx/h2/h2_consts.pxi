@@ -123,6 +123,7 @@ cdef enum:
 
 # How a stream we no longer track ended (the closed-stream memory).
 cdef enum:
+    CK_UNKNOWN = 0           # never opened (skipped ids are implicitly closed), or forgotten
     CK_END_STREAM = 1        # both sides sent END_STREAM
     CK_RESET_BY_US = 2       # we sent RST_STREAM: the peer's frames in flight are ignored
     CK_RESET_BY_PEER = 3     # the peer sent RST_STREAM
