@@ -294,6 +294,7 @@ cdef class H2Session(H2Connection):
             # answered before the request ended: the rest is not wanted (RFC 9113 §8.1)
             self.reset_stream(s.sid, H2_NO_ERROR)
             s.disconnected = True
+        s._wake_receiver()                   # a receive() waiting now gets http.disconnect
         proto._h2_dirty()
         self._idle_check()
 
