@@ -293,6 +293,30 @@ cdef unsigned char *_huff_encode(const unsigned char *s, Py_ssize_t n,
     return q
 
 
+def encode_integer(Py_ssize_t value, int prefix):
+    """value as an HPACK integer with a `prefix`-bit prefix (RFC 7541 §5.1), the first byte's
+    other bits zero."""
+    cdef unsigned char buf[16]
+    if not 1 <= prefix <= 8 or value < 0 or value > MAX_INTEGER:
+        raise ValueError(f"prefix must be 1..8 and value 0..{MAX_INTEGER}")
+    return PyBytes_FromStringAndSize(<char *>buf, _enc_int(buf, value, prefix, 0) - buf)
+
+
+def decode_integer(data, int prefix):
+    """(value, bytes used) of the HPACK integer at the start of bytes `data` with a
+    `prefix`-bit prefix; HpackError if truncated or beyond the bounds."""
+    cdef bytes s = bytes(data)
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t v
+    if not 1 <= prefix <= 8:
+        raise ValueError("prefix must be 1..8")
+    if not PyBytes_GET_SIZE(s):
+        raise HpackError("empty input where an integer should start")
+    v = _dec_int(<const unsigned char *>PyBytes_AS_STRING(s), &pos, PyBytes_GET_SIZE(s),
+                 prefix)
+    return v, pos
+
+
 def huffman_encode(data):
     """The Huffman code (RFC 7541 Appendix B) of bytes `data`, padded with ones."""
     cdef bytes s = bytes(data)
