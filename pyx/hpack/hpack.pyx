@@ -709,14 +709,10 @@ cdef class Encoder:
             self._evict_one()
         return self._put_int(size, 5, 0x20)
 
-    cdef int _field(self, object name, object value, bint sensitive, bint huffman) except -1:
+    cdef int _field(self, bytes name, bytes value, bint sensitive, bint huffman) except -1:
         cdef object key, idx_obj
         cdef Py_ssize_t idx = 0
         cdef Py_ssize_t esize
-        if not PyBytes_CheckExact(name):
-            name = _as_bytes(name)
-        if not PyBytes_CheckExact(value):
-            value = _as_bytes(value)
         if sensitive or name in NEVER_INDEXED_NAMES:
             idx = self._name_index(name)
             self._put_int(idx, 4, 0x10)
@@ -761,7 +757,9 @@ cdef class Encoder:
         return 0
 
     cdef int _encode(self, object headers, bint huffman) except -1:
-        cdef Py_ssize_t k
+        cdef list fields = _normalize(headers)     # raises before any state changes
+        cdef Py_ssize_t i
+        cdef object f
         self._len = 0
         if self._pending_final >= 0:
             if self._pending_min < self._pending_final:
@@ -769,22 +767,11 @@ cdef class Encoder:
             self._apply_size(self._pending_final)
             self._pending_min = -1
             self._pending_final = -1
-        for field in headers:
-            if type(field) is tuple:
-                k = PyTuple_GET_SIZE(field)
-                if k == 2:
-                    self._field(<object>PyTuple_GET_ITEM(field, 0),
-                                <object>PyTuple_GET_ITEM(field, 1), False, huffman)
-                    continue
-            field = tuple(field)
-            k = len(field)
-            if k == 2:
-                self._field(field[0], field[1], False, huffman)
-            elif k == 3:
-                self._field(field[0], field[1], bool(field[2]), huffman)
-            else:
-                raise ValueError(f"a header field is (name, value) or (name, value, "
-                                 f"sensitive), not {len(field)} items")
+        for i in range(len(fields)):
+            f = fields[i]
+            self._field(<bytes>PyTuple_GET_ITEM(f, 0), <bytes>PyTuple_GET_ITEM(f, 1),
+                        PyTuple_GET_SIZE(f) == 3 and <object>PyTuple_GET_ITEM(f, 2) is True,
+                        huffman)
         return 0
 
     cpdef bytes encode(self, headers, bint huffman=True):
@@ -815,7 +802,49 @@ cdef class Encoder:
         self._len = 0
 
 
+cdef inline bint _is_field(object f):
+    """f is a tuple (bytes, bytes) or (bytes, bytes, bool)."""
+    cdef Py_ssize_t k
+    if type(f) is not tuple:
+        return False
+    k = PyTuple_GET_SIZE(f)
+    if k != 2 and k != 3:
+        return False
+    if not (PyBytes_CheckExact(<object>PyTuple_GET_ITEM(f, 0))
+            and PyBytes_CheckExact(<object>PyTuple_GET_ITEM(f, 1))):
+        return False
+    return k == 2 or type(<object>PyTuple_GET_ITEM(f, 2)) is bool
+
+
+cdef list _normalize(object headers):
+    """headers as a list of (bytes, bytes[, bool]) tuples: the list itself when it is one
+    already (the usual case, no copy), else a converted copy. Every TypeError/ValueError is
+    raised here, before the encoder changes its table, so a refused list leaves it intact."""
+    cdef list lst
+    cdef Py_ssize_t i
+    if type(headers) is list:
+        lst = <list>headers
+        for i in range(len(lst)):
+            if not _is_field(lst[i]):
+                break
+        else:
+            return lst
+    out = []
+    for f in headers:
+        f = tuple(f)
+        if len(f) == 2:
+            out.append((_as_bytes(f[0]), _as_bytes(f[1])))
+        elif len(f) == 3:
+            out.append((_as_bytes(f[0]), _as_bytes(f[1]), bool(f[2])))
+        else:
+            raise ValueError(f"a header field is (name, value) or (name, value, "
+                             f"sensitive), not {len(f)} items")
+    return out
+
+
 cdef bytes _as_bytes(object x):
-    if isinstance(x, (bytearray, memoryview)):
+    if PyBytes_CheckExact(x):
+        return <bytes>x
+    if isinstance(x, (bytes, bytearray, memoryview)):
         return bytes(x)
     raise TypeError(f"header names and values must be bytes, not {type(x).__name__}")

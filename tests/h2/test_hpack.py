@@ -526,3 +526,18 @@ def test_encoder_input_types() -> None:
     out = bytearray(b"prefix")
     enc.encode_to([(b":status", b"200")], out)
     assert out == b"prefix" + h("88")
+
+
+def test_encoder_refused_list_leaves_table_intact() -> None:
+    enc, dec = Encoder(), Decoder()
+    dec.decode(enc.encode(fields(("x-a", "1"))))
+    enc.set_max_table_size(2048)
+    with pytest.raises(TypeError):
+        enc.encode([(b"x-b", b"2"), (b"x-c", 3)])    # x-b would be inserted before the error
+    assert enc.table_entries() == fields(("x-a", "1"))
+    assert enc.table_max_size == 4096                # the update is still pending
+    dec.set_max_table_size(2048)
+    assert dec.decode(enc.encode(fields(("x-a", "1"), ("x-b", "2")))) == fields(("x-a", "1"),
+                                                                              ("x-b", "2"))
+    assert dec.table_entries() == enc.table_entries()
+    assert dec.table_max_size == enc.table_max_size == 2048
