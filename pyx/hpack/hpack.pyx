@@ -438,8 +438,8 @@ cdef class Decoder:
                              f"of sync")
         try:
             return self._decode(data, n)
-        except HpackError as exc:
-            self._failed = str(exc)
+        except BaseException as exc:     # HpackError, or MemoryError halfway through an update
+            self._failed = str(exc) or type(exc).__name__
             raise
 
     cdef unsigned char *_scratch_for(self, Py_ssize_t n) except NULL:
