@@ -541,3 +541,35 @@ def test_encoder_refused_list_leaves_table_intact() -> None:
                                                                               ("x-b", "2"))
     assert dec.table_entries() == enc.table_entries()
     assert dec.table_max_size == enc.table_max_size == 2048
+
+
+def test_limits_are_validated() -> None:
+    for bad in (-1, 2**31):
+        with pytest.raises(ValueError, match="max_table_size"):
+            Decoder(max_table_size=bad)
+        with pytest.raises(ValueError, match="max_table_size"):
+            Encoder(max_table_size=bad)
+        with pytest.raises(ValueError, match="max_table_size"):
+            Decoder().set_max_table_size(bad)
+        with pytest.raises(ValueError, match="max_table_size"):
+            Encoder().set_max_table_size(bad)
+    with pytest.raises(ValueError, match="max_header_list_size"):
+        Decoder(max_header_list_size=-1)
+    d = Decoder(max_table_size=1234, max_header_list_size=999)
+    assert (d.max_table_size, d.max_header_list_size) == (1234, 999)
+    assert d.table_max_size == 1234
+
+
+def test_zero_table_size() -> None:
+    """A table of size 0 holds nothing: incremental indexing inserts nothing, and an index
+    into the dynamic table is out of range."""
+    d = Decoder(max_table_size=0)
+    assert d.decode(h("40 01 61 01 62")) == fields(("a", "b"))
+    assert d.table_entries() == [] and d.table_size == 0
+    with pytest.raises(HpackError, match="index 62 is beyond"):
+        d.decode(h("be"))
+    enc = Encoder(max_table_size=0)
+    block = enc.encode(fields(("x-a", "1")))
+    assert block[:1] == h("20")                       # size update to 0 first
+    assert enc.table_entries() == []
+    assert Decoder(max_table_size=0).decode(block) == fields(("x-a", "1"))
