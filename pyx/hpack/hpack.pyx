@@ -90,9 +90,8 @@ cdef _build_static():
     for i in range(STATIC_COUNT):
         name = PyBytes_FromStringAndSize(HPACK_STATIC[i].name, HPACK_STATIC[i].name_len)
         value = PyBytes_FromStringAndSize(HPACK_STATIC[i].value, HPACK_STATIC[i].value_len)
-        if STATIC_NAME_INDEX:
-            # share the name objects of equal names
-            name = entries[STATIC_NAME_INDEX[name] - 1][0] if name in STATIC_NAME_INDEX else name
+        if name in STATIC_NAME_INDEX:        # entries with the same name share one object
+            name = entries[STATIC_NAME_INDEX[name] - 1][0]
         entry = (name, value)
         entries.append(entry)
         STATIC_PAIR_INDEX.setdefault(entry, i + 1)
