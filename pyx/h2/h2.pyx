@@ -469,14 +469,22 @@ cdef int _on_priority(H2Connection c, int flags, unsigned int sid, const unsigne
                       Py_ssize_t n) except -1:
     if sid == 0:
         return c._conn_error(ERR_PROTOCOL_ERROR, "PRIORITY on stream 0")
-    if n != 5:
-        return c._stream_error(sid, ERR_FRAME_SIZE_ERROR)     # §6.3: a stream error
+    cdef unsigned int code = 0
     c._n_priority += 1
     if c._n_priority > c.limits.max_priority_frames:
         return c._conn_error(ERR_ENHANCE_YOUR_CALM, "flood of PRIORITY frames")
-    if (_u32(p) & 0x7fffffff) == sid:
-        return c._stream_error(sid, ERR_PROTOCOL_ERROR)       # §5.3.1
-    return 0                                                  # otherwise ignored (§5.3.2)
+    if n != 5:
+        code = ERR_FRAME_SIZE_ERROR                             # §6.3: a stream error
+    elif (_u32(p) & 0x7fffffff) == sid:
+        code = ERR_PROTOCOL_ERROR                               # §5.3.1
+    if code == 0:
+        return 0                                                # otherwise ignored (§5.3.2)
+    if c._streams.get(sid) is not None:
+        return c._stream_error(sid, code)
+    if sid > c._highest_seen or not (sid & 1):
+        # no RST_STREAM may be sent on an idle stream (§5.1): the connection pays
+        return c._conn_error(code, "malformed PRIORITY frame on an idle stream")
+    return 0                                                    # closed: ignored
 
 
 cdef int _on_rst_stream(H2Connection c, int flags, unsigned int sid, const unsigned char *p,
