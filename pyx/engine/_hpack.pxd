@@ -68,7 +68,7 @@ cdef class Encoder:
     cdef int _put_string(self, bytes s, bint huffman) except -1
     cdef int _evict_one(self) except -1
     cdef int _apply_size(self, Py_ssize_t size) except -1
-    cdef int _field(self, object name, object value, bint sensitive, bint huffman) except -1
+    cdef int _field(self, bytes name, bytes value, bint sensitive, bint huffman) except -1
     cdef Py_ssize_t _name_index(self, bytes name) except -1
     cdef int _encode(self, object headers, bint huffman) except -1
     cdef void _shrink(self) noexcept

@@ -90,9 +90,8 @@ cdef _build_static():
     for i in range(STATIC_COUNT):
         name = PyBytes_FromStringAndSize(HPACK_STATIC[i].name, HPACK_STATIC[i].name_len)
         value = PyBytes_FromStringAndSize(HPACK_STATIC[i].value, HPACK_STATIC[i].value_len)
-        if STATIC_NAME_INDEX:
-            # share the name objects of equal names
-            name = entries[STATIC_NAME_INDEX[name] - 1][0] if name in STATIC_NAME_INDEX else name
+        if name in STATIC_NAME_INDEX:        # entries with the same name share one object
+            name = entries[STATIC_NAME_INDEX[name] - 1][0]
         entry = (name, value)
         entries.append(entry)
         STATIC_PAIR_INDEX.setdefault(entry, i + 1)
@@ -293,6 +292,30 @@ cdef unsigned char *_huff_encode(const unsigned char *s, Py_ssize_t n,
     return q
 
 
+def encode_integer(Py_ssize_t value, int prefix):
+    """value as an HPACK integer with a `prefix`-bit prefix (RFC 7541 §5.1), the first byte's
+    other bits zero."""
+    cdef unsigned char buf[16]
+    if not 1 <= prefix <= 8 or value < 0 or value > MAX_INTEGER:
+        raise ValueError(f"prefix must be 1..8 and value 0..{MAX_INTEGER}")
+    return PyBytes_FromStringAndSize(<char *>buf, _enc_int(buf, value, prefix, 0) - buf)
+
+
+def decode_integer(data, int prefix):
+    """(value, bytes used) of the HPACK integer at the start of bytes `data` with a
+    `prefix`-bit prefix; HpackError if truncated or beyond the bounds."""
+    cdef bytes s = bytes(data)
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t v
+    if not 1 <= prefix <= 8:
+        raise ValueError("prefix must be 1..8")
+    if not PyBytes_GET_SIZE(s):
+        raise HpackError("empty input where an integer should start")
+    v = _dec_int(<const unsigned char *>PyBytes_AS_STRING(s), &pos, PyBytes_GET_SIZE(s),
+                 prefix)
+    return v, pos
+
+
 def huffman_encode(data):
     """The Huffman code (RFC 7541 Appendix B) of bytes `data`, padded with ones."""
     cdef bytes s = bytes(data)
@@ -414,8 +437,8 @@ cdef class Decoder:
                              f"of sync")
         try:
             return self._decode(data, n)
-        except HpackError as exc:
-            self._failed = str(exc)
+        except BaseException as exc:     # HpackError, or MemoryError halfway through an update
+            self._failed = str(exc) or type(exc).__name__
             raise
 
     cdef unsigned char *_scratch_for(self, Py_ssize_t n) except NULL:
@@ -685,14 +708,10 @@ cdef class Encoder:
             self._evict_one()
         return self._put_int(size, 5, 0x20)
 
-    cdef int _field(self, object name, object value, bint sensitive, bint huffman) except -1:
+    cdef int _field(self, bytes name, bytes value, bint sensitive, bint huffman) except -1:
         cdef object key, idx_obj
         cdef Py_ssize_t idx = 0
         cdef Py_ssize_t esize
-        if not PyBytes_CheckExact(name):
-            name = _as_bytes(name)
-        if not PyBytes_CheckExact(value):
-            value = _as_bytes(value)
         if sensitive or name in NEVER_INDEXED_NAMES:
             idx = self._name_index(name)
             self._put_int(idx, 4, 0x10)
@@ -737,7 +756,9 @@ cdef class Encoder:
         return 0
 
     cdef int _encode(self, object headers, bint huffman) except -1:
-        cdef Py_ssize_t k
+        cdef list fields = _normalize(headers)     # raises before any state changes
+        cdef Py_ssize_t i
+        cdef object f
         self._len = 0
         if self._pending_final >= 0:
             if self._pending_min < self._pending_final:
@@ -745,22 +766,11 @@ cdef class Encoder:
             self._apply_size(self._pending_final)
             self._pending_min = -1
             self._pending_final = -1
-        for field in headers:
-            if type(field) is tuple:
-                k = PyTuple_GET_SIZE(field)
-                if k == 2:
-                    self._field(<object>PyTuple_GET_ITEM(field, 0),
-                                <object>PyTuple_GET_ITEM(field, 1), False, huffman)
-                    continue
-            field = tuple(field)
-            k = len(field)
-            if k == 2:
-                self._field(field[0], field[1], False, huffman)
-            elif k == 3:
-                self._field(field[0], field[1], bool(field[2]), huffman)
-            else:
-                raise ValueError(f"a header field is (name, value) or (name, value, "
-                                 f"sensitive), not {len(field)} items")
+        for i in range(len(fields)):
+            f = fields[i]
+            self._field(<bytes>PyTuple_GET_ITEM(f, 0), <bytes>PyTuple_GET_ITEM(f, 1),
+                        PyTuple_GET_SIZE(f) == 3 and <object>PyTuple_GET_ITEM(f, 2) is True,
+                        huffman)
         return 0
 
     cpdef bytes encode(self, headers, bint huffman=True):
@@ -791,7 +801,49 @@ cdef class Encoder:
         self._len = 0
 
 
+cdef inline bint _is_field(object f):
+    """f is a tuple (bytes, bytes) or (bytes, bytes, bool)."""
+    cdef Py_ssize_t k
+    if type(f) is not tuple:
+        return False
+    k = PyTuple_GET_SIZE(f)
+    if k != 2 and k != 3:
+        return False
+    if not (PyBytes_CheckExact(<object>PyTuple_GET_ITEM(f, 0))
+            and PyBytes_CheckExact(<object>PyTuple_GET_ITEM(f, 1))):
+        return False
+    return k == 2 or type(<object>PyTuple_GET_ITEM(f, 2)) is bool
+
+
+cdef list _normalize(object headers):
+    """headers as a list of (bytes, bytes[, bool]) tuples: the list itself when it is one
+    already (the usual case, no copy), else a converted copy. Every TypeError/ValueError is
+    raised here, before the encoder changes its table, so a refused list leaves it intact."""
+    cdef list lst
+    cdef Py_ssize_t i
+    if type(headers) is list:
+        lst = <list>headers
+        for i in range(len(lst)):
+            if not _is_field(lst[i]):
+                break
+        else:
+            return lst
+    out = []
+    for f in headers:
+        f = tuple(f)
+        if len(f) == 2:
+            out.append((_as_bytes(f[0]), _as_bytes(f[1])))
+        elif len(f) == 3:
+            out.append((_as_bytes(f[0]), _as_bytes(f[1]), bool(f[2])))
+        else:
+            raise ValueError(f"a header field is (name, value) or (name, value, "
+                             f"sensitive), not {len(f)} items")
+    return out
+
+
 cdef bytes _as_bytes(object x):
-    if isinstance(x, (bytearray, memoryview)):
+    if PyBytes_CheckExact(x):
+        return <bytes>x
+    if isinstance(x, (bytes, bytearray, memoryview)):
         return bytes(x)
     raise TypeError(f"header names and values must be bytes, not {type(x).__name__}")

@@ -12,7 +12,9 @@ cdef enum:
     ENCODER_INDEX_NUM = 3                  # the encoder inserts an entry only if its size is at
     ENCODER_INDEX_DEN = 4                  # most NUM/DEN of the table's maximum size
     TABLE_INITIAL_SLOTS = 16               # first allocation of a dynamic table's ring (power of 2)
-    SCRATCH_KEEP = 65536                   # a Huffman scratch buffer above this is freed after use
+    SCRATCH_KEEP = 4096                    # a decoder's Huffman scratch buffer or an encoder's output
+                                           # buffer above this is freed after use (idle connections
+                                           # keep little)
     OUT_INITIAL = 256                      # first allocation of the encoder's output buffer
 
 # Integers (indexes, string lengths, table sizes) above this are refused (RFC 7541 §5.1 leaves
