@@ -469,14 +469,22 @@ cdef int _on_priority(H2Connection c, int flags, unsigned int sid, const unsigne
                       Py_ssize_t n) except -1:
     if sid == 0:
         return c._conn_error(ERR_PROTOCOL_ERROR, "PRIORITY on stream 0")
-    if n != 5:
-        return c._stream_error(sid, ERR_FRAME_SIZE_ERROR)     # §6.3: a stream error
+    cdef unsigned int code = 0
     c._n_priority += 1
     if c._n_priority > c.limits.max_priority_frames:
         return c._conn_error(ERR_ENHANCE_YOUR_CALM, "flood of PRIORITY frames")
-    if (_u32(p) & 0x7fffffff) == sid:
-        return c._stream_error(sid, ERR_PROTOCOL_ERROR)       # §5.3.1
-    return 0                                                  # otherwise ignored (§5.3.2)
+    if n != 5:
+        code = ERR_FRAME_SIZE_ERROR                             # §6.3: a stream error
+    elif (_u32(p) & 0x7fffffff) == sid:
+        code = ERR_PROTOCOL_ERROR                               # §5.3.1
+    if code == 0:
+        return 0                                                # otherwise ignored (§5.3.2)
+    if c._streams.get(sid) is not None:
+        return c._stream_error(sid, code)
+    if sid > c._highest_seen or not (sid & 1):
+        # no RST_STREAM may be sent on an idle stream (§5.1): the connection pays
+        return c._conn_error(code, "malformed PRIORITY frame on an idle stream")
+    return 0                                                    # closed: ignored
 
 
 cdef int _on_rst_stream(H2Connection c, int flags, unsigned int sid, const unsigned char *p,
@@ -584,6 +592,8 @@ cdef int _apply_local_settings(H2Connection c) except -1:
     if delta != 0:
         for s in c._streams.values():
             s.recv_window += delta
+            if s.state == S_OPEN or s.state == S_HALF_CLOSED_LOCAL:
+                _stream_update(c, s)        # consumed before the ACK under the old threshold
     if c.limits.header_table_size < DEFAULT_TABLE_SIZE:
         c._decoder.set_max_table_size(c.limits.header_table_size)
     return 0
@@ -1137,7 +1147,6 @@ cdef class H2Connection:
     cpdef consume(self, unsigned int stream_id, Py_ssize_t n):
         """The application took n bytes of the stream's DATA: reopen the windows (WINDOW_UPDATE
         for the stream and the connection, each sent once half its window is due)."""
-        cdef unsigned char payload[4]
         cdef H2Stream s = <H2Stream>self._streams.get(stream_id)
         if n < 0:
             raise ValueError("n must be >= 0")
@@ -1150,11 +1159,7 @@ cdef class H2Connection:
         self._credit_conn(n)
         if s.state == S_OPEN or s.state == S_HALF_CLOSED_LOCAL:     # more DATA may come
             s.pending_update += n
-            if s.pending_update >= self._recv_initial // 2 or s.recv_window == 0:
-                _put_u32(payload, <unsigned int>s.pending_update)
-                self._write_frame(4, FT_WINDOW_UPDATE, 0, stream_id, payload)
-                s.recv_window += s.pending_update
-                s.pending_update = 0
+            _stream_update(self, s)
         return None
 
     cpdef goaway(self, unsigned int error_code=ERR_NO_ERROR):
@@ -1212,6 +1217,19 @@ cdef int _write_goaway(H2Connection c, unsigned int last, unsigned int code,
     c.goaway_sent = True
     c._goaway_last = last
     c._write_frame(PyBytes_GET_SIZE(payload), FT_GOAWAY, 0, 0, PyBytes_AS_STRING(payload))
+    return 0
+
+
+cdef int _stream_update(H2Connection c, H2Stream s) except -1:
+    """WINDOW_UPDATE for the stream once half its window is due, or when the peer is blocked
+    (window used up)."""
+    cdef unsigned char payload[4]
+    if s.pending_update > 0 and (s.pending_update >= c._recv_initial // 2
+                                 or s.recv_window <= 0):
+        _put_u32(payload, <unsigned int>s.pending_update)
+        c._write_frame(4, FT_WINDOW_UPDATE, 0, s.sid, payload)
+        s.recv_window += s.pending_update
+        s.pending_update = 0
     return 0
 
 
