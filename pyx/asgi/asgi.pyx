@@ -392,6 +392,8 @@ cdef class HttpProtocol(HttpParser):
 
     def resume_writing(self):
         self.write_paused = False
+        if self.h2 is not None:
+            self._h2_dirty()                 # what the core held while paused
         self._wake_drain()
 
     cdef _wake_drain(self):
@@ -463,7 +465,9 @@ cdef class HttpProtocol(HttpParser):
     cdef _flush_out(self):
         """Hand the held output to the transport now (before anything that must follow it)."""
         cdef list out = self.out
-        if self.h2 is not None and out is not None:
+        if self.h2 is not None and out is not None and not self.write_paused:
+            # (while the client does not read, frames stay in the core: its queued replies
+            # count against H2Limits.max_control_queue there)
             data = (<H2Session>self.h2).data_to_send()
             if data:
                 out.append(data)
@@ -494,9 +498,33 @@ cdef class HttpProtocol(HttpParser):
         if self.transport is None:
             return
         if self.batch is None:
-            data = (<H2Session>self.h2).data_to_send()
-            if data:
+            if not self.write_paused:
+                data = (<H2Session>self.h2).data_to_send()
+                if data:
+                    self.transport.write(data)
+        elif not self.out_queued:
+            self.out_queued = True
+            self.batch.add(self)
+
+    cdef _h2_write(self, list pieces, Py_ssize_t size):
+        """DATA frames built outside the core (a header from data_frame_header() and the
+        payload object itself, not copied): they follow what the core has queued."""
+        if self.transport is None:
+            return
+        pending = (<H2Session>self.h2).data_to_send()
+        if self.batch is None:
+            if pending:
+                self.transport.write(pending)
+            for data in pieces:
                 self.transport.write(data)
+            return
+        if pending:
+            self.out.append(pending)
+            self.out_size += len(pending)
+        self.out.extend(pieces)
+        self.out_size += size
+        if self.out_size > BATCH_MAX:
+            self._flush_out()
         elif not self.out_queued:
             self.out_queued = True
             self.batch.add(self)
