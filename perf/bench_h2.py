@@ -113,11 +113,15 @@ def start_server(name, port, workdir, cpu, http="2"):
                          "--log-level", "error", "benchapp:app"]
     else:
         raise ValueError(name)
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    # stderr to a file, not a pipe nobody reads: a server that logs a lot would block on it
+    log = os.path.join(workdir, f"{name}-{port}.log")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
     if not wait_port(port):
         proc.kill()
-        raise RuntimeError(f"{name} did not start: {proc.stderr.read().decode()[-2000:]}")
+        with open(log, "rb") as f:
+            raise RuntimeError(f"{name} did not start: {f.read().decode()[-2000:]}")
     return proc
 
 

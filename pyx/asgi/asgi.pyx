@@ -465,13 +465,18 @@ cdef class HttpProtocol(HttpParser):
     cdef _flush_out(self):
         """Hand the held output to the transport now (before anything that must follow it)."""
         cdef list out = self.out
-        if self.h2 is not None and out is not None and not self.write_paused:
-            # (while the client does not read, frames stay in the core: its queued replies
-            # count against H2Limits.max_control_queue there)
-            data = (<H2Session>self.h2).data_to_send()
-            if data:
-                out.append(data)
-                self.out_size += len(data)
+        if self.h2 is not None and out is not None:
+            if self.transport is not None and self.transport.is_closing():
+                out.clear()                  # the socket failed: connection_lost() follows
+                self.out_size = 0
+                return
+            if not self.write_paused:
+                # (while the client does not read, frames stay in the core: its queued
+                # replies count against H2Limits.max_control_queue there)
+                data = (<H2Session>self.h2).data_to_send()
+                if data:
+                    out.append(data)
+                    self.out_size += len(data)
         if not out:
             return
         if self.transport is None:
@@ -498,7 +503,7 @@ cdef class HttpProtocol(HttpParser):
         if self.transport is None:
             return
         if self.batch is None:
-            if not self.write_paused:
+            if not self.write_paused and not self.transport.is_closing():
                 data = (<H2Session>self.h2).data_to_send()
                 if data:
                     self.transport.write(data)
@@ -509,7 +514,7 @@ cdef class HttpProtocol(HttpParser):
     cdef _h2_write(self, list pieces, Py_ssize_t size):
         """DATA frames built outside the core (a header from data_frame_header() and the
         payload object itself, not copied): they follow what the core has queued."""
-        if self.transport is None:
+        if self.transport is None or self.transport.is_closing():
             return
         pending = (<H2Session>self.h2).data_to_send()
         if self.batch is None:
