@@ -8,8 +8,22 @@ import struct
 
 import pytest
 from h2_wire import (
-    GET, PREFACE, Client, connect, data, frame, goaway, goaway_of, ping, post, priority,
-    read_frames, rst, rsts_of, settings, window_update,
+    GET,
+    PREFACE,
+    Client,
+    connect,
+    data,
+    frame,
+    goaway,
+    goaway_of,
+    ping,
+    post,
+    priority,
+    read_frames,
+    rst,
+    rsts_of,
+    settings,
+    window_update,
 )
 
 from engine import _h2

@@ -6,8 +6,21 @@ import struct
 
 import pytest
 from h2_wire import (
-    GET, PREFACE, Client, connect, data, frame, goaway_of, ping, post, priority, read_frames,
-    rst, rsts_of, settings, window_update,
+    GET,
+    PREFACE,
+    Client,
+    connect,
+    data,
+    frame,
+    goaway_of,
+    ping,
+    post,
+    priority,
+    read_frames,
+    rst,
+    rsts_of,
+    settings,
+    window_update,
 )
 
 from engine import _h2
