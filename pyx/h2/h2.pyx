@@ -439,10 +439,7 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
     if self_dep:
         return c._stream_error(sid, ERR_PROTOCOL_ERROR)
     if c.open_streams >= c.limits.max_concurrent_streams:
-        c._rr_resets += 1                               # refused streams count as resets
-        if c._rr_resets > c.limits.max_rapid_resets:
-            return c._conn_error(ERR_ENHANCE_YOUR_CALM, "too many refused streams")
-        return c._stream_error(sid, ERR_REFUSED_STREAM)
+        return c._stream_error(sid, ERR_REFUSED_STREAM)  # counts as a reset, as all do
     why = _check_fields(headers, False, c.limits.enable_connect_protocol, &clen)
     if why is not None or (end and clen > 0):
         return c._stream_error(sid, ERR_PROTOCOL_ERROR)
@@ -926,6 +923,11 @@ cdef class H2Connection:
             _remember_closed(self, sid, CK_RESET_BY_US)
         if self._ctl_queued > self.limits.max_control_queue:
             return self._conn_error(ERR_ENHANCE_YOUR_CALM, "peer does not read our RST_STREAMs")
+        # resets the client provokes (malformed requests, refused streams, ...) cost what its
+        # own resets cost: the same budget (the "MadeYouReset" variant of rapid reset)
+        self._rr_resets += 1
+        if self._rr_resets > self.limits.max_rapid_resets:
+            return self._conn_error(ERR_ENHANCE_YOUR_CALM, "too many streams reset")
         return 0
 
     cdef int _close_stream(self, H2Stream s, int kind) except -1:
