@@ -439,10 +439,7 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
     if self_dep:
         return c._stream_error(sid, ERR_PROTOCOL_ERROR)
     if c.open_streams >= c.limits.max_concurrent_streams:
-        c._rr_resets += 1                               # refused streams count as resets
-        if c._rr_resets > c.limits.max_rapid_resets:
-            return c._conn_error(ERR_ENHANCE_YOUR_CALM, "too many refused streams")
-        return c._stream_error(sid, ERR_REFUSED_STREAM)
+        return c._stream_error(sid, ERR_REFUSED_STREAM)  # counts as a reset, as all do
     why = _check_fields(headers, False, c.limits.enable_connect_protocol, &clen)
     if why is not None or (end and clen > 0):
         return c._stream_error(sid, ERR_PROTOCOL_ERROR)
@@ -513,13 +510,70 @@ cdef int _on_rst_stream(H2Connection c, int flags, unsigned int sid, const unsig
     return 0
 
 
-cdef int _on_settings(H2Connection c, int flags, unsigned int sid, const unsigned char *p,
-                      Py_ssize_t n) except -1:
+cdef int _settings_fail(H2Connection c, bint upgrade, unsigned int code, str reason) except -1:
+    if upgrade:
+        raise ValueError(f"HTTP2-Settings: {reason}")
+    c._conn_error(code, reason)
+    return 1
+
+
+cdef int _apply_settings(H2Connection c, const unsigned char *p, Py_ssize_t n, bint upgrade,
+                         list opened) except -1:
+    """Apply the peer's settings (a SETTINGS payload, or HTTP2-Settings of an h2c upgrade):
+    0, or 1 after a connection error (ValueError for an upgrade)."""
     cdef Py_ssize_t i
     cdef unsigned int ident, value
     cdef long long delta
     cdef H2Stream s
-    cdef list opened = None
+    if n % 6:
+        return _settings_fail(c, upgrade, ERR_FRAME_SIZE_ERROR,
+                              "SETTINGS length is not a multiple of 6")
+    for i in range(0, n, 6):
+        ident = (<unsigned int>p[i] << 8) | p[i + 1]
+        value = _u32(p + i + 2)
+        if ident == SET_HEADER_TABLE_SIZE:
+            # our encoder uses at most what the peer allows and at most the default
+            if min(<long long>value, DEFAULT_TABLE_SIZE) != c._encoder_table_size:
+                c._encoder_table_size = min(<long long>value, DEFAULT_TABLE_SIZE)
+                c._encoder.set_max_table_size(c._encoder_table_size)
+        elif ident == SET_ENABLE_PUSH:
+            if value > 1:
+                return _settings_fail(c, upgrade, ERR_PROTOCOL_ERROR,
+                                      "SETTINGS_ENABLE_PUSH is not 0 or 1")
+        elif ident == SET_INITIAL_WINDOW_SIZE:
+            if value > MAX_WINDOW:
+                return _settings_fail(c, upgrade, ERR_FLOW_CONTROL_ERROR,
+                                      "SETTINGS_INITIAL_WINDOW_SIZE above 2**31-1")
+            delta = <long long>value - c.peer_initial_window_size
+            c.peer_initial_window_size = value
+            if delta != 0:
+                for s in c._streams.values():
+                    s.send_window += delta
+                    if s.send_window > MAX_WINDOW:
+                        return _settings_fail(c, upgrade, ERR_FLOW_CONTROL_ERROR,
+                                              "SETTINGS_INITIAL_WINDOW_SIZE overflows a window")
+                    if delta > 0 and s.send_window > 0:
+                        opened.append(s.sid)
+        elif ident == SET_MAX_FRAME_SIZE:
+            if value < MIN_MAX_FRAME_SIZE or value > MAX_MAX_FRAME_SIZE:
+                return _settings_fail(c, upgrade, ERR_PROTOCOL_ERROR,
+                                      "SETTINGS_MAX_FRAME_SIZE out of range")
+            c.peer_max_frame_size = value
+        elif ident == SET_MAX_HEADER_LIST_SIZE:
+            c.peer_max_header_list_size = value
+        elif ident == SET_ENABLE_CONNECT_PROTOCOL:
+            if value > 1:
+                return _settings_fail(c, upgrade, ERR_PROTOCOL_ERROR,
+                                      "SETTINGS_ENABLE_CONNECT_PROTOCOL is not 0 or 1")
+        # SETTINGS_MAX_CONCURRENT_STREAMS limits streams we would push: we push none.
+        # Unknown identifiers are ignored (§6.5.2).
+    c.peer_settings_received = True
+    return 0
+
+
+cdef int _on_settings(H2Connection c, int flags, unsigned int sid, const unsigned char *p,
+                      Py_ssize_t n) except -1:
+    cdef list opened = []
     if sid != 0:
         return c._conn_error(ERR_PROTOCOL_ERROR, "SETTINGS on a stream")
     if flags & FLAG_ACK:
@@ -534,53 +588,14 @@ cdef int _on_settings(H2Connection c, int flags, unsigned int sid, const unsigne
     c._n_settings += 1
     if c._n_settings > c.limits.max_settings_frames:
         return c._conn_error(ERR_ENHANCE_YOUR_CALM, "flood of SETTINGS frames")
-    for i in range(0, n, 6):
-        ident = (<unsigned int>p[i] << 8) | p[i + 1]
-        value = _u32(p + i + 2)
-        if ident == SET_HEADER_TABLE_SIZE:
-            # our encoder uses at most what the peer allows and at most the default
-            if min(<long long>value, DEFAULT_TABLE_SIZE) != c._encoder_table_size:
-                c._encoder_table_size = min(<long long>value, DEFAULT_TABLE_SIZE)
-                c._encoder.set_max_table_size(c._encoder_table_size)
-        elif ident == SET_ENABLE_PUSH:
-            if value > 1:
-                return c._conn_error(ERR_PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH is not 0 or 1")
-        elif ident == SET_INITIAL_WINDOW_SIZE:
-            if value > MAX_WINDOW:
-                return c._conn_error(ERR_FLOW_CONTROL_ERROR,
-                                     "SETTINGS_INITIAL_WINDOW_SIZE above 2**31-1")
-            delta = <long long>value - c.peer_initial_window_size
-            c.peer_initial_window_size = value
-            if delta != 0:
-                for s in c._streams.values():
-                    s.send_window += delta
-                    if s.send_window > MAX_WINDOW:
-                        return c._conn_error(ERR_FLOW_CONTROL_ERROR,
-                                             "SETTINGS_INITIAL_WINDOW_SIZE overflows a window")
-                    if delta > 0 and s.send_window > 0:
-                        if opened is None:
-                            opened = []
-                        opened.append(s.sid)
-        elif ident == SET_MAX_FRAME_SIZE:
-            if value < MIN_MAX_FRAME_SIZE or value > MAX_MAX_FRAME_SIZE:
-                return c._conn_error(ERR_PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
-            c.peer_max_frame_size = value
-        elif ident == SET_MAX_HEADER_LIST_SIZE:
-            c.peer_max_header_list_size = value
-        elif ident == SET_ENABLE_CONNECT_PROTOCOL:
-            if value > 1:
-                return c._conn_error(ERR_PROTOCOL_ERROR,
-                                     "SETTINGS_ENABLE_CONNECT_PROTOCOL is not 0 or 1")
-        # SETTINGS_MAX_CONCURRENT_STREAMS limits streams we would push: we push none.
-        # Unknown identifiers are ignored (§6.5.2).
-    c.peer_settings_received = True
+    if _apply_settings(c, p, n, False, opened):
+        return 0
     c._write_frame(0, FT_SETTINGS, FLAG_ACK, 0, NULL)
     c._ctl_queued += FRAME_HEADER_LEN
     if c._ctl_queued > c.limits.max_control_queue:
         return c._conn_error(ERR_ENHANCE_YOUR_CALM, "peer does not read our SETTINGS ACKs")
-    if opened is not None:
-        for sid in opened:
-            c.on_window_open(sid)
+    for sid in opened:
+        c.on_window_open(sid)
     return 0
 
 
@@ -908,6 +923,11 @@ cdef class H2Connection:
             _remember_closed(self, sid, CK_RESET_BY_US)
         if self._ctl_queued > self.limits.max_control_queue:
             return self._conn_error(ERR_ENHANCE_YOUR_CALM, "peer does not read our RST_STREAMs")
+        # resets the client provokes (malformed requests, refused streams, ...) cost what its
+        # own resets cost: the same budget (the "MadeYouReset" variant of rapid reset)
+        self._rr_resets += 1
+        if self._rr_resets > self.limits.max_rapid_resets:
+            return self._conn_error(ERR_ENHANCE_YOUR_CALM, "too many streams reset")
         return 0
 
     cdef int _close_stream(self, H2Stream s, int kind) except -1:
@@ -1004,6 +1024,35 @@ cdef class H2Connection:
             _put_u32(payload, <unsigned int>(lim.connection_window_size - DEFAULT_WINDOW))
             self._write_frame(4, FT_WINDOW_UPDATE, 0, 0, payload)
             self.conn_recv_window = lim.connection_window_size
+        return None
+
+    def initiate_upgrade(self, settings_payload):
+        """The HTTP/1.1 `Upgrade: h2c` path (RFC 7540 §3.2): `settings_payload` is the
+        HTTP2-Settings header value, base64url-decoded. Applies those settings (the 101
+        response acknowledges them), queues our SETTINGS, and makes stream 1 the upgraded
+        request, half-closed (remote): the owner answers it on stream 1 with the request it
+        parsed as HTTP/1.1 (on_request is not called). Then receive() expects the client
+        preface as usual. Raises ValueError for an invalid payload (answer 400 and stay on
+        HTTP/1.1). Call it on a fresh connection, before initiate()."""
+        cdef bytes payload = bytes(settings_payload)
+        cdef H2Stream s
+        if self._initiated or self._highest_seen:
+            raise RuntimeError("initiate_upgrade() on a connection already started")
+        _apply_settings(self, <const unsigned char *>PyBytes_AS_STRING(payload),
+                        PyBytes_GET_SIZE(payload), True, [])
+        self.initiate()
+        s = H2Stream.__new__(H2Stream)
+        s.sid = 1
+        s.state = S_HALF_CLOSED_REMOTE
+        s.send_window = self.peer_initial_window_size
+        s.recv_window = self._recv_initial
+        s.content_length = -1
+        s.announced = True
+        self._streams[1] = s
+        self.open_streams = 1
+        self.last_stream_id = 1
+        self._highest_seen = 1
+        self._rr_opened = 1
         return None
 
     cpdef bytes data_to_send(self):

@@ -32,7 +32,18 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from h2_wire import (  # noqa: E402
-    GET, PREFACE, Client, data, frame, goaway, ping, post, priority, read_frames, rst, settings,
+    GET,
+    PREFACE,
+    Client,
+    data,
+    frame,
+    goaway,
+    ping,
+    post,
+    priority,
+    read_frames,
+    rst,
+    settings,
     window_update,
 )
 

@@ -8,8 +8,22 @@ import struct
 
 import pytest
 from h2_wire import (
-    GET, PREFACE, Client, connect, data, frame, goaway, goaway_of, ping, post, priority,
-    read_frames, rst, rsts_of, settings, window_update,
+    GET,
+    PREFACE,
+    Client,
+    connect,
+    data,
+    frame,
+    goaway,
+    goaway_of,
+    ping,
+    post,
+    priority,
+    read_frames,
+    rst,
+    rsts_of,
+    settings,
+    window_update,
 )
 
 from engine import _h2
@@ -611,3 +625,30 @@ def test_stream_transition_table() -> None:
     assert _h2.stream_transition(recv_rst, S["half-closed (remote)"]) == S["closed"]
     with pytest.raises(ValueError):
         _h2.stream_transition(99, 0)
+
+
+# -- h2c upgrade (RFC 7540 §3.2) -----------------------------------------------------------------
+
+def test_initiate_upgrade() -> None:
+    c = H2EventConnection()
+    c.initiate_upgrade(struct.pack(">HI", _h2.SETTINGS_MAX_FRAME_SIZE, 32768)
+                       + struct.pack(">HI", _h2.SETTINGS_INITIAL_WINDOW_SIZE, 1000))
+    assert c.peer_max_frame_size == 32768
+    assert c.stream_state(1) == "half-closed (remote)" and c.last_stream_id == 1
+    ours = read_frames(c.data_to_send())
+    assert ours[0][0] == _h2.SETTINGS and ours[0][1] == 0      # our preface, no ACK
+    assert c.send_window(1) == 1000
+    cl = Client()
+    assert c.receive(PREFACE + settings() + cl.headers(3, GET)) == [("request", 3, GET, True)]
+    c.send_headers(1, [(b":status", b"200")], False)
+    assert c.send_data(1, b"x" * 10, True) == 10
+    assert c.stream_state(1) == "closed"
+    with pytest.raises(RuntimeError):
+        c.initiate_upgrade(b"")
+
+
+@pytest.mark.parametrize("payload", [b"\0\4\0\0", struct.pack(">HI", 2, 5),
+                                     struct.pack(">HI", 5, 100)])
+def test_initiate_upgrade_invalid_settings(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        H2EventConnection().initiate_upgrade(payload)

@@ -6,8 +6,21 @@ import struct
 
 import pytest
 from h2_wire import (
-    GET, PREFACE, Client, connect, data, frame, goaway_of, ping, post, priority, read_frames,
-    rst, rsts_of, settings, window_update,
+    GET,
+    PREFACE,
+    Client,
+    connect,
+    data,
+    frame,
+    goaway_of,
+    ping,
+    post,
+    priority,
+    read_frames,
+    rst,
+    rsts_of,
+    settings,
+    window_update,
 )
 
 from engine import _h2
@@ -186,6 +199,18 @@ def test_refused_streams_count_as_resets() -> None:
     assert [code for _, code in rsts_of(read_frames(c.data_to_send()))] == [
         _h2.REFUSED_STREAM] * 5
     calm(c, c.receive(cl.headers(13, GET)), 1)
+
+
+def test_provoked_resets_count_as_resets() -> None:
+    """Malformed requests make us reset streams: they share the rapid-reset budget (the
+    'MadeYouReset' variant)."""
+    c, cl = connect(H2Limits(max_rapid_resets=5))
+    bad = GET + [(b"connection", b"close")]
+    c.receive(b"".join(cl.headers(sid, bad) for sid in range(1, 11, 2)))
+    assert not c.closed
+    assert [code for _, code in rsts_of(read_frames(c.data_to_send()))] == [
+        _h2.PROTOCOL_ERROR] * 5
+    calm(c, c.receive(cl.headers(11, bad)), 0)
 
 
 @pytest.mark.parametrize("kind", ["settings", "ping", "empty_data", "priority", "window_update"])
