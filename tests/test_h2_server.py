@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 
 import h2.config
@@ -21,7 +22,6 @@ import h2.events
 import h2.settings
 import pytest
 import trustme
-
 from serve_util import WAIT, Served
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -496,3 +496,46 @@ def test_access_log_counts_each_stream():
             c.close()
         for i in range(3):
             s.wait_for(rf'"GET /echo\?n={i} HTTP/2" 200', stream="err")
+
+
+def test_idle_connection_gets_goaway_then_closes():
+    with _serve("--timeout-keep-alive", "0.3") as s:
+        c = H2Client("127.0.0.1", s.port)
+        try:
+            sid = c.request("/echo")
+            c.response(sid)
+            ev = c.until(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+            assert ev.error_code == 0 and ev.last_stream_id == sid
+            assert c.sock.recv(100) == b""
+        finally:
+            c.close()
+
+
+def test_limit_concurrency_counts_streams(tmp_path):
+    flag = tmp_path / "go"
+    with _serve("--limit-concurrency", "2") as s:
+        c = H2Client("127.0.0.1", s.port)
+        try:
+            held = [c.request(f"/slow?flag={flag}") for _ in range(2)]
+            sid = c.request("/echo")                 # a third stream at once: over the limit
+            headers, body, _ = c.response(sid)
+            assert headers[b":status"] == b"503" and body == b"Service Unavailable\n"
+            flag.touch()
+            for h in held:
+                headers, body, _ = c.response(h)
+                assert headers[b":status"] == b"200" and body == b"done"
+            sid = c.request("/echo")                 # under the limit again
+            assert c.response(sid)[0][b":status"] == b"200"
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("value", ["3", "h2", ""])
+def test_http_setting_is_validated(value):
+    from engine.serve.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="http must be one of"):
+        Config(http=value)
+    r = _run([os.path.join(os.path.dirname(sys.executable), "engine"), "serve", "--http",
+              value])
+    assert r.returncode == 2 and b"--http" in r.stderr

@@ -6,7 +6,6 @@ import json
 
 import httpx
 import pytest
-
 from test_frameworks import ServerThread
 
 
