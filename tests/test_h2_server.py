@@ -180,15 +180,50 @@ def test_curl_http2_over_tls_by_alpn_and_http11_on_the_same_port(tmp_path):
             assert "tls" in info["extensions"]
 
 
-def test_curl_upgrade_h2c_is_answered_over_http11(srv):
-    # curl --http2 on cleartext sends `Upgrade: h2c`; the server declines (documented) and
-    # answers over HTTP/1.1, as RFC 7540 §3.2 allows
+def test_curl_upgrade_h2c_switches_to_http2(srv):
+    # curl --http2 on cleartext sends `Upgrade: h2c` + HTTP2-Settings (RFC 7540 §3.2): the
+    # server answers 101 and the request is answered on stream 1 over HTTP/2
     _need("curl")
-    r = _run(["curl", "-sS", "--http2", "-w", "\n%{http_version}",
-              f"http://127.0.0.1:{srv.port}/echo"])
+    r = _run(["curl", "-sS", "--http2", "-v", "-w", "\n%{http_version}",
+              f"http://127.0.0.1:{srv.port}/echo?via=upgrade"])
     body, version = r.stdout.rsplit(b"\n", 1)
-    assert r.returncode == 0 and version == b"1.1", r
-    assert json.loads(body)["http_version"] == "1.1"
+    assert r.returncode == 0 and version == b"2", r
+    assert b"101 Switching Protocols" in r.stderr
+    info = json.loads(body)
+    assert info["http_version"] == "2" and info["query"] == "via=upgrade"
+    assert info["headers"]["host"] == f"127.0.0.1:{srv.port}"
+    assert "http2-settings" not in info["headers"] and "upgrade" not in info["headers"]
+
+
+def _http11_exchange(port, request):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    try:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+    finally:
+        sock.close()
+
+
+def test_upgrade_h2c_declined_with_a_body_bad_settings_or_http_1(srv):
+    up = (b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+          b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n")
+    # a request with a body stays HTTP/1.1 (its body would come over HTTP/1.1 for stream 1)
+    data = _http11_exchange(srv.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + up +
+                            b"Content-Length: 3\r\nConnection: close\r\n\r\nabc")
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["http_version"] == "1.1"
+    # HTTP2-Settings that is not a SETTINGS payload: 400
+    bad = up.replace(b"AAMAAABkAARAAAAAAAIAAAAA", b"AAMAAABkAAR")
+    data = _http11_exchange(srv.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + bad + b"\r\n")
+    assert data.startswith(b"HTTP/1.1 400"), data
+    with _serve("--http", "1") as s:
+        data = _http11_exchange(s.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + up +
+                                b"Connection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200"), data
+        assert json.loads(data.split(b"\r\n\r\n", 1)[1])["http_version"] == "1.1"
 
 
 def test_nghttp_trailers_and_several_streams(srv):
@@ -539,3 +574,23 @@ def test_http_setting_is_validated(value):
     r = _run([os.path.join(os.path.dirname(sys.executable), "engine"), "serve", "--http",
               value])
     assert r.returncode == 2 and b"--http" in r.stderr
+
+
+def test_a_client_that_never_opens_its_window_gets_the_stream_reset():
+    # the stall timeout is --timeout-request-body: no window for that long -> RST_STREAM CANCEL
+    with _serve("--timeout-request-body", "0.3") as s:
+        c = H2Client("127.0.0.1", s.port, window=0)
+        try:
+            c.until(lambda e: isinstance(e, h2.events.SettingsAcknowledged))
+            sid = c.request("/stream?n=100000")
+            ev = c.until(lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == sid,
+                         ack=False)
+            assert ev.error_code == 0x8                  # CANCEL
+            assert not [e for e in c.events if isinstance(e, h2.events.DataReceived)]
+            # the connection serves on (a small response fits a window the client opens)
+            c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+            c.flush()
+            sid = c.request("/echo")
+            assert c.response(sid)[0][b":status"] == b"200"
+        finally:
+            c.close()

@@ -46,7 +46,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``engine``'s subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="serve an ASGI app (default: the embedded app) or another protocol",
-        description="Serve an ASGI app over HTTP/1.1 and WebSocket on engine's event loop. "
+        description="Serve an ASGI app over HTTP/1.1, HTTP/2 and WebSocket on engine's event "
+        "loop. "
         "Without MODULE:APP it serves the embedded default app: a page saying what runs, "
         "/echo, a WebSocket echo at /ws, and the files of --static DIR. Stop it with "
         "SIGTERM or Ctrl-C (graceful drain); with --workers, SIGHUP restarts the workers one "

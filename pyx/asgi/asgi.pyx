@@ -43,6 +43,7 @@ import os as _os
 import sys as _sys
 import time as _time
 from stat import S_ISREG as _S_ISREG, S_ISDIR as _S_ISDIR
+from base64 import b64decode as _b64decode
 from urllib.parse import unquote as _unquote
 
 from engine import _http
@@ -80,6 +81,8 @@ cdef object _CancelledError = _asyncio.CancelledError
 
 cdef dict _ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes _SWITCH_H2C = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                          b"Upgrade: h2c\r\n\r\n")
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024    # buffered request body that pauses reading
 cdef Py_ssize_t SMALL_BODY = 16 * 1024          # copied into the head's buffer, one write
 cdef Py_ssize_t BATCH_MAX = 64 * 1024          # response bytes held for the end of an iteration
@@ -256,6 +259,7 @@ cdef class HttpProtocol(HttpParser):
         object h2                     # H2Session once the connection speaks HTTP/2
         bint sniff                    # the first bytes may be the HTTP/2 preface
         bytes sniffed                 # a prefix of the preface received so far
+        list h2c_request              # the headers of an `Upgrade: h2c` request being taken
         dict scope_base               # the http scope's per-connection fields
         dict tls_info                 # the ASGI "tls" extension of this connection, or None
         _WriteBatch batch             # where this connection's output waits (None: not batched)
@@ -559,6 +563,52 @@ cdef class HttpProtocol(HttpParser):
             return None
         return buf
 
+    cdef bint _h2c_upgrade_ok(self):
+        """An HTTP/1.1 `Upgrade: h2c` request (RFC 7540 §3.2) this server takes: HTTP/2 on,
+        cleartext, exactly one HTTP2-Settings field, and no request body (a body would arrive
+        over HTTP/1.1 for a stream of HTTP/2; such requests are answered over HTTP/1.1)."""
+        cdef int n = 0
+        if (self.cfg.http_mode == HTTP_1 or self.tls or self.upgrade.lower() != b"h2c"
+                or self.content_length > 0 or self.chunked or self.h2 is not None):
+            return False
+        for name, _ in self.headers:
+            if name == b"http2-settings":
+                n += 1
+        return n == 1
+
+    cdef _upgrade_h2c(self):
+        cdef list headers = self.h2c_request
+        cdef list hl
+        self.h2c_request = None
+        settings = None
+        hl = [(b":method", self.method), (b":scheme", b"http"), (b":path", self.target)]
+        for name, value in headers:
+            if name == b"http2-settings":
+                settings = value
+            elif name == b"host":
+                hl.append((b":authority", value))
+            elif name not in _H2_DROP and name != b"te":
+                hl.append((name, value))
+        try:
+            payload = _b64decode(settings + b"=" * (-len(settings) % 4), altchars=b"-_",
+                                 validate=True)
+        except ValueError:
+            payload = None
+        rest = self.take_remaining()          # the client preface may follow at once
+        session = H2Session(self, self.cfg.h2_limits)
+        try:
+            if payload is None:
+                raise ValueError("HTTP2-Settings is not base64url")
+            session.initiate_upgrade(payload)
+        except ValueError:
+            self._reject(400, b"Bad Request: invalid HTTP2-Settings")
+            return
+        self.sniff = False
+        self._write(_SWITCH_H2C)
+        self.h2 = session
+        self.cfg.h2_connections += 1
+        (<H2Session>session).start_upgraded(hl, rest)
+
     cdef _start_h2(self, bytes initial):
         self._cancel_timer()
         session = H2Session(self, self.cfg.h2_limits)
@@ -632,9 +682,13 @@ cdef class HttpProtocol(HttpParser):
     cdef int on_request(self) except -1:
         cdef RequestCycle cycle
         self._disarm()
-        if self.upgrade is not None and self.upgrade.lower() == b"websocket":
-            self._start_websocket()
-            return 0
+        if self.upgrade is not None:
+            if self.upgrade.lower() == b"websocket":
+                self._start_websocket()
+                return 0
+            if self._h2c_upgrade_ok():
+                self.h2c_request = self.headers    # switched in on_message_complete
+                return 0
         cfg = self.cfg
         # the connection's fields are in scope_base: a copy (a memcpy of its table) and the
         # request's own fields replaced in place
@@ -685,6 +739,8 @@ cdef class HttpProtocol(HttpParser):
     cdef int on_message_complete(self, list trailers) except -1:
         cdef RequestCycle cycle = self.cycle
         if cycle is None:
+            if self.h2c_request is not None:
+                self._upgrade_h2c()
             return 0
         if self.upgrade is not None:
             # an Upgrade we do not take (h2c -- see docs/pages/http2.md -- or anything but

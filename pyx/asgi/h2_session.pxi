@@ -30,6 +30,7 @@ cdef enum:
     H2_NO_ERROR = 0x0
     H2_INTERNAL_ERROR = 0x2
     H2_REFUSED_STREAM = 0x7
+    H2_CANCEL = 0x8
 
 cdef bytes _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"    # RFC 9113 §3.4
 cdef Py_ssize_t H2_FILE_CHUNK = 256 * 1024       # pathsend/zerocopysend: bytes read per DATA run
@@ -68,6 +69,14 @@ cdef class H2Session(H2Connection):
             self.receive(initial)
         self.proto._h2_dirty()
         self._idle_check()
+
+    cdef start_upgraded(self, list headers, bytes initial):
+        # after initiate_upgrade() (our SETTINGS queued, stream 1 half-closed): the HTTP/1.1
+        # request becomes stream 1, then what the client sent after it (its preface)
+        self.on_request(1, headers, True)
+        if initial:
+            self.receive(initial)
+        self.proto._h2_dirty()
 
     cdef data_received(self, data):
         self.receive(data)
@@ -614,13 +623,29 @@ cdef class H2Stream:
                 self._complete()
 
     async def _wait_window(self):
+        # A client that never opens its window would hold the response (and the app) for
+        # good: after --timeout-request-body seconds without window the stream is reset
+        # (CANCEL) and the app sees the client gone (the core has no clock: this is the
+        # owner's stall timeout, docs/pages/http2.md)
         cdef H2Session session = self.session
+        cdef double limit = session.proto.cfg.body_timeout
+        loop = session.proto.loop
         while not self.disconnected and session.send_window(self.sid) <= 0:
             if session.lost or not session.stream_open(self.sid):
                 self.disconnected = True       # closed under us (no hook): nothing to wait for
                 return
-            self.sender = session.proto.loop.create_future()
-            await self.sender
+            fut = self.sender = loop.create_future()
+            timer = loop.call_later(limit, self._stalled, fut) if limit > 0 else None
+            try:
+                await fut
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    def _stalled(self, fut):
+        if self.sender is fut and not fut.done() and not self.disconnected:
+            self._reset(H2_CANCEL)
+            self._wake_sender()
 
     async def _send_rest(self, body, Py_ssize_t taken, bint more, bint end):
         # the rest of a body the peer's window did not take: wait for WINDOW_UPDATE

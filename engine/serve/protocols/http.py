@@ -1,8 +1,10 @@
-"""The built-in ``http`` protocol of ``engine serve``: HTTP/1.1 + WebSocket for ASGI apps.
+"""The built-in ``http`` protocol of ``engine serve``: HTTP/1.1, HTTP/2 and WebSocket for ASGI
+apps.
 
-The protocol itself is compiled (``engine._asgi``, on the IO-free parser ``engine._http`` and the
-WebSocket codec ``engine._ws``); this module turns a server configuration into its protocol
-factory, for ``engine serve`` (``--protocol http``, the default) and for direct use::
+The protocol itself is compiled (``engine._asgi``, on the IO-free parser ``engine._http``, the
+HTTP/2 core ``engine._h2`` and the WebSocket codec ``engine._ws``); this module turns a server
+configuration into its protocol factory, for ``engine serve`` (``--protocol http``, the
+default) and for direct use::
 
     import asyncio, engine
     from engine.serve.protocols.http import serve_app
