@@ -174,7 +174,10 @@ cdef H2Limits DEFAULT_LIMITS = H2Limits()
 @cython.final
 @cython.freelist(32)
 cdef class H2Stream:
-    pass
+    """One stream's state inside an H2Connection (made by the core only)."""
+
+    def __init__(self):
+        raise TypeError("H2Stream objects are made by H2Connection")
 
 
 cdef signed char STREAM_NEXT[EV_COUNT][S_COUNT]
