@@ -1232,6 +1232,8 @@ cdef class H2Connection:
         """Queue a PING with 8 bytes of opaque data (the peer answers with a PING ACK)."""
         if PyBytes_GET_SIZE(opaque) != 8:
             raise ValueError("PING data must be 8 bytes")
+        if self.closed:
+            return None
         self._write_frame(8, FT_PING, 0, 0, PyBytes_AS_STRING(opaque))
         return None
 
