@@ -174,7 +174,10 @@ cdef H2Limits DEFAULT_LIMITS = H2Limits()
 @cython.final
 @cython.freelist(32)
 cdef class H2Stream:
-    pass
+    """One stream's state inside an H2Connection (made by the core only)."""
+
+    def __init__(self):
+        raise TypeError("H2Stream objects are made by H2Connection")
 
 
 cdef signed char STREAM_NEXT[EV_COUNT][S_COUNT]
@@ -1229,6 +1232,8 @@ cdef class H2Connection:
         """Queue a PING with 8 bytes of opaque data (the peer answers with a PING ACK)."""
         if PyBytes_GET_SIZE(opaque) != 8:
             raise ValueError("PING data must be 8 bytes")
+        if self.closed:
+            return None
         self._write_frame(8, FT_PING, 0, 0, PyBytes_AS_STRING(opaque))
         return None
 

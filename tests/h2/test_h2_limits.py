@@ -53,6 +53,18 @@ def test_limits_defaults_and_validation() -> None:
             H2Limits(**bad)
 
 
+def test_limits_and_internals_are_not_writable() -> None:
+    lim = H2Limits()
+    with pytest.raises(AttributeError):
+        lim.max_frame_size = 1 << 20  # type: ignore[misc]
+    c = H2EventConnection(lim)
+    assert c.limits is lim
+    with pytest.raises(AttributeError):
+        c.last_stream_id = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        _h2.H2Stream()  # type: ignore[attr-defined]
+
+
 def test_max_frame_size() -> None:
     c, cl = connect(H2Limits(max_frame_size=20000, initial_window_size=1 << 20))
     c.receive(cl.headers(1, post(), end=False))
