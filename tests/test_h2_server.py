@@ -594,3 +594,59 @@ def test_a_client_that_never_opens_its_window_gets_the_stream_reset():
             assert c.response(sid)[0][b":status"] == b"200"
         finally:
             c.close()
+
+
+def test_metrics_count_each_stream():
+    from test_metrics import metrics_port, scrape, until
+
+    with _serve("--metrics", "127.0.0.1:0") as s:
+        port = metrics_port(s)
+        c = H2Client("127.0.0.1", s.port)
+        try:
+            sids = [c.request("/echo") for _ in range(5)] + [c.request("/nope")]
+            sids.append(c.request("/error"))
+            bodies = [c.response(sid)[1] for sid in sids]
+            assert until(lambda: scrape(port)["engine_connections_open"] == 1, "open")
+        finally:
+            c.close()
+        m = until(lambda: (lambda m: m if m["engine_connections_open"] == 0 else None)(
+            scrape(port)), "connection closed")
+        assert m['engine_http_responses_total{status_class="2xx"}'] == 5
+        assert m['engine_http_responses_total{status_class="4xx"}'] == 1
+        assert m['engine_http_responses_total{status_class="5xx"}'] == 1
+        assert m["engine_http_request_duration_seconds_count"] == 7
+        assert m["engine_connections_total"] == 1
+        assert m["engine_response_body_bytes_total"] == sum(len(b) for b in bodies)
+
+
+@pytest.mark.parametrize("loop", ["asyncio"])
+def test_http2_on_the_asyncio_loop(loop, tmp_path):
+    # the same protocol on asyncio's own loop (its transports: no gathered writes)
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    f = tmp_path / "blob.bin"
+    f.write_bytes(data)
+    with _serve("--loop", loop) as s:
+        c = H2Client("127.0.0.1", s.port, window=1000)
+        try:
+            sid = c.request(f"/file?path={f}")
+            headers, body, _ = c.response(sid)
+            assert headers[b":status"] == b"200" and body == data
+            sid = c.request("/echo", "POST", body=None, end=False)
+            sent = 0
+            while sent < len(data):
+                room = min(c.conn.local_flow_control_window(sid),
+                           c.conn.max_outbound_frame_size, len(data) - sent)
+                if room == 0:
+                    c.until(lambda e: isinstance(e, h2.events.WindowUpdated))
+                    c.events.clear()
+                    continue
+                c.conn.send_data(sid, data[sent:sent + room])
+                sent += room
+                c.flush()
+            c.conn.end_stream(sid)
+            c.flush()
+            info = json.loads(c.response(sid)[1])
+            assert info["len"] == len(data)
+            assert info["sha256"] == hashlib.sha256(data).hexdigest()
+        finally:
+            c.close()
