@@ -587,6 +587,14 @@ def test_a_client_that_never_opens_its_window_gets_the_stream_reset():
                          ack=False)
             assert ev.error_code == 0x8                  # CANCEL
             assert not [e for e in c.events if isinstance(e, h2.events.DataReceived)]
+            # the server's own answers wait for the window too (a 500 here), then the same
+            sid = c.request("/error")
+            ev = c.until(lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == sid,
+                         ack=False)
+            assert ev.error_code == 0x8
+            head = [e for e in c.events if isinstance(e, h2.events.ResponseReceived)
+                    and e.stream_id == sid]
+            assert dict(head[0].headers)[b":status"] == b"500"
             # the connection serves on (a small response fits a window the client opens)
             c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
             c.flush()
@@ -650,3 +658,18 @@ def test_http2_on_the_asyncio_loop(loop, tmp_path):
             assert info["sha256"] == hashlib.sha256(data).hexdigest()
         finally:
             c.close()
+
+
+def test_connect_is_answered_501(srv):
+    c = H2Client("127.0.0.1", srv.port)
+    try:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(b":method", b"CONNECT"), (b":authority", b"example.com:443")],
+                            end_stream=True)
+        c.flush()
+        headers, body, _ = c.response(sid)
+        assert headers[b":status"] == b"501" and body == b"Not Implemented\n"
+        sid = c.request("/echo")                     # and the connection serves on
+        assert c.response(sid)[0][b":status"] == b"200"
+    finally:
+        c.close()

@@ -47,6 +47,10 @@ cdef inline bytes _status_bytes(int status):
     return str(status).encode()
 
 
+async def _await(aw):
+    await aw
+
+
 @cython.final
 cdef class H2Session(H2Connection):
     """One HTTP/2 connection of an HttpProtocol: the core's hooks turned into H2Streams."""
@@ -132,7 +136,9 @@ cdef class H2Session(H2Connection):
         if st is not None:
             st.total_requests += 1
         if s.scope is None:
-            return 0                         # answered by the server (_new_stream)
+            # CONNECT (a tunnel; RFC 8441 websockets are not offered): not an ASGI request
+            s._server_answer(501, b"Not Implemented\n")
+            return 0
         if cfg.limit_concurrency and (len(cfg.connections) - cfg.h2_connections
                                       + cfg.h2_streams) > cfg.limit_concurrency:
             s._server_answer(503, b"Service Unavailable\n")
@@ -186,9 +192,7 @@ cdef class H2Session(H2Connection):
         s.head = method == b"HEAD"
         s.expect_continue = expect and not end_stream
         if path is None or method == b"CONNECT":
-            # CONNECT (a tunnel; RFC 8441 websockets are not offered): not an ASGI http request
-            s.scope = None
-            s._server_answer(501, b"Not Implemented\n")
+            s.scope = None                   # on_request answers 501
             return s
         qpos = path.find(b"?")
         if qpos >= 0:
@@ -365,25 +369,16 @@ cdef class H2Stream:
     cdef _server_answer(self, int status, bytes body):
         """A response the server makes (errors, refusals): the app is not asked."""
         cdef H2Session session = self.session
-        cfg = session.proto.cfg
         self.response_started = True
         self.status = status
-        hl = [(b":status", _status_bytes(status)),
-              (b"content-type", b"text/plain; charset=utf-8"),
-              (b"content-length", str(len(body)).encode())]
-        hl.extend(cfg.default_headers)
-        if cfg.date_header:
-            hl.append((b"date", _date.get()))
-        self.headers = None
-        self.resp_headers = hl
-        if self.head:
-            session.send_headers(self.sid, hl, True)
-        else:
-            session.send_headers(self.sid, hl, False)
-            session.send_data(self.sid, body, True)   # fits any window: small, once
-            self.bytes_sent = len(body)
-        self.response_complete = True
-        session._stream_done(self)
+        self.trailers = False
+        self.headers = self.resp_headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode())]
+        aw = self._body(body, False)
+        if aw is not _DONE:
+            # the client's window is closed: the rest waits for it (or the stall timeout)
+            _start_task(session.proto.loop, _await(aw))
 
     cdef _reset(self, unsigned int code):
         cdef H2Session session = self.session
