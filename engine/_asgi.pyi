@@ -31,6 +31,10 @@ class ServerConfig:
     scheme: str
     tls_server_cert: str | None
     batch_writes: bool
+    http_mode: int                      # 0 auto, 1 HTTP/1.1 only, 2 HTTP/2 only
+    h2_limits: Any                      # engine._h2.H2Limits or None (its defaults)
+    h2_connections: int                 # live HTTP/2 connections
+    h2_streams: int                     # HTTP/2 streams being answered
     def __init__(self, app: Any, *, state: Any = ..., root_path: str = ...,
                  keep_alive: float = ..., header_timeout: float = ..., body_timeout: float = ...,
                  ws_ping_interval: float = ..., ws_ping_timeout: float = ...,
@@ -40,7 +44,8 @@ class ServerConfig:
                  lifespan_state: dict[str, Any] | None = ..., connections: set[Any] | None = ...,
                  scheme: str = ..., tls_server_cert: str | None = ...,
                  batch_writes: bool = ..., ws_per_message_deflate: bool = ...,
-                 access_format: Any = ...) -> None: ...
+                 access_format: Any = ..., http: str = ...,
+                 h2_limits: Any = ...) -> None: ...
 
     def set_metrics(self, block: Any) -> None: ...
 

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,9 +252,9 @@ def test_bench_missing_peer_is_never_assumed(tmp_path):
     """A registry naming a peer module that is not installed: no run, the install command."""
     repo = tmp_path / "repo"
     (repo / "perf").mkdir(parents=True)
-    for script in (REPO / "perf").glob("bench_*.py"):      # every script the registry names
-        shutil.copy(script, repo / "perf")
     reg = (REPO / "perf" / "suites.toml").read_text()
+    for script in re.findall(r'^script = "([^"]+)"', reg, re.M):    # every suite's script
+        shutil.copy(REPO / "perf" / script, repo / "perf")
     reg = reg.replace('uvloop = "uvloop"', 'uvloop = "no_such_uvloop_xyz"', 1)
     (repo / "perf" / "suites.toml").write_text(reg)
     r = run_engine("bench", "net", "--quick", "--repo", str(repo), cwd=tmp_path)

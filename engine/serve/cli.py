@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from .config import LIFESPAN_MODES, LOG_LEVELS, LOOPS, Config, ConfigError
+from .config import HTTP_VERSIONS, LIFESPAN_MODES, LOG_LEVELS, LOOPS, Config, ConfigError
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
@@ -46,7 +46,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``engine``'s subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="serve an ASGI app (default: the embedded app) or another protocol",
-        description="Serve an ASGI app over HTTP/1.1 and WebSocket on engine's event loop. "
+        description="Serve an ASGI app over HTTP/1.1, HTTP/2 and WebSocket on engine's event "
+        "loop. "
         "Without MODULE:APP it serves the embedded default app: a page saying what runs, "
         "/echo, a WebSocket echo at /ws, and the files of --static DIR. Stop it with "
         "SIGTERM or Ctrl-C (graceful drain); with --workers, SIGHUP restarts the workers one "
@@ -91,6 +92,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "0/1/2 are accepted too")
     g.add_argument("--ssl-ciphers", metavar="LIST",
                    help="OpenSSL cipher list for TLS 1.2 and older (default: Python's)")
+    g.add_argument("--http", choices=HTTP_VERSIONS, default="auto",
+                   help="HTTP versions: 1 (HTTP/1.1 only), 2 (HTTP/2 only: h2c with prior "
+                        "knowledge, h2 by TLS ALPN), auto (both on one port; default)")
 
     g = p.add_argument_group("application")
     g.add_argument("--factory", action="store_true",
@@ -205,7 +209,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ssl_keyfile_password=args.ssl_keyfile_password, ssl_ca_certs=args.ssl_ca_certs,
         ssl_cert_reqs=args.ssl_cert_reqs, ssl_ciphers=args.ssl_ciphers, reload=args.reload,
         reload_dirs=list(args.reload_dirs), reload_interval=args.reload_interval,
-        protocol=args.protocol, static=args.static, lifespan=args.lifespan, loop=args.loop,
+        protocol=args.protocol, http=args.http, static=args.static, lifespan=args.lifespan,
+        loop=args.loop,
         ws_max_size=args.ws_max_size, ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
         ws_per_message_deflate=args.ws_per_message_deflate, max_request_line=args.max_request_line,

@@ -33,7 +33,7 @@ from .asgi_types import ASGIApp
 
 __all__ = [
     "Config", "ConfigError", "AppLoadError", "import_from_string",
-    "LIFESPAN_MODES", "LOG_LEVELS", "LOOPS", "TRACE",
+    "HTTP_VERSIONS", "LIFESPAN_MODES", "LOG_LEVELS", "LOOPS", "TRACE",
 ]
 
 TRACE = 5                                   # log level below DEBUG, as uvicorn's "trace"
@@ -43,6 +43,10 @@ LOG_LEVELS: dict[str, int] = {
 }
 LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("engine", "asyncio")
+# --http: "1" HTTP/1.1 only, "2" HTTP/2 only (h2c prior knowledge; TLS offers only h2), "auto"
+# both on one port (cleartext: the HTTP/2 connection preface decides; TLS: ALPN)
+HTTP_VERSIONS = ("auto", "1", "2")
+_ALPN = {"auto": ["h2", "http/1.1"], "1": ["http/1.1"], "2": ["h2"]}
 # --ssl-cert-reqs: whether a client certificate is asked for and must verify (mTLS), by name
 # or by the ssl module's number (0/1/2, as uvicorn takes it)
 CERT_REQS = ("none", "optional", "required")
@@ -151,6 +155,7 @@ class Config:
     reload_dirs: list[str] = dataclasses.field(default_factory=list)
     reload_interval: float = 0.5
     protocol: str = "http"
+    http: str = "auto"                        # HTTP versions of the http protocol: 1, 2, auto
     static: str | None = None
     lifespan: str = "auto"
     loop: str = "engine"
@@ -180,6 +185,10 @@ class Config:
         if self.lifespan not in LIFESPAN_MODES:
             raise ConfigError(f"lifespan must be one of {', '.join(LIFESPAN_MODES)}, "
                               f"not {self.lifespan!r}")
+        if str(self.http) not in HTTP_VERSIONS:
+            raise ConfigError(f"http must be one of {', '.join(HTTP_VERSIONS)}, "
+                              f"not {self.http!r}")
+        self.http = str(self.http)
         if self.loop not in LOOPS:
             raise ConfigError(f"loop must be one of {', '.join(LOOPS)}, not {self.loop!r}")
         if self.workers is not None and self.workers < 1:
@@ -405,7 +414,8 @@ class Config:
             except ssl.SSLError as exc:
                 raise ConfigError(f"ssl_ciphers {self.ssl_ciphers!r}: {exc}") from None
         if self.protocol == "http":
-            ctx.set_alpn_protocols(["http/1.1"])
+            # TLS ALPN (RFC 7301): what --http allows, h2 first (the server's preference)
+            ctx.set_alpn_protocols(_ALPN[self.http])
         return ctx
 
     # --- listening --------------------------------------------------------------------------

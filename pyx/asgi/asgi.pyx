@@ -1,8 +1,13 @@
 # engine._asgi: the ASGI 3.0 HTTP/1.1 (+ WebSocket) server protocol, on engine._http's parser.
 #
-# Beside it in pyx/asgi/: ws_session.pxi (the ASGI websocket scope). It cimports engine._http's
-# HttpParser, engine._ws's FrameParser and engine._loop's SocketTransport (pyx/engine/*.pxd);
-# nothing cimports this module, so it has no .pxd. Python types: engine/_asgi.pyi.
+# Beside it in pyx/asgi/: ws_session.pxi (the ASGI websocket scope) and h2_session.pxi (ASGI
+# over HTTP/2). It cimports engine._http's HttpParser, engine._ws's FrameParser, engine._h2's
+# H2Connection and engine._loop's SocketTransport (pyx/engine/*.pxd); nothing cimports this
+# module, so it has no .pxd. Python types: engine/_asgi.pyi.
+#
+# HTTP/2 (ServerConfig.http_mode): on a cleartext connection whose first bytes are the HTTP/2
+# connection preface (RFC 9113 §3.4, "prior knowledge"), or on TLS when ALPN selected "h2"
+# (§3.2), the connection is handed to an H2Session; everything else is HTTP/1.1 as before.
 #
 # One HttpProtocol per connection. It *is* the parser (a Cython subclass of engine._http's
 # HttpParser whose hooks are C calls), and an asyncio.Protocol for any loop. Per request it
@@ -24,9 +29,11 @@ from engine._http cimport HttpParser, response_head, current_date
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from engine._ws cimport FrameParser
 from engine._loop cimport SocketTransport
+from engine._h2 cimport H2Connection, H2Limits
 
 cdef class RequestCycle
 cdef class WebSocketSession(FrameParser)
+cdef class H2Session(H2Connection)
 cdef class _WriteBatch
 
 import asyncio as _asyncio
@@ -36,6 +43,7 @@ import os as _os
 import sys as _sys
 import time as _time
 from stat import S_ISREG as _S_ISREG, S_ISDIR as _S_ISDIR
+from base64 import b64decode as _b64decode
 from urllib.parse import unquote as _unquote
 
 from engine import _http
@@ -73,6 +81,8 @@ cdef object _CancelledError = _asyncio.CancelledError
 
 cdef dict _ASGI_INFO = {"version": "3.0", "spec_version": "2.4"}
 cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes _SWITCH_H2C = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                          b"Upgrade: h2c\r\n\r\n")
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024    # buffered request body that pauses reading
 cdef Py_ssize_t SMALL_BODY = 16 * 1024          # copied into the head's buffer, one write
 cdef Py_ssize_t BATCH_MAX = 64 * 1024          # response bytes held for the end of an iteration
@@ -80,6 +90,14 @@ cdef long long DISCARD_MAX = 64 * 1024          # unread request body we read an
                                                 # the connection after an early response
 cdef double DRAIN_IDLE_GRACE = 1.0              # shutdown(): how long an idle keep-alive
                                                 # connection may still send a request
+
+# ServerConfig.http_mode (engine serve --http)
+cdef enum:
+    HTTP_AUTO = 0       # HTTP/1.1 and HTTP/2 (preface on cleartext, ALPN on TLS)
+    HTTP_1 = 1          # HTTP/1.1 only
+    HTTP_2 = 2          # HTTP/2 only
+
+cdef dict _HTTP_MODES = {"auto": HTTP_AUTO, "1": HTTP_1, "2": HTTP_2}
 
 # connection states for the timer
 cdef enum:
@@ -159,13 +177,18 @@ cdef class ServerConfig:
     cdef object metrics_view                 # keeps the block's memory alive
     cdef public bint batch_writes            # responses leave at the end of a loop iteration
     cdef object write_batch                  # _WriteBatch of the loop serving this config
+    cdef public int http_mode                # HTTP_AUTO, HTTP_1, HTTP_2
+    cdef public object h2_limits             # engine._h2.H2Limits (None: its defaults)
+    cdef public Py_ssize_t h2_connections    # live HTTP/2 connections (limit_concurrency)
+    cdef public Py_ssize_t h2_streams        # HTTP/2 streams being answered
 
     def __init__(self, app, *, state=None, root_path="", keep_alive=5.0, header_timeout=10.0,
                  body_timeout=30.0, ws_ping_interval=20.0, ws_ping_timeout=20.0,
                  ws_max_size=16 * 1024 * 1024, limits=None, default_headers=None,
                  date_header=True, access_log=False, limit_concurrency=0, lifespan_state=None,
                  connections=None, scheme="http", tls_server_cert=None, batch_writes=True,
-                 ws_per_message_deflate=True, access_format=None):
+                 ws_per_message_deflate=True, access_format=None, http="auto",
+                 h2_limits=None):
         self.app = app
         self.state = state
         self.root_path = root_path
@@ -189,6 +212,12 @@ cdef class ServerConfig:
         self.tls_server_cert = tls_server_cert
         self.batch_writes = batch_writes
         self.metrics = NULL
+        if str(http) not in _HTTP_MODES:
+            raise ValueError(f"http must be one of 'auto', '1', '2', not {http!r}")
+        self.http_mode = _HTTP_MODES[str(http)]
+        if h2_limits is not None and not isinstance(h2_limits, H2Limits):
+            raise TypeError("h2_limits must be an engine._h2.H2Limits")
+        self.h2_limits = h2_limits
 
     def set_metrics(self, block):
         """Count into ``block`` (a writable buffer of doubles, laid out as
@@ -227,6 +256,10 @@ cdef class HttpProtocol(HttpParser):
         double deadline
         bint tls
         object ws                     # WebSocketSession after an upgrade
+        object h2                     # H2Session once the connection speaks HTTP/2
+        bint sniff                    # the first bytes may be the HTTP/2 preface
+        bytes sniffed                 # a prefix of the preface received so far
+        list h2c_request              # the headers of an `Upgrade: h2c` request being taken
         dict scope_base               # the http scope's per-connection fields
         dict tls_info                 # the ASGI "tls" extension of this connection, or None
         _WriteBatch batch             # where this connection's output waits (None: not batched)
@@ -286,6 +319,18 @@ cdef class HttpProtocol(HttpParser):
                 "http.response.early_hint": {}, "http.response.trailers": {},
                 "tls": self.tls_info},
         }
+        if self.tls:
+            if cfg.http_mode != HTTP_1:
+                obj = transport.get_extra_info("ssl_object")
+                alpn = obj.selected_alpn_protocol() if obj is not None else None
+                if alpn == "h2":
+                    self._start_h2(b"")
+                    return
+                if cfg.http_mode == HTTP_2:
+                    self._close()             # HTTP/2 only, and the client did not offer h2
+                    return
+        else:
+            self.sniff = cfg.http_mode != HTTP_1
         if self.cfg.limit_concurrency and len(self.cfg.connections) > self.cfg.limit_concurrency:
             self._reject(503, b"Service Unavailable")
             return
@@ -294,6 +339,9 @@ cdef class HttpProtocol(HttpParser):
     def data_received(self, data):
         if self.cfg.metrics != NULL:
             self.cfg.metrics[M_BYTES_IN] += len(data)
+        if self.h2 is not None:
+            (<H2Session>self.h2).data_received(data)
+            return
         if self.ws is not None:
             (<WebSocketSession>self.ws).data_received(data)
             return
@@ -301,6 +349,10 @@ cdef class HttpProtocol(HttpParser):
             return
         if self.cycle is None and self.timer_kind != T_HEADER:
             self._arm(T_HEADER)          # a new request starts: headers must arrive in time
+        if self.sniff:
+            data = self._sniff(data)
+            if data is None:
+                return
         try:
             self.feed_data(data)
         except HttpParserError as exc:
@@ -311,6 +363,8 @@ cdef class HttpProtocol(HttpParser):
             self.transport.pause_reading()
 
     def eof_received(self):
+        if self.h2 is not None:
+            return False
         if self.ws is not None:
             return (<WebSocketSession>self.ws).eof_received()
         if self.cycle is not None and not self.cycle.response_complete:
@@ -328,6 +382,9 @@ cdef class HttpProtocol(HttpParser):
         self._cancel_timer()
         if self.ws is not None:
             (<WebSocketSession>self.ws).connection_lost(exc)
+        if self.h2 is not None:
+            self.cfg.h2_connections -= 1
+            (<H2Session>self.h2).connection_lost()
         if self.cycle is not None:
             self.cycle.disconnected = True
             self.cycle._wake_receiver()
@@ -339,6 +396,8 @@ cdef class HttpProtocol(HttpParser):
 
     def resume_writing(self):
         self.write_paused = False
+        if self.h2 is not None:
+            self._h2_dirty()                 # what the core held while paused
         self._wake_drain()
 
     cdef _wake_drain(self):
@@ -364,7 +423,10 @@ cdef class HttpProtocol(HttpParser):
         timeout comes first), then closes."""
         cdef double now
         self.draining = True
-        if self.ws is not None:
+        if self.h2 is not None:
+            if not self.closing:
+                (<H2Session>self.h2).shutdown()
+        elif self.ws is not None:
             (<WebSocketSession>self.ws).shutdown()
         elif self.closing:
             return
@@ -407,6 +469,18 @@ cdef class HttpProtocol(HttpParser):
     cdef _flush_out(self):
         """Hand the held output to the transport now (before anything that must follow it)."""
         cdef list out = self.out
+        if self.h2 is not None and out is not None:
+            if self.transport is not None and self.transport.is_closing():
+                out.clear()                  # the socket failed: connection_lost() follows
+                self.out_size = 0
+                return
+            if not self.write_paused:
+                # (while the client does not read, frames stay in the core: its queued
+                # replies count against H2Limits.max_control_queue there)
+                data = (<H2Session>self.h2).data_to_send()
+                if data:
+                    out.append(data)
+                    self.out_size += len(data)
         if not out:
             return
         if self.transport is None:
@@ -427,6 +501,120 @@ cdef class HttpProtocol(HttpParser):
             for data in out:
                 self.transport.write(data)
         self.out_size = 0
+
+    cdef _h2_dirty(self):
+        """The H2Session queued frames: they leave with this iteration's batch."""
+        if self.transport is None:
+            return
+        if self.batch is None:
+            if not self.write_paused and not self.transport.is_closing():
+                data = (<H2Session>self.h2).data_to_send()
+                if data:
+                    self.transport.write(data)
+        elif not self.out_queued:
+            self.out_queued = True
+            self.batch.add(self)
+
+    cdef _h2_write(self, list pieces, Py_ssize_t size):
+        """DATA frames built outside the core (a header from data_frame_header() and the
+        payload object itself, not copied): they follow what the core has queued."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        pending = (<H2Session>self.h2).data_to_send()
+        if self.batch is None:
+            if pending:
+                self.transport.write(pending)
+            for data in pieces:
+                self.transport.write(data)
+            return
+        if pending:
+            self.out.append(pending)
+            self.out_size += len(pending)
+        self.out.extend(pieces)
+        self.out_size += size
+        if self.out_size > BATCH_MAX:
+            self._flush_out()
+        elif not self.out_queued:
+            self.out_queued = True
+            self.batch.add(self)
+
+    # --- HTTP/2 -----------------------------------------------------------------------------
+
+    cdef object _sniff(self, data):
+        """The first bytes of a cleartext connection: the HTTP/2 preface (prior knowledge) or
+        HTTP/1.1. Returns the bytes for the HTTP/1.1 parser, or None (HTTP/2, or a prefix of
+        the preface that needs more bytes to decide)."""
+        cdef Py_ssize_t n
+        buf = self.sniffed + bytes(data) if self.sniffed is not None else bytes(data)
+        n = min(len(buf), len(_H2_PREFACE))
+        if buf[:n] == _H2_PREFACE[:n]:
+            if n < len(_H2_PREFACE):
+                self.sniffed = buf           # "PRI * HTTP/2.0" never reaches the HTTP/1.1 parser
+                return None
+            self.sniff = False
+            self.sniffed = None
+            self._start_h2(buf)
+            return None
+        self.sniff = False
+        self.sniffed = None
+        if self.cfg.http_mode == HTTP_2:
+            self._reject(505, b"HTTP Version Not Supported: this server speaks HTTP/2 only "
+                              b"(h2c with prior knowledge, or h2 over TLS)")
+            return None
+        return buf
+
+    cdef bint _h2c_upgrade_ok(self):
+        """An HTTP/1.1 `Upgrade: h2c` request (RFC 7540 §3.2) this server takes: HTTP/2 on,
+        cleartext, exactly one HTTP2-Settings field, and no request body (a body would arrive
+        over HTTP/1.1 for a stream of HTTP/2; such requests are answered over HTTP/1.1)."""
+        cdef int n = 0
+        if (self.cfg.http_mode == HTTP_1 or self.tls or self.upgrade.lower() != b"h2c"
+                or self.content_length > 0 or self.chunked or self.h2 is not None):
+            return False
+        for name, _ in self.headers:
+            if name == b"http2-settings":
+                n += 1
+        return n == 1
+
+    cdef _upgrade_h2c(self):
+        cdef list headers = self.h2c_request
+        cdef list hl
+        self.h2c_request = None
+        settings = None
+        hl = [(b":method", self.method), (b":scheme", b"http"), (b":path", self.target)]
+        for name, value in headers:
+            if name == b"http2-settings":
+                settings = value
+            elif name == b"host":
+                hl.append((b":authority", value))
+            elif name not in _H2_DROP and name != b"te":
+                hl.append((name, value))
+        try:
+            payload = _b64decode(settings + b"=" * (-len(settings) % 4), altchars=b"-_",
+                                 validate=True)
+        except ValueError:
+            payload = None
+        rest = self.take_remaining()          # the client preface may follow at once
+        session = H2Session(self, self.cfg.h2_limits)
+        try:
+            if payload is None:
+                raise ValueError("HTTP2-Settings is not base64url")
+            session.initiate_upgrade(payload)
+        except ValueError:
+            self._reject(400, b"Bad Request: invalid HTTP2-Settings")
+            return
+        self.sniff = False
+        self._write(_SWITCH_H2C)
+        self.h2 = session
+        self.cfg.h2_connections += 1
+        (<H2Session>session).start_upgraded(hl, rest)
+
+    cdef _start_h2(self, bytes initial):
+        self._cancel_timer()
+        session = H2Session(self, self.cfg.h2_limits)
+        self.h2 = session
+        self.cfg.h2_connections += 1
+        (<H2Session>session).start(initial)
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -470,7 +658,10 @@ cdef class HttpProtocol(HttpParser):
             return
         self.timer_kind = T_NONE
         if kind == T_IDLE:
-            self._close()
+            if self.h2 is not None:
+                (<H2Session>self.h2).idle_timeout()   # GOAWAY, then close
+            else:
+                self._close()
         elif kind == T_HEADER:
             if self.message_in_progress or self.buffered_bytes:
                 self._reject(408, b"Request Timeout")
@@ -491,11 +682,13 @@ cdef class HttpProtocol(HttpParser):
     cdef int on_request(self) except -1:
         cdef RequestCycle cycle
         self._disarm()
-        if self.upgrade is not None and self.upgrade.lower() == b"websocket":
-            self._start_websocket()
-            return 0
         if self.upgrade is not None:
-            self.decline_upgrade()           # not a protocol we speak: plain HTTP request
+            if self.upgrade.lower() == b"websocket":
+                self._start_websocket()
+                return 0
+            if self._h2c_upgrade_ok():
+                self.h2c_request = self.headers    # switched in on_message_complete
+                return 0
         cfg = self.cfg
         # the connection's fields are in scope_base: a copy (a memcpy of its table) and the
         # request's own fields replaced in place
@@ -546,7 +739,14 @@ cdef class HttpProtocol(HttpParser):
     cdef int on_message_complete(self, list trailers) except -1:
         cdef RequestCycle cycle = self.cycle
         if cycle is None:
+            if self.h2c_request is not None:
+                self._upgrade_h2c()
             return 0
+        if self.upgrade is not None:
+            # an Upgrade we do not take (h2c -- see docs/pages/http2.md -- or anything but
+            # websocket): a plain HTTP/1.1 request (RFC 9110 §7.8). The parser holds an upgrade
+            # until the request is complete, so it is declined here, not in on_request.
+            self.decline_upgrade()
         cycle.more_body = False
         cycle.request_complete = True
         cycle._wake_receiver()
@@ -799,18 +999,46 @@ cdef inline void _count_response(double* m, int status, Py_ssize_t body_bytes,
 
 
 cdef _log_access(RequestCycle c, ServerConfig cfg):
-    scope = c.scope
+    _log_access_fields(c.scope, c.status, c.bytes_sent, c.t0, c.headers, cfg)
+
+
+cdef _log_access_fields(dict scope, int status, Py_ssize_t bytes_sent, double t0, headers,
+                        ServerConfig cfg):
+    # one access-log line (HTTP/1.1 responses and HTTP/2 streams)
     if cfg.access_format is not None:
-        _access_logger.info("%s", cfg.access_format(scope, c.status, c.bytes_sent,
-                                                    _now() - c.t0, c.headers))
+        _access_logger.info("%s", cfg.access_format(scope, status, bytes_sent,
+                                                    _now() - t0, headers))
         return
     client = scope.get("client")
     addr = f"{client[0]}:{client[1]}" if client else "-"
     qs = scope["query_string"]
     path = scope["raw_path"].decode("latin-1") + (("?" + qs.decode("latin-1")) if qs else "")
     _access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms', addr, scope["method"], path,
-                        scope["http_version"], c.status, c.bytes_sent,
-                        (_now() - c.t0) * 1000.0)
+                        scope["http_version"], status, bytes_sent,
+                        (_now() - t0) * 1000.0)
+
+
+cdef inline int _check_after_start(str t, bint complete, bint body_finished,
+                                   bint trailers) except -1:
+    """The ASGI message order after http.response.start (HTTP/1.1 and HTTP/2 alike)."""
+    if complete:
+        raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response already "
+                           f"completed.")
+    if t == "http.response.early_hint":
+        raise RuntimeError("ASGI message 'http.response.early_hint' must come before "
+                           "'http.response.start' (103 Early Hints precede the response).")
+    if body_finished:
+        if t != "http.response.trailers":
+            raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after the last body "
+                               f"message: only 'http.response.trailers' may follow.")
+    elif t == "http.response.trailers":
+        if not trailers:
+            raise RuntimeError("ASGI message 'http.response.trailers' sent, but "
+                               "'http.response.start' did not announce trailers "
+                               "(\"trailers\": True).")
+        raise RuntimeError("ASGI message 'http.response.trailers' sent before the body "
+                           "ended (a body message with more_body=False).")
+    return 0
 
 
 @cython.final
@@ -984,23 +1212,7 @@ cdef class RequestCycle:
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
             self._start(message)
             return _DONE
-        if self.response_complete:
-            raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response already "
-                               f"completed.")
-        if t == "http.response.early_hint":
-            raise RuntimeError("ASGI message 'http.response.early_hint' must come before "
-                               "'http.response.start' (103 Early Hints precede the response).")
-        if self.body_finished:
-            if t != "http.response.trailers":
-                raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after the last body "
-                                   f"message: only 'http.response.trailers' may follow.")
-        elif t == "http.response.trailers":
-            if not self.trailers:
-                raise RuntimeError("ASGI message 'http.response.trailers' sent, but "
-                                   "'http.response.start' did not announce trailers "
-                                   "(\"trailers\": True).")
-            raise RuntimeError("ASGI message 'http.response.trailers' sent before the body "
-                               "ended (a body message with more_body=False).")
+        _check_after_start(t, self.response_complete, self.body_finished, self.trailers)
         if proto.closing:
             return _DONE                        # the client went away: nothing to write to
         if t == "http.response.trailers":
@@ -1363,3 +1575,4 @@ cdef _cork(sock, bint on):
 
 
 include "ws_session.pxi"
+include "h2_session.pxi"

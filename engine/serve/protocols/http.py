@@ -1,8 +1,10 @@
-"""The built-in ``http`` protocol of ``engine serve``: HTTP/1.1 + WebSocket for ASGI apps.
+"""The built-in ``http`` protocol of ``engine serve``: HTTP/1.1, HTTP/2 and WebSocket for ASGI
+apps.
 
-The protocol itself is compiled (``engine._asgi``, on the IO-free parser ``engine._http`` and the
-WebSocket codec ``engine._ws``); this module turns a server configuration into its protocol
-factory, for ``engine serve`` (``--protocol http``, the default) and for direct use::
+The protocol itself is compiled (``engine._asgi``, on the IO-free parser ``engine._http``, the
+HTTP/2 core ``engine._h2`` and the WebSocket codec ``engine._ws``); this module turns a server
+configuration into its protocol factory, for ``engine serve`` (``--protocol http``, the
+default) and for direct use::
 
     import asyncio, engine
     from engine.serve.protocols.http import serve_app
@@ -73,6 +75,7 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         scheme="https" if ssl is not None else "http",
         tls_server_cert=server_cert,
         access_format=_access_format(config),
+        http=str(_opt(config, "http", "auto")),
     )
     block = getattr(state, "metrics_block", None) if state is not None else None
     if block is not None:
