@@ -5,7 +5,6 @@ import asyncio
 import json
 
 import httpx
-import pytest
 from test_frameworks import ServerThread
 
 
@@ -93,8 +92,10 @@ def test_django_over_http2():
             ALLOWED_HOSTS=["127.0.0.1", "localhost"], MIDDLEWARE=[],
             INSTALLED_APPS=[], DATABASES={})
         django.setup()
-    if settings.ROOT_URLCONF not in ("test_frameworks", "tests.test_frameworks"):
-        pytest.skip("Django was configured by another test module in this process")
+    # in-process Django is configured only here and in tests/test_frameworks.py, both with that
+    # module as the URLconf (tests/integrations run Django in a subprocess)
+    assert settings.ROOT_URLCONF in ("test_frameworks", "tests.test_frameworks"), \
+        settings.ROOT_URLCONF
     from django.core.asgi import get_asgi_application
 
     app = get_asgi_application()
