@@ -9,7 +9,14 @@ Scenarios (h2load: -c connections, -m concurrent streams per connection):
   h2_body_64k     a 64 KiB response body, -c64 -m10                      requests/s, MiB/s
   h2_file_1m      a 1 MiB file: engine by http.response.pathsend, the peers by the same app
                   (they do not advertise pathsend: it streams the file), -c16 -m4   MiB/s
+  h2_file_1m_f1m  the same with h2load --max-frame-size=1M (1 MiB DATA frames allowed;
+                  not in the default set)                                MiB/s
   h1_hello        HTTP/1.1 hello world with wrk, 64 connections          requests/s
+
+Servers: engine, granian, hypercorn, and engine-pread (engine with ENGINE_H2_SENDFILE=0:
+pathsend's DATA frames read with pread and written with writev, the other side of the A/B
+against engine's default, a frame header sent with MSG_MORE + sendfile(2) per frame; compare
+them with --servers engine,engine-pread --scenarios h2_file_1m,h2_file_1m_f1m).
 
 Each (scenario, server) runs --rounds times, interleaved; the median is kept; the results
 document (engine.bench.results, results/SCHEMA.md) holds the ratios engine/peer of one run. A
@@ -89,11 +96,17 @@ ENGINE_SERVER = textwrap.dedent('''
 
 # scenario -> (path, h2load connections, streams per connection); h1_hello runs wrk
 H2_SCENARIOS = {"h2_hello_m10": ("/", 64, 10), "h2_hello_m100": ("/", 64, 100),
-                "h2_body_64k": ("/64k", 64, 10), "h2_file_1m": ("/file", 16, 4)}
+                "h2_body_64k": ("/64k", 64, 10), "h2_file_1m": ("/file", 16, 4),
+                "h2_file_1m_f1m": ("/file", 16, 4)}
+# h2load options beyond -c/-m: the client's SETTINGS_MAX_FRAME_SIZE (default 16 KiB)
+H2LOAD_EXTRA = {"h2_file_1m_f1m": ["--max-frame-size=1M"]}
+DEFAULT_SCENARIOS = ["h2_hello_m10", "h2_hello_m100", "h2_body_64k", "h2_file_1m", "h1_hello"]
 LABELS = {"h2_hello_m10": ("h2c hello world, -c64 -m10", "requests/s", "rps"),
           "h2_hello_m100": ("h2c hello world, -c64 -m100", "requests/s", "rps"),
           "h2_body_64k": ("h2c 64 KiB body, -c64 -m10", "requests/s", "rps"),
           "h2_file_1m": ("h2c 1 MiB file (pathsend), -c16 -m4", "MiB/s", "mib_s"),
+          "h2_file_1m_f1m": ("h2c 1 MiB file (pathsend), -c16 -m4, 1 MiB frames", "MiB/s",
+                             "mib_s"),
           "h1_hello": ("HTTP/1.1 hello world (wrk), 64 conns", "requests/s", "rps")}
 
 
@@ -102,7 +115,10 @@ def start_server(name, port, workdir, cpu, http="2"):
     taskset = ["taskset", "-c", str(cpu)]
     py = sys.executable
     bindir = os.path.dirname(py)
-    if name == "engine":
+    if name == "engine-pread":
+        # the A/B of pathsend over h2c: pread + writev instead of sendfile(2) per DATA frame
+        env["ENGINE_H2_SENDFILE"] = "0"
+    if name in ("engine", "engine-pread"):
         cmd = taskset + [py, os.path.join(workdir, "engine_server.py"), str(port), workdir]
     elif name == "granian":
         exe = shutil.which("granian", path=bindir) or "granian"
@@ -140,6 +156,7 @@ def parse_h2load(out):
 def run_h2load(port, scenario, duration, cpu, server_cpu=None, warmup=1):
     path, conns, streams = H2_SCENARIOS[scenario]
     cmd = ["taskset", "-c", str(cpu), "h2load", "-t1", f"-c{conns}", f"-m{streams}",
+           *H2LOAD_EXTRA.get(scenario, []),
            f"-D{int(duration)}", f"--warm-up-time={warmup}", f"http://127.0.0.1:{port}{path}"]
     before = cpu_times(server_cpu) if server_cpu is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
@@ -155,7 +172,7 @@ def run_h2load(port, scenario, duration, cpu, server_cpu=None, warmup=1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default="engine,granian,hypercorn")
-    ap.add_argument("--scenarios", default=",".join(LABELS))
+    ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS))
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=0)
@@ -220,11 +237,11 @@ def main():
                     round(r["server_cpu_us_per_req"], 1) for r in runs]
             extra[s] = e
         docsc[sc] = {"label": label, "kind": "throughput", "unit": unit,
-                     "in_geomean": sc.startswith("h2_") and sc != "h2_file_1m",
+                     "in_geomean": sc.startswith("h2_") and not sc.startswith("h2_file"),
                      "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
                      "extra": extra}
     full = (set(servers) == {"engine", "granian", "hypercorn"}
-            and set(scenarios) == set(LABELS) and args.rounds >= 3 and args.duration >= 5)
+            and set(scenarios) == set(DEFAULT_SCENARIOS) and args.rounds >= 3 and args.duration >= 5)
     doc = R.samples_doc(
         suite="h2", subject="engine", peers=peers, mode="full" if full else "custom",
         description="h2load against engine serve's HTTP/2 (h2c prior knowledge) vs granian "
