@@ -148,6 +148,11 @@ class Postgres:
         self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-l", self.logfile,
                   "-w", "-t", "60", "-o", options, "start")
 
+    def pid(self) -> int:
+        """The postmaster's pid (first line of postmaster.pid)."""
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            return int(f.readline())
+
     def stop(self) -> None:
         subprocess.run([*self.as_user, os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir,
                         "-m", "fast", "-w", "stop"], stdout=subprocess.DEVNULL, timeout=120)
@@ -283,6 +288,41 @@ def parse_wrk(out: str) -> dict[str, float | int | None]:
             "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0}
 
 
+def _procs() -> dict[int, tuple[int, int, float]]:
+    """pid -> (parent pid, session id, user+system CPU seconds) of every process."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                       # gone meanwhile
+        out[int(name)] = (int(fields[1]), int(fields[3]),
+                          (int(fields[11]) + int(fields[12])) / hz)
+    return out
+
+
+def cpu_split(server_sid: int, pg_pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the server (its whole session: a supervisor and its workers)
+    and of PostgreSQL (the postmaster and its backends). Processes that ended are not counted:
+    call it around a run in which neither starts nor stops processes."""
+    procs = _procs()
+    server = sum(c for _, sid, c in procs.values() if sid == server_sid)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    pg, todo = 0.0, [pg_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            pg += procs[pid][2]
+            todo.extend(children.get(pid, ()))
+    return server, pg
+
+
 def run_wrk(port: int, test: str, duration: int, connections: int,
             cpu: int) -> dict[str, float | int | None]:
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
@@ -347,6 +387,7 @@ def main() -> None:
         db.start()
         try:
             asyncio.run(db.seed())
+            pg_pid = db.pid()
             env = dict(os.environ, BENCH_PGHOST="127.0.0.1", BENCH_PGPORT=str(db.port),
                        BENCH_PGUSER="bench",
                        BENCH_PGDATABASE="hello_world", BENCH_DB_POOL=str(args.db_pool),
@@ -366,11 +407,20 @@ def main() -> None:
                                     continue
                                 validate(port, test)
                                 run_wrk(port, test, 1, args.connections, args.client_cpu)
+                                before = cpu_split(proc.pid, pg_pid)
                                 result = run_wrk(port, test, args.duration, args.connections,
                                                  args.client_cpu)
+                                after = cpu_split(proc.pid, pg_pid)
+                                done = result["rps"] * args.duration
+                                if done:
+                                    result["server_cpu_us"] = (after[0] - before[0]) * 1e6 / done
+                                    result["db_cpu_us"] = (after[1] - before[1]) * 1e6 / done
                                 samples[(app, test, server)].append(result)
                                 print(f"round {round_no + 1} {app:9} {server:14} {test:9} "
-                                      f"{result['rps']:>10,.0f} req/s", flush=True)
+                                      f"{result['rps']:>10,.0f} req/s   CPU per request: "
+                                      f"server {result.get('server_cpu_us', 0):6.1f} us, "
+                                      f"PostgreSQL {result.get('db_cpu_us', 0):6.1f} us",
+                                      flush=True)
                         finally:
                             stop_server(proc)
         finally:
@@ -409,7 +459,11 @@ def report(args: argparse.Namespace, cases: list[tuple[str, str]], servers: list
             runs = {n: samples[(app, test, source[n])] for n in names}
             extra = {n: {"non2xx": sum(r["non2xx"] for r in rs),
                          "socket_errors": sum(r["socket_errors"] for r in rs),
-                         "p99_ms_rounds": [r.get("p99_ms") for r in rs]}
+                         "p99_ms_rounds": [r.get("p99_ms") for r in rs],
+                         "server_cpu_us_per_req_rounds": [
+                             round(r.get("server_cpu_us", 0), 1) for r in rs],
+                         "db_cpu_us_per_req_rounds": [
+                             round(r.get("db_cpu_us", 0), 1) for r in rs]}
                      for n, rs in runs.items()}
             scenarios[f"{app}-{test}"] = {
                 "label": f"{app}: {TESTS[test][1]}", "kind": "throughput",
