@@ -36,63 +36,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_http import cpu_times, free_port, run_wrk, stop_server, wait_port  # noqa: E402
-
-APP = textwrap.dedent('''
-    import os
-    FILE = os.environ.get("BENCH_FILE", "")
-    BODY_64K = b"x" * 65536
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                while True:
-                    m = await receive()
-                    if m["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    else:
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
-            return
-        path = scope["path"]
-        if path == "/file":
-            size = os.path.getsize(FILE)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/octet-stream"),
-                                    (b"content-length", str(size).encode())]})
-            if "http.response.pathsend" in scope.get("extensions", {}):
-                await send({"type": "http.response.pathsend", "path": FILE})
-            else:
-                with open(FILE, "rb") as f:
-                    while True:
-                        chunk = f.read(256 * 1024)
-                        more = f.tell() < size
-                        await send({"type": "http.response.body", "body": chunk,
-                                    "more_body": more})
-                        if not more:
-                            break
-            return
-        if path == "/64k":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/octet-stream"),
-                                    (b"content-length", b"65536")]})
-            await send({"type": "http.response.body", "body": BODY_64K})
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"Hello, world!"})
-''')
-
-ENGINE_SERVER = textwrap.dedent('''
-    import sys, engine
-    sys.path.insert(0, sys.argv[2])
-    from benchapp import app
-    from engine.serve.protocols.http import serve_app
-    engine.run(serve_app(app, "127.0.0.1", int(sys.argv[1])))
-''')
+from bench_http import APP, ENGINE_SERVER, cpu_times, free_port, run_wrk, stop_server, wait_port  # noqa: E402  # noqa: E402
 
 # scenario -> (path, h2load connections, streams per connection); h1_hello runs wrk
 H2_SCENARIOS = {"h2_hello_m10": ("/", 64, 10), "h2_hello_m100": ("/", 64, 100),
@@ -241,7 +187,8 @@ def main():
                      "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
                      "extra": extra}
     full = (set(servers) == {"engine", "granian", "hypercorn"}
-            and set(scenarios) == set(DEFAULT_SCENARIOS) and args.rounds >= 3 and args.duration >= 5)
+            and set(scenarios) == set(DEFAULT_SCENARIOS) and args.rounds >= 3
+            and args.duration >= 5)
     doc = R.samples_doc(
         suite="h2", subject="engine", peers=peers, mode="full" if full else "custom",
         description="h2load against engine serve's HTTP/2 (h2c prior knowledge) vs granian "
