@@ -38,7 +38,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_http import APP, ENGINE_SERVER, cpu_times, free_port, run_wrk, stop_server, wait_port  # noqa: E402  # noqa: E402
+import bench_http as _bh  # noqa: E402
+
+APP, ENGINE_SERVER, cpu_times, free_port = _bh.APP, _bh.ENGINE_SERVER, _bh.cpu_times, _bh.free_port
+run_wrk, stop_server, wait_port = _bh.run_wrk, _bh.stop_server, _bh.wait_port
 
 # scenario -> (path, h2load connections, streams per connection); h1_hello runs wrk
 H2_SCENARIOS = {"h2_hello_m10": ("/", 64, 10), "h2_hello_m100": ("/", 64, 100),
