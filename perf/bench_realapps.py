@@ -30,6 +30,12 @@ server) is run --rounds times, the servers interleaved within a round; the media
         [--servers engine,granian,uvicorn,uvicorn-engine,uvicorn-rloop] [--duration 10]
         [--rounds 3] [--connections 64] [--scenarios starlette-db,...] [--results results/]
 
+The ceiling (``--servers ...,direct``): realapps/direct.py calls the same app in-process, no
+server, no sockets (64 coroutines, as wrk's connections), on the server's CPU with PostgreSQL.
+No server can pass its requests/s there, so "ceiling/granian" says how far ahead of granian
+any server could be with that app: a target above it is out of reach for any server. It is
+reported beside engine's figures (extras ``ceiling_*``), not as a peer.
+
 Smoke run (a second per case; proves the suite works, measures nothing):
 
     python perf/bench_realapps.py --duration 1 --rounds 1
@@ -54,6 +60,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +79,9 @@ TESTS = {
     "plaintext": ("/plaintext", "plaintext"),
 }
 DB_TESTS = ("db", "queries", "fortunes", "updates")
-SERVERS = ("engine", "granian", "uvicorn", "uvicorn-engine", "uvicorn-rloop")
+SERVERS = ("engine", "granian", "uvicorn", "uvicorn-engine", "uvicorn-rloop", "direct")
+# "direct" is no server: the ceiling, the app called in-process (realapps/direct.py) on uvloop
+DEFAULT_SERVERS = SERVERS[:-1]
 # servers that cannot run the database tests, and why (they run json and plaintext only)
 NO_DB = {"uvicorn-rloop": "rloop 0.5's TCP transport refuses set_protocol(), which asyncpg's "
                           "connect uses (NotImplementedError)"}
@@ -333,13 +342,38 @@ def run_wrk(port: int, test: str, duration: int, connections: int,
     return parse_wrk(proc.stdout)
 
 
+def run_direct(app: str, test: str, args: argparse.Namespace, env: dict[str, str],
+               pg_pid: int) -> dict[str, float | int | None]:
+    """The ceiling of one case: realapps/direct.py (the app without a server) on the server's
+    CPU for --duration seconds, after a one-second warm-up run."""
+    cmd = ["taskset", "-c", str(args.server_cpu), sys.executable,
+           os.path.join(APPS_DIR, "direct.py"), app, TESTS[test][0]]
+    subprocess.run([*cmd, "1", str(args.connections)], env=env, cwd=APPS_DIR, check=True,
+                   capture_output=True, timeout=120)
+    before = cpu_split(-1, pg_pid)
+    proc = subprocess.run([*cmd, str(args.duration), str(args.connections)], env=env,
+                          cwd=APPS_DIR, capture_output=True, text=True,
+                          timeout=args.duration + 120)
+    after = cpu_split(-1, pg_pid)
+    m = re.search(r"requests (\d+) status-errors (\d+) cpu ([\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"direct {app} {test} failed: {proc.stdout[-800:]} "
+                           f"{proc.stderr[-2000:]}")
+    done = int(m.group(1))
+    return {"rps": done / args.duration, "non2xx": int(m.group(2)), "socket_errors": 0,
+            "server_cpu_us": float(m.group(3)) * 1e6 / max(done, 1),
+            "db_cpu_us": (after[1] - before[1]) * 1e6 / max(done, 1)}
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--apps", default=",".join(APPS))
     ap.add_argument("--tests", default=",".join(TESTS))
-    ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                    help="among " + ",".join(SERVERS) + " (direct: the ceiling, the app called "
+                    "without a server; reported beside engine's figures)")
     ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per case")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
@@ -396,6 +430,17 @@ def main() -> None:
             for round_no in range(args.rounds):
                 for app in apps:
                     for server in servers:
+                        if server == "direct":
+                            for test in tests:
+                                if (app, test) in cases:
+                                    result = run_direct(app, test, args, env, pg_pid)
+                                    samples[(app, test, server)].append(result)
+                                    print(f"round {round_no + 1} {app:9} {server:14} "
+                                          f"{test:9} {result['rps']:>10,.0f} req/s   CPU per "
+                                          f"request: app {result['server_cpu_us']:6.1f} us, "
+                                          f"PostgreSQL {result['db_cpu_us']:6.1f} us",
+                                          flush=True)
+                            continue
                         server_env = dict(env, BENCH_NO_DB="1") if server in NO_DB else env
                         proc, port = start_server(server, app, args.server_cpu, server_env,
                                                   os.path.join(workdir, f"{server}.log"))
@@ -465,6 +510,14 @@ def report(args: argparse.Namespace, cases: list[tuple[str, str]], servers: list
                          "db_cpu_us_per_req_rounds": [
                              round(r.get("db_cpu_us", 0), 1) for r in rs]}
                      for n, rs in runs.items()}
+            ceiling = samples.get((app, test, "direct"))
+            if ceiling and suite == "realapps":
+                # beside the subject: what no server can pass with this app on this CPU
+                extra[subject]["ceiling_rps_rounds"] = [round(r["rps"], 1) for r in ceiling]
+                extra[subject]["ceiling_app_cpu_us_per_req_rounds"] = [
+                    round(r["server_cpu_us"], 1) for r in ceiling]
+                extra[subject]["ceiling_db_cpu_us_per_req_rounds"] = [
+                    round(r["db_cpu_us"], 1) for r in ceiling]
             scenarios[f"{app}-{test}"] = {
                 "label": f"{app}: {TESTS[test][1]}", "kind": "throughput",
                 "unit": "requests/s", "in_geomean": True,
@@ -492,6 +545,14 @@ def report(args: argparse.Namespace, cases: list[tuple[str, str]], servers: list
                                for p, r in sc.get("ratios", {}).items())
             if ratios:
                 print(f"{'':22} {ratios}")
+            top = sc["impls"][subject].get("ceiling_rps_rounds")
+            if top:
+                top_rps = statistics.median(top)
+                bounds = "  ".join(f"ceiling/{p} {top_rps / sc['impls'][p]['value']:.2f}x"
+                                   for p in peers if p in sc["impls"])
+                print(f"{'':22} ceiling (the app without a server) {top_rps:,.0f}: "
+                      f"{subject} at {sc['impls'][subject]['value'] / top_rps:.0%} of it; "
+                      f"{bounds}")
             errors = {n: sc["impls"][n].get("non2xx", 0) + sc["impls"][n].get("socket_errors", 0)
                       for n in names if n in sc["impls"]}
             if any(errors.values()):
