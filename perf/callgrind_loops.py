@@ -27,8 +27,11 @@ rloop 0.5 cannot run asyncpg (its transport refuses ``set_protocol()``): that ce
 
 ``--annotate DIR`` keeps the callgrind files in DIR and prints, per loop, the functions with
 the most self instructions per op ((self Ir in the N-run - in the 0-run) / N, from
-``callgrind_annotate``), to see where engine pays more than uvloop. Busy polling is off (ENGINE_BUSY_POLL_US=0: it spins by the clock) and
-PYTHONHASHSEED is fixed. Needs valgrind, uvicorn, httptools, asyncpg, uvloop (rloop optional).
+``callgrind_annotate``), to see where engine pays more than uvloop (engine's functions have
+names only in a build installed with ``pip install -C install.strip=false .``). ``--sim`` adds
+callgrind's cache and branch simulation. Busy polling is off (ENGINE_BUSY_POLL_US=0: it spins
+by the clock) and PYTHONHASHSEED is fixed. Needs valgrind, uvicorn, httptools, asyncpg, uvloop
+(rloop optional); the starlette scenario also starlette and orjson.
 """
 from __future__ import annotations
 
@@ -167,7 +170,7 @@ def _http_client(port: int, n: int, timeout: float, path: str = "/",
     request = b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path.encode()
 
     def exchange(counts: list[int]) -> None:
-        left = {s: c for s, c in zip(conns, counts) if c}
+        left = {s: c for s, c in zip(conns, counts, strict=True) if c}
         buf = {s: b"" for s in left}
         for s in left:
             s.sendall(request)
@@ -228,7 +231,8 @@ def events(loop_name: str, scenario: str, n: int, pg_port: int, keep: str | None
                 deadline = time.monotonic() + timeout
                 while not os.path.exists(portfile):
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"server did not start:\n{proc.communicate()[1][-3000:]}")
+                        err = proc.communicate()[1]
+                        raise RuntimeError(f"server did not start:\n{err[-3000:]}")
                     time.sleep(0.2)
                 with open(portfile) as f:
                     _http_client(int(f.read()), n, timeout,
@@ -252,7 +256,7 @@ def events(loop_name: str, scenario: str, n: int, pg_port: int, keep: str | None
             raise RuntimeError(f"no callgrind totals in:\n{err[-3000:]}")
         if keep:
             shutil.copy(out, keep)
-        return dict(zip(names.group(1).split(), map(int, totals.group(1).split())))
+        return dict(zip(names.group(1).split(), map(int, totals.group(1).split()), strict=True))
 
 
 def derived(ev: dict[str, int]) -> dict[str, int]:
@@ -309,7 +313,8 @@ def main() -> int:
                    help="keep-alive connections of the HTTP client")
     p.add_argument("--queries", type=int, default=SCENARIOS["asyncpg"],
                    help="N of the asyncpg scenario")
-    p.add_argument("--annotate", metavar="DIR", help="keep callgrind files here, print top functions")
+    p.add_argument("--annotate", metavar="DIR",
+                   help="keep callgrind files here, print the top functions per op")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per callgrind run")
     p.add_argument("--sim", action="store_true",

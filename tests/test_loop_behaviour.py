@@ -34,6 +34,28 @@ class LoopBehaviour(LoopCase):
         loop.run_forever()
         assert seen == [0, 1, 2, 3, 4]
 
+    def test_call_soon_arguments_as_asyncio_takes_them(self, loop):
+        # positional callback and args, callback and context as keywords (what asyncio's C
+        # Future/Task pass); a missing, repeated or unknown argument is a TypeError
+        got = []
+        var = contextvars.ContextVar("var", default="outside")
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "inside")
+        loop.call_soon(got.append, "positional")
+        loop.call_soon(callback=lambda: got.append("keyword"))
+        loop.call_soon(lambda *a: got.append(a), 1, 2, 3, context=ctx)
+        loop.call_soon(lambda: got.append(var.get()), context=ctx)
+        for bad in ({}, {"foo": 1}):
+            with pytest.raises(TypeError):
+                loop.call_soon(**bad)
+        with pytest.raises(TypeError):
+            loop.call_soon(got.append, callback=got.append)
+        with pytest.raises(TypeError):
+            loop.call_soon(got.append, "x", nope=1)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert got == ["positional", "keyword", (1, 2, 3), "inside"]
+
     def test_callbacks_scheduled_during_iteration_run_in_next_one(self, loop):
         order = []
 
