@@ -2,6 +2,7 @@
 
 If asyncio's loop fails one of these, the test is wrong, not engine.
 """
+import array
 import asyncio
 import contextvars
 import logging
@@ -32,6 +33,28 @@ class LoopBehaviour(LoopCase):
         loop.call_soon(loop.stop)
         loop.run_forever()
         assert seen == [0, 1, 2, 3, 4]
+
+    def test_call_soon_arguments_as_asyncio_takes_them(self, loop):
+        # positional callback and args, callback and context as keywords (what asyncio's C
+        # Future/Task pass); a missing, repeated or unknown argument is a TypeError
+        got = []
+        var = contextvars.ContextVar("var", default="outside")
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "inside")
+        loop.call_soon(got.append, "positional")
+        loop.call_soon(callback=lambda: got.append("keyword"))
+        loop.call_soon(lambda *a: got.append(a), 1, 2, 3, context=ctx)
+        loop.call_soon(lambda: got.append(var.get()), context=ctx)
+        for bad in ({}, {"foo": 1}):
+            with pytest.raises(TypeError):
+                loop.call_soon(**bad)
+        with pytest.raises(TypeError):
+            loop.call_soon(got.append, callback=got.append)
+        with pytest.raises(TypeError):
+            loop.call_soon(got.append, "x", nope=1)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert got == ["positional", "keyword", (1, 2, 3), "inside"]
 
     def test_callbacks_scheduled_during_iteration_run_in_next_one(self, loop):
         order = []
@@ -697,6 +720,47 @@ class LoopBehaviour(LoopCase):
         assert data == b"a" * 1000 + b"b" * 1000 + b"c" * 1000 + b"x" * 65536 * 100
         assert ("buffered", True) in events
         assert events.index("pause") < events.index("resume")
+
+    def test_write_takes_bytes_bytearray_and_any_memoryview(self, loop):
+        # every bytes-like kind is sent as its bytes (a memoryview's nbytes, whatever its item
+        # format), a mutable buffer may be reused as soon as write() returns, and a buffer that
+        # is not C-contiguous is a fatal write error, as in asyncio
+        a, b = socket.socketpair()
+        errors = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        words = array.array("I", [1, 2, 3])
+
+        async def main():
+            tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+            buf = bytearray(b"mutable")
+            tr.write(buf)
+            buf[:] = b"changed"
+            tr.write(b"bytes")
+            tr.write(memoryview(b"..view..")[2:6])
+            tr.write(memoryview(bytearray(b"rw")))
+            tr.write(memoryview(words))
+            tr.write(memoryview(b""))
+            tr.write(bytearray())
+            tr.writelines([memoryview(b"AB"), bytearray(b"CD"), b"EF"])
+            assert tr.get_write_buffer_size() == 0 and not errors
+            tr.write(memoryview(b"abcdef")[::2])
+            for _ in range(100):
+                if errors and tr.is_closing():
+                    break
+                await asyncio.sleep(0.01)
+            return tr
+
+        try:
+            tr = loop.run_until_complete(main())
+            assert tr.is_closing()
+            assert len(errors) == 1 and isinstance(errors[0]["exception"], BufferError)
+            b.settimeout(10)
+            got = b""
+            while chunk := b.recv(65536):
+                got += chunk
+        finally:
+            b.close()
+        assert got == b"mutable" + b"bytes" + b"view" + b"rw" + words.tobytes() + b"ABCDEF"
 
     def test_buffered_protocol_receives_into_numpy(self, loop):
         import numpy as np

@@ -220,6 +220,23 @@ cdef inline void _set_heap_idx(PyObject *t, Py_ssize_t i) noexcept:
     (<TimerHandle>t)._heap_idx = i
 
 
+cdef Handle _call_soon(Loop loop, object callback, tuple args, object context):
+    """Loop.call_soon(callback, *args, context=context)."""
+    cdef Handle h
+    if loop._closed:
+        raise RuntimeError('Event loop is closed')
+    if loop._debug:
+        loop._check_thread()
+        loop._check_callback(callback, 'call_soon')
+    if context is None:
+        context = PyContext_CopyCurrent()
+    h = Handle.new(loop, callback, args, context)
+    if loop._debug:
+        h._source_traceback = _extract_stack(_sys_getframe(0))
+    loop._ready_push(h)
+    return h
+
+
 @cython.no_gc_clear
 cdef class Loop:
     """The engine event loop (an asyncio.AbstractEventLoop through engine.Loop)."""
@@ -899,19 +916,8 @@ cdef class Loop:
 
     def call_soon(self, callback, *args, context=None):
         """Arrange for callback(*args) to be called soon, in FIFO order."""
-        cdef Handle h
-        if self._closed:
-            raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, 'call_soon')
-        if context is None:
-            context = PyContext_CopyCurrent()
-        h = Handle.new(self, callback, args, context)
-        if self._debug:
-            h._source_traceback = _extract_stack(_sys_getframe(0))
-        self._ready_push(h)
-        return h
+        # (replaced in the type by a METH_FASTCALL method doing the same: fastcall.pxi)
+        return _call_soon(self, callback, args, context)
 
     def call_before_poll(self, callback, *args, context=None):
         """engine's own: arrange for callback(*args) to be called once, at the end of the
@@ -2388,3 +2394,6 @@ def _set_result_unless_cancelled(fut, result):
     if fut.cancelled():
         return
     fut.set_result(result)
+
+
+include "fastcall.pxi"

@@ -16,7 +16,8 @@
 # start_tls, close_notify).
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.exc cimport PyErr_SetFromErrno
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 
 
 cdef extern from "sys/socket.h" nogil:
@@ -49,6 +50,21 @@ cdef inline int _check_bytes_like(object data) except -1:
         raise TypeError(f'data argument must be a bytes-like object, '
                         f'not {type(data).__name__!r}')
     return 0
+
+
+cdef inline Py_ssize_t _bytes_like_size(object data) except -1:
+    """The size in bytes of what write() may be given (TypeError for anything else): bytes,
+    bytearray and memoryview (of any format: its nbytes) are read from their C structs, with
+    no Python-level len() or attribute lookup."""
+    cdef type tp = type(data)
+    if tp is bytes:
+        return PyBytes_GET_SIZE(data)
+    if tp is memoryview:
+        return PyMemoryView_GET_BUFFER(data).len
+    _check_bytes_like(data)
+    if isinstance(data, memoryview):
+        return PyMemoryView_GET_BUFFER(data).len
+    return len(data)
 
 
 cdef list _repr_head(_FdTransport t):
@@ -465,10 +481,9 @@ cdef class SocketTransport(_FdTransport):
 
     cdef int _write(self, object data) except -1:
         cdef Py_ssize_t n = 0, size
-        _check_bytes_like(data)
+        size = _bytes_like_size(data)
         if self._eof:
             raise RuntimeError('Cannot call write() after write_eof()')
-        size = len(data) if not isinstance(data, memoryview) else (<object>data).nbytes
         if not size:
             return 0
         if self._conn_lost:
@@ -493,15 +508,29 @@ cdef class SocketTransport(_FdTransport):
         return 0
 
     cdef Py_ssize_t _send_now(self, object data) except -1:
+        # one send(2) straight from the object's memory: bytes directly, any other contiguous
+        # buffer (bytearray, memoryview: asyncpg writes memoryviews of its WriteBuffer) through
+        # the buffer protocol -- not through the Python socket's send() method, which parses
+        # its arguments and sets up its own buffer and timeout handling on every call
         cdef ssize_t r
-        if type(data) is not bytes:
-            return self._sock.send(data, _MSG_NOSIGNAL)
-        r = c_send(self._fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
-                   _MSG_NOSIGNAL)
+        cdef int err = 0
+        cdef Py_buffer view
+        if type(data) is bytes:
+            r = c_send(self._fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
+                       _MSG_NOSIGNAL)
+            if r < 0:
+                err = errno
+        else:
+            # (a buffer that is not C-contiguous raises BufferError, as socket.send() does)
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            r = c_send(self._fd, view.buf, <size_t>view.len, _MSG_NOSIGNAL)
+            if r < 0:
+                err = errno
+            PyBuffer_Release(&view)
         if r < 0:
-            if errno == EAGAIN or errno == EINTR:
+            if err == EAGAIN or err == EINTR:
                 return 0
-            PyErr_SetFromErrno(OSError)
+            raise _oserror(-err)                  # the errno's OSError subclass
         return r
 
     cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1:
@@ -510,7 +539,7 @@ cdef class SocketTransport(_FdTransport):
         # caller as soon as write() returns: those are copied.
         if isinstance(data, bytes):
             self._wbuf.append(memoryview(data)[start:] if start else data)
-        elif isinstance(data, memoryview) and (<object>data).readonly:
+        elif isinstance(data, memoryview) and PyMemoryView_GET_BUFFER(data).readonly:
             self._wbuf.append((<object>data).cast('B')[start:])
         else:
             self._wbuf.append(bytes(memoryview(data).cast('B')[start:]))
@@ -526,8 +555,7 @@ cdef class SocketTransport(_FdTransport):
             return
         was_empty = not self._wbuf
         for data in list_of_data:
-            _check_bytes_like(data)
-            size = len(data) if not isinstance(data, memoryview) else data.nbytes
+            size = _bytes_like_size(data)
             if size:
                 self._queue(data, 0, size)
         if was_empty and self._wbuf:
@@ -556,7 +584,7 @@ cdef class SocketTransport(_FdTransport):
         self._sent_total += n
         while n:
             first = self._wbuf[0]
-            ln = len(first) if not isinstance(first, memoryview) else first.nbytes
+            ln = _bytes_like_size(first)
             if n >= ln:
                 n -= ln
                 del self._wbuf[0]
