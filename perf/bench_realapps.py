@@ -79,9 +79,11 @@ TESTS = {
     "plaintext": ("/plaintext", "plaintext"),
 }
 DB_TESTS = ("db", "queries", "fortunes", "updates")
-SERVERS = ("engine", "granian", "uvicorn", "uvicorn-engine", "uvicorn-rloop", "direct")
-# "direct" is no server: the ceiling, the app called in-process (realapps/direct.py) on uvloop
-DEFAULT_SERVERS = SERVERS[:-1]
+SERVERS = ("engine", "granian", "uvicorn", "uvicorn-engine", "uvicorn-rloop", "direct",
+           "engine-nobusy", "uvicorn-engine-nobusy")
+# "direct" is no server: the ceiling, the app called in-process (realapps/direct.py) on uvloop;
+# *-nobusy: engine's loop with busy polling off (ENGINE_BUSY_POLL_US=0), printed only
+DEFAULT_SERVERS = SERVERS[:5]
 # servers that cannot run the database tests, and why (they run json and plaintext only)
 NO_DB = {"uvicorn-rloop": "rloop 0.5's TCP transport refuses set_protocol(), which asyncpg's "
                           "connect uses (NotImplementedError)"}
@@ -219,6 +221,8 @@ def start_server(name: str, app: str, cpu: int, env: dict[str, str],
                  log: str) -> tuple[subprocess.Popen, int]:
     """Start a server (its output into the file ``log``); returns once /json answers."""
     port = free_port()
+    if name.endswith("-nobusy"):
+        name, env = name[:-len("-nobusy")], dict(env, ENGINE_BUSY_POLL_US="0")
     cmd = ["taskset", "-c", str(cpu), *server_command(name, app, port)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=APPS_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
