@@ -9,7 +9,14 @@ Scenarios (h2load: -c connections, -m concurrent streams per connection):
   h2_body_64k     a 64 KiB response body, -c64 -m10                      requests/s, MiB/s
   h2_file_1m      a 1 MiB file: engine by http.response.pathsend, the peers by the same app
                   (they do not advertise pathsend: it streams the file), -c16 -m4   MiB/s
+  h2_file_1m_f1m  the same with h2load --max-frame-size=1M (1 MiB DATA frames allowed;
+                  not in the default set)                                MiB/s
   h1_hello        HTTP/1.1 hello world with wrk, 64 connections          requests/s
+
+Servers: engine, granian, hypercorn, and engine-pread (engine with ENGINE_H2_SENDFILE=0:
+pathsend's DATA frames read with pread and written with writev, the other side of the A/B
+against engine's default, a frame header sent with MSG_MORE + sendfile(2) per frame; compare
+them with --servers engine,engine-pread --scenarios h2_file_1m,h2_file_1m_f1m).
 
 Each (scenario, server) runs --rounds times, interleaved; the median is kept; the results
 document (engine.bench.results, results/SCHEMA.md) holds the ratios engine/peer of one run. A
@@ -29,71 +36,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_http import cpu_times, free_port, run_wrk, stop_server, wait_port  # noqa: E402
+import bench_http as _bh  # noqa: E402
 
-APP = textwrap.dedent('''
-    import os
-    FILE = os.environ.get("BENCH_FILE", "")
-    BODY_64K = b"x" * 65536
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                while True:
-                    m = await receive()
-                    if m["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    else:
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
-            return
-        path = scope["path"]
-        if path == "/file":
-            size = os.path.getsize(FILE)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/octet-stream"),
-                                    (b"content-length", str(size).encode())]})
-            if "http.response.pathsend" in scope.get("extensions", {}):
-                await send({"type": "http.response.pathsend", "path": FILE})
-            else:
-                with open(FILE, "rb") as f:
-                    while True:
-                        chunk = f.read(256 * 1024)
-                        more = f.tell() < size
-                        await send({"type": "http.response.body", "body": chunk,
-                                    "more_body": more})
-                        if not more:
-                            break
-            return
-        if path == "/64k":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/octet-stream"),
-                                    (b"content-length", b"65536")]})
-            await send({"type": "http.response.body", "body": BODY_64K})
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"Hello, world!"})
-''')
-
-ENGINE_SERVER = textwrap.dedent('''
-    import sys, engine
-    sys.path.insert(0, sys.argv[2])
-    from benchapp import app
-    from engine.serve.protocols.http import serve_app
-    engine.run(serve_app(app, "127.0.0.1", int(sys.argv[1])))
-''')
+APP, ENGINE_SERVER, cpu_times, free_port = _bh.APP, _bh.ENGINE_SERVER, _bh.cpu_times, _bh.free_port
+run_wrk, stop_server, wait_port = _bh.run_wrk, _bh.stop_server, _bh.wait_port
 
 # scenario -> (path, h2load connections, streams per connection); h1_hello runs wrk
 H2_SCENARIOS = {"h2_hello_m10": ("/", 64, 10), "h2_hello_m100": ("/", 64, 100),
-                "h2_body_64k": ("/64k", 64, 10), "h2_file_1m": ("/file", 16, 4)}
+                "h2_body_64k": ("/64k", 64, 10), "h2_file_1m": ("/file", 16, 4),
+                "h2_file_1m_f1m": ("/file", 16, 4)}
+# h2load options beyond -c/-m: the client's SETTINGS_MAX_FRAME_SIZE (default 16 KiB)
+H2LOAD_EXTRA = {"h2_file_1m_f1m": ["--max-frame-size=1M"]}
+DEFAULT_SCENARIOS = ["h2_hello_m10", "h2_hello_m100", "h2_body_64k", "h2_file_1m", "h1_hello"]
 LABELS = {"h2_hello_m10": ("h2c hello world, -c64 -m10", "requests/s", "rps"),
           "h2_hello_m100": ("h2c hello world, -c64 -m100", "requests/s", "rps"),
           "h2_body_64k": ("h2c 64 KiB body, -c64 -m10", "requests/s", "rps"),
           "h2_file_1m": ("h2c 1 MiB file (pathsend), -c16 -m4", "MiB/s", "mib_s"),
+          "h2_file_1m_f1m": ("h2c 1 MiB file (pathsend), -c16 -m4, 1 MiB frames", "MiB/s",
+                             "mib_s"),
           "h1_hello": ("HTTP/1.1 hello world (wrk), 64 conns", "requests/s", "rps")}
 
 
@@ -102,7 +64,10 @@ def start_server(name, port, workdir, cpu, http="2"):
     taskset = ["taskset", "-c", str(cpu)]
     py = sys.executable
     bindir = os.path.dirname(py)
-    if name == "engine":
+    if name == "engine-pread":
+        # the A/B of pathsend over h2c: pread + writev instead of sendfile(2) per DATA frame
+        env["ENGINE_H2_SENDFILE"] = "0"
+    if name in ("engine", "engine-pread"):
         cmd = taskset + [py, os.path.join(workdir, "engine_server.py"), str(port), workdir]
     elif name == "granian":
         exe = shutil.which("granian", path=bindir) or "granian"
@@ -140,6 +105,7 @@ def parse_h2load(out):
 def run_h2load(port, scenario, duration, cpu, server_cpu=None, warmup=1):
     path, conns, streams = H2_SCENARIOS[scenario]
     cmd = ["taskset", "-c", str(cpu), "h2load", "-t1", f"-c{conns}", f"-m{streams}",
+           *H2LOAD_EXTRA.get(scenario, []),
            f"-D{int(duration)}", f"--warm-up-time={warmup}", f"http://127.0.0.1:{port}{path}"]
     before = cpu_times(server_cpu) if server_cpu is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
@@ -155,7 +121,7 @@ def run_h2load(port, scenario, duration, cpu, server_cpu=None, warmup=1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default="engine,granian,hypercorn")
-    ap.add_argument("--scenarios", default=",".join(LABELS))
+    ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS))
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=0)
@@ -220,11 +186,12 @@ def main():
                     round(r["server_cpu_us_per_req"], 1) for r in runs]
             extra[s] = e
         docsc[sc] = {"label": label, "kind": "throughput", "unit": unit,
-                     "in_geomean": sc.startswith("h2_") and sc != "h2_file_1m",
+                     "in_geomean": sc.startswith("h2_") and not sc.startswith("h2_file"),
                      "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
                      "extra": extra}
     full = (set(servers) == {"engine", "granian", "hypercorn"}
-            and set(scenarios) == set(LABELS) and args.rounds >= 3 and args.duration >= 5)
+            and set(scenarios) == set(DEFAULT_SCENARIOS) and args.rounds >= 3
+            and args.duration >= 5)
     doc = R.samples_doc(
         suite="h2", subject="engine", peers=peers, mode="full" if full else "custom",
         description="h2load against engine serve's HTTP/2 (h2c prior knowledge) vs granian "

@@ -33,9 +33,12 @@ import tempfile
 import textwrap
 import time
 
+# the ASGI app of every server here and in bench_h2.py: hello world at /, a 64 KiB body at
+# /64k, the file BENCH_FILE at /file (by pathsend where the server offers it)
 APP = textwrap.dedent('''
     import os
     FILE = os.environ.get("BENCH_FILE", "")
+    BODY_64K = b"x" * 65536
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
@@ -64,6 +67,12 @@ APP = textwrap.dedent('''
                                     "more_body": more})
                         if not more:
                             break
+            return
+        if scope["path"] == "/64k":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/octet-stream"),
+                                    (b"content-length", b"65536")]})
+            await send({"type": "http.response.body", "body": BODY_64K})
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})

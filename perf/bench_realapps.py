@@ -30,6 +30,12 @@ server) is run --rounds times, the servers interleaved within a round; the media
         [--servers engine,granian,uvicorn,uvicorn-engine,uvicorn-rloop] [--duration 10]
         [--rounds 3] [--connections 64] [--scenarios starlette-db,...] [--results results/]
 
+The ceiling (``--servers ...,direct``): realapps/direct.py calls the same app in-process, no
+server, no sockets (64 coroutines, as wrk's connections), on the server's CPU with PostgreSQL.
+No server can pass its requests/s there, so "ceiling/granian" says how far ahead of granian
+any server could be with that app: a target above it is out of reach for any server. It is
+reported beside engine's figures (extras ``ceiling_*``), not as a peer.
+
 Smoke run (a second per case; proves the suite works, measures nothing):
 
     python perf/bench_realapps.py --duration 1 --rounds 1
@@ -54,6 +60,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +79,9 @@ TESTS = {
     "plaintext": ("/plaintext", "plaintext"),
 }
 DB_TESTS = ("db", "queries", "fortunes", "updates")
-SERVERS = ("engine", "granian", "uvicorn", "uvicorn-engine", "uvicorn-rloop")
+SERVERS = ("engine", "granian", "uvicorn", "uvicorn-engine", "uvicorn-rloop", "direct")
+# "direct" is no server: the ceiling, the app called in-process (realapps/direct.py) on uvloop
+DEFAULT_SERVERS = SERVERS[:-1]
 # servers that cannot run the database tests, and why (they run json and plaintext only)
 NO_DB = {"uvicorn-rloop": "rloop 0.5's TCP transport refuses set_protocol(), which asyncpg's "
                           "connect uses (NotImplementedError)"}
@@ -147,6 +156,11 @@ class Postgres:
             f"-c max_connections={self.max_connections}", "-c shared_buffers=128MB"])
         self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-l", self.logfile,
                   "-w", "-t", "60", "-o", options, "start")
+
+    def pid(self) -> int:
+        """The postmaster's pid (first line of postmaster.pid)."""
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            return int(f.readline())
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir,
@@ -283,6 +297,41 @@ def parse_wrk(out: str) -> dict[str, float | int | None]:
             "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0}
 
 
+def _procs() -> dict[int, tuple[int, int, float]]:
+    """pid -> (parent pid, session id, user+system CPU seconds) of every process."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                       # gone meanwhile
+        out[int(name)] = (int(fields[1]), int(fields[3]),
+                          (int(fields[11]) + int(fields[12])) / hz)
+    return out
+
+
+def cpu_split(server_sid: int, pg_pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the server (its whole session: a supervisor and its workers)
+    and of PostgreSQL (the postmaster and its backends). Processes that ended are not counted:
+    call it around a run in which neither starts nor stops processes."""
+    procs = _procs()
+    server = sum(c for _, sid, c in procs.values() if sid == server_sid)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    pg, todo = 0.0, [pg_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            pg += procs[pid][2]
+            todo.extend(children.get(pid, ()))
+    return server, pg
+
+
 def run_wrk(port: int, test: str, duration: int, connections: int,
             cpu: int) -> dict[str, float | int | None]:
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
@@ -293,13 +342,38 @@ def run_wrk(port: int, test: str, duration: int, connections: int,
     return parse_wrk(proc.stdout)
 
 
+def run_direct(app: str, test: str, args: argparse.Namespace, env: dict[str, str],
+               pg_pid: int) -> dict[str, float | int | None]:
+    """The ceiling of one case: realapps/direct.py (the app without a server) on the server's
+    CPU for --duration seconds, after a one-second warm-up run."""
+    cmd = ["taskset", "-c", str(args.server_cpu), sys.executable,
+           os.path.join(APPS_DIR, "direct.py"), app, TESTS[test][0]]
+    subprocess.run([*cmd, "1", str(args.connections)], env=env, cwd=APPS_DIR, check=True,
+                   capture_output=True, timeout=120)
+    before = cpu_split(-1, pg_pid)
+    proc = subprocess.run([*cmd, str(args.duration), str(args.connections)], env=env,
+                          cwd=APPS_DIR, capture_output=True, text=True,
+                          timeout=args.duration + 120)
+    after = cpu_split(-1, pg_pid)
+    m = re.search(r"requests (\d+) status-errors (\d+) cpu ([\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"direct {app} {test} failed: {proc.stdout[-800:]} "
+                           f"{proc.stderr[-2000:]}")
+    done = int(m.group(1))
+    return {"rps": done / args.duration, "non2xx": int(m.group(2)), "socket_errors": 0,
+            "server_cpu_us": float(m.group(3)) * 1e6 / max(done, 1),
+            "db_cpu_us": (after[1] - before[1]) * 1e6 / max(done, 1)}
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--apps", default=",".join(APPS))
     ap.add_argument("--tests", default=",".join(TESTS))
-    ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                    help="among " + ",".join(SERVERS) + " (direct: the ceiling, the app called "
+                    "without a server; reported beside engine's figures)")
     ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per case")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
@@ -347,6 +421,7 @@ def main() -> None:
         db.start()
         try:
             asyncio.run(db.seed())
+            pg_pid = db.pid()
             env = dict(os.environ, BENCH_PGHOST="127.0.0.1", BENCH_PGPORT=str(db.port),
                        BENCH_PGUSER="bench",
                        BENCH_PGDATABASE="hello_world", BENCH_DB_POOL=str(args.db_pool),
@@ -355,6 +430,17 @@ def main() -> None:
             for round_no in range(args.rounds):
                 for app in apps:
                     for server in servers:
+                        if server == "direct":
+                            for test in tests:
+                                if (app, test) in cases:
+                                    result = run_direct(app, test, args, env, pg_pid)
+                                    samples[(app, test, server)].append(result)
+                                    print(f"round {round_no + 1} {app:9} {server:14} "
+                                          f"{test:9} {result['rps']:>10,.0f} req/s   CPU per "
+                                          f"request: app {result['server_cpu_us']:6.1f} us, "
+                                          f"PostgreSQL {result['db_cpu_us']:6.1f} us",
+                                          flush=True)
+                            continue
                         server_env = dict(env, BENCH_NO_DB="1") if server in NO_DB else env
                         proc, port = start_server(server, app, args.server_cpu, server_env,
                                                   os.path.join(workdir, f"{server}.log"))
@@ -366,11 +452,20 @@ def main() -> None:
                                     continue
                                 validate(port, test)
                                 run_wrk(port, test, 1, args.connections, args.client_cpu)
+                                before = cpu_split(proc.pid, pg_pid)
                                 result = run_wrk(port, test, args.duration, args.connections,
                                                  args.client_cpu)
+                                after = cpu_split(proc.pid, pg_pid)
+                                done = result["rps"] * args.duration
+                                if done:
+                                    result["server_cpu_us"] = (after[0] - before[0]) * 1e6 / done
+                                    result["db_cpu_us"] = (after[1] - before[1]) * 1e6 / done
                                 samples[(app, test, server)].append(result)
                                 print(f"round {round_no + 1} {app:9} {server:14} {test:9} "
-                                      f"{result['rps']:>10,.0f} req/s", flush=True)
+                                      f"{result['rps']:>10,.0f} req/s   CPU per request: "
+                                      f"server {result.get('server_cpu_us', 0):6.1f} us, "
+                                      f"PostgreSQL {result.get('db_cpu_us', 0):6.1f} us",
+                                      flush=True)
                         finally:
                             stop_server(proc)
         finally:
@@ -409,8 +504,20 @@ def report(args: argparse.Namespace, cases: list[tuple[str, str]], servers: list
             runs = {n: samples[(app, test, source[n])] for n in names}
             extra = {n: {"non2xx": sum(r["non2xx"] for r in rs),
                          "socket_errors": sum(r["socket_errors"] for r in rs),
-                         "p99_ms_rounds": [r.get("p99_ms") for r in rs]}
+                         "p99_ms_rounds": [r.get("p99_ms") for r in rs],
+                         "server_cpu_us_per_req_rounds": [
+                             round(r.get("server_cpu_us", 0), 1) for r in rs],
+                         "db_cpu_us_per_req_rounds": [
+                             round(r.get("db_cpu_us", 0), 1) for r in rs]}
                      for n, rs in runs.items()}
+            ceiling = samples.get((app, test, "direct"))
+            if ceiling and suite == "realapps":
+                # beside the subject: what no server can pass with this app on this CPU
+                extra[subject]["ceiling_rps_rounds"] = [round(r["rps"], 1) for r in ceiling]
+                extra[subject]["ceiling_app_cpu_us_per_req_rounds"] = [
+                    round(r["server_cpu_us"], 1) for r in ceiling]
+                extra[subject]["ceiling_db_cpu_us_per_req_rounds"] = [
+                    round(r["db_cpu_us"], 1) for r in ceiling]
             scenarios[f"{app}-{test}"] = {
                 "label": f"{app}: {TESTS[test][1]}", "kind": "throughput",
                 "unit": "requests/s", "in_geomean": True,
@@ -438,6 +545,14 @@ def report(args: argparse.Namespace, cases: list[tuple[str, str]], servers: list
                                for p, r in sc.get("ratios", {}).items())
             if ratios:
                 print(f"{'':22} {ratios}")
+            top = sc["impls"][subject].get("ceiling_rps_rounds")
+            if top:
+                top_rps = statistics.median(top)
+                bounds = "  ".join(f"ceiling/{p} {top_rps / sc['impls'][p]['value']:.2f}x"
+                                   for p in peers if p in sc["impls"])
+                print(f"{'':22} ceiling (the app without a server) {top_rps:,.0f}: "
+                      f"{subject} at {sc['impls'][subject]['value'] / top_rps:.0%} of it; "
+                      f"{bounds}")
             errors = {n: sc["impls"][n].get("non2xx", 0) + sc["impls"][n].get("socket_errors", 0)
                       for n in names if n in sc["impls"]}
             if any(errors.values()):

@@ -136,7 +136,7 @@ def test_registry_and_repo_discovery(tmp_path):
     loop = builtin_registry()["loop"]
     assert loop.builtin and loop.script is None and loop.module == "engine.bench.loop_suite"
     assert loop.command()[1:] == ["-P", "-m", "engine.bench.loop_suite"]
-    assert loop.impls == ("engine", "uvloop", "asyncio")
+    assert loop.impls == ("engine", "uvloop", "rloop", "asyncio")
     assert set(loop.kinds) == {"throughput", "latency", "cost"}
     # the checkout adds its suites (scripts in perf/), the loop suite stays the built-in one
     mine = load_registry(REPO)
@@ -320,24 +320,25 @@ def test_bench_checkout_suite_writes_results(tmp_path):
 
 
 def test_bench_quick_subset_writes_valid_results(tmp_path):
-    """A real (tiny) run: every kind of scenario, engine and both peers, in a few seconds."""
+    """A real (tiny) run: every kind of scenario, engine and its three peers, in a few
+    seconds."""
     out = tmp_path / "results"
     r = run_engine("bench", "loop", "--quick", "--scenarios", "call_soon,wakeup,idle",
                    "--repo", str(REPO), "--results-dir", str(out), "--",
                    "-p", "1", "--idle-seconds", "0.1", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "100% 9/9" in r.stderr                       # the progress bar reached the end
+    assert "100% 12/12" in r.stderr                       # the progress bar reached the end
     assert "call_soon chain" in r.stdout and "engine/uvloop" in r.stdout
     files = sorted(out.glob("*.json"))
     assert len(files) == 1 and files[0].name.endswith("-quick.json")
     doc = R.load_result(files[0])                       # validates
     assert doc["suite"] == "loop" and doc["mode"] == "quick"
-    assert doc["peers"] == ["uvloop", "asyncio"]
+    assert doc["peers"] == ["uvloop", "rloop", "asyncio"]
     assert set(doc["scenarios"]) == {"call_soon", "wakeup", "idle"}
     assert {sc["kind"] for sc in doc["scenarios"].values()} == {"throughput", "latency", "cost"}
     for sc in doc["scenarios"].values():
-        assert set(sc["impls"]) == {"engine", "uvloop", "asyncio"}
-        assert set(sc["ratios"]) == {"uvloop", "asyncio"}
+        assert set(sc["impls"]) == {"engine", "uvloop", "rloop", "asyncio"}
+        assert set(sc["ratios"]) == {"uvloop", "rloop", "asyncio"}
     wake = doc["scenarios"]["wakeup"]["impls"]["engine"]
     assert wake["n_values"] == 60 and sum(wake["histogram"]["counts"]) == 60
     assert wake["percentiles"]["p50"] <= wake["percentiles"]["p99"]

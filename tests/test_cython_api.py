@@ -1,11 +1,10 @@
 """Watchers at C speed from Cython: a third-party extension cimports engine's declarations,
 subclasses a watcher and overrides its C-level _fire(), with no Python callback involved."""
 import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from cython_util import cython_module
 
 import engine
 
@@ -26,28 +25,11 @@ EXT_SOURCE = textwrap.dedent('''
             return 0
 ''')
 
-SETUP = textwrap.dedent('''
-    from setuptools import setup, Extension
-    from Cython.Build import cythonize
-    setup(name="engine_cython_consumer", script_args=["build_ext", "--inplace", "-q"],
-          ext_modules=cythonize([Extension("consumer", ["consumer.pyx"])], quiet=True))
-''')
-
-
 @pytest.fixture(scope="module")
 def consumer(tmp_path_factory):
     d = tmp_path_factory.mktemp("cython_consumer")
-    (d / "consumer.pyx").write_text(EXT_SOURCE)
-    (d / "setup.py").write_text(SETUP)
-    proc = subprocess.run([sys.executable, "setup.py"], cwd=d, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sys.path.insert(0, str(d))
-    try:
-        import consumer
-        yield consumer
-    finally:
-        sys.path.remove(str(d))
+    with cython_module(d, "consumer", EXT_SOURCE) as module:
+        yield module
 
 
 def test_cython_subclass_overrides_fire(consumer):

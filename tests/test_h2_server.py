@@ -33,8 +33,8 @@ def _need(tool):
         pytest.skip(f"{tool} is not installed (Debian: apt-get install nghttp2-client curl)")
 
 
-def _serve(*args, cwd=None):
-    return Served("h2_app:app", "--app-dir", HERE, "--lifespan", "off", *args, cwd=cwd)
+def _serve(*args, cwd=None, env=None):
+    return Served("h2_app:app", "--app-dir", HERE, "--lifespan", "off", *args, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +275,51 @@ def test_pathsend_1mib_file(srv, tmp_path):
     assert r.returncode == 0, r
     assert b"content-length: 1048576" in r.stdout.lower()
     assert out.read_bytes() == data
+
+
+@pytest.mark.parametrize("sendfile", ["1", "0"])
+def test_pathsend_frames_with_a_slow_reader_and_large_frames(tmp_path, sendfile):
+    # ENGINE_H2_SENDFILE=1 (the default): each DATA frame's header goes with MSG_MORE and its
+    # payload by sendfile(2); a client that reads late (its socket buffer small) makes sendfile
+    # stop inside a frame, and the rest of that frame must follow in order. =0: pread + writev.
+    # Large frames (the client allows 1 MiB) and a stream answered meanwhile check the framing
+    # as the h2 library parses it.
+    data = os.urandom(4 * 1024 * 1024 + 123)
+    f = tmp_path / "blob.bin"
+    f.write_bytes(data)
+    with _serve(env={"ENGINE_H2_SENDFILE": sendfile}) as s:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.settimeout(WAIT)
+        sock.connect(("127.0.0.1", s.port))
+        c = H2Client("127.0.0.1", s.port, sock=sock)
+        try:
+            c.conn.update_settings({h2.settings.SettingCodes.MAX_FRAME_SIZE: 1 << 20,
+                                    h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+            c.conn.increment_flow_control_window(2**31 - 1 - 65535)
+            c.flush()
+            c.until(lambda e: isinstance(e, h2.events.SettingsAcknowledged))
+            sid = c.request(f"/file?path={f}")
+            other = c.request("/echo", method="POST", body=b"meanwhile")
+            time.sleep(0.3)                   # the server's socket buffer fills meanwhile
+            headers, body, _ = c.response(sid)
+            assert headers[b":status"] == b"200"
+            assert headers[b"content-length"] == str(len(data)).encode()
+            assert body == data
+            sizes = [len(e.data) for e in c.events
+                     if isinstance(e, h2.events.DataReceived) and e.stream_id == sid]
+            assert max(sizes) > 16384         # the client's larger frame size was used
+            assert json.loads(c.response(other)[1])["len"] == len(b"meanwhile")
+            sid = c.request(f"/file?path={f}")     # the connection is still in step
+            assert c.response(sid)[1] == data
+        finally:
+            c.close()
+        _need("curl")
+        out = tmp_path / "got.bin"
+        r = _run(["curl", "-sS", "--http2-prior-knowledge", "-o", str(out),
+                  f"http://127.0.0.1:{s.port}/file?path={f}"])
+        assert r.returncode == 0, r
+        assert out.read_bytes() == data
 
 
 # --- frames -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The loop suite: event-loop micro-benchmarks, engine vs uvloop vs asyncio, in one pyperf run.
+"""The loop suite: event-loop micro-benchmarks, engine vs uvloop vs rloop vs asyncio, in one
+pyperf run.
 
 Benchmark names are ``<scenario>[<impl>]``, e.g. ``call_soon[engine]``, and every
 benchmark carries the harness's ``bench_*`` metadata (kind, unit, scale, ...; see
@@ -41,7 +42,7 @@ from engine.bench.suites import checkout
 
 SUITE = "loop"
 SUBJECT = "engine"
-ALL_IMPLS = ("engine", "uvloop", "asyncio")
+ALL_IMPLS = ("engine", "uvloop", "rloop", "asyncio")
 
 # Operations per outer pyperf loop (pyperf's ``inner_loops``).
 CALL_SOON_N = 10_000
@@ -195,6 +196,11 @@ def loop_factory(impl):
         import uvloop.loop
         return (uvloop.new_event_loop, getattr(uvloop, "__version__", "?"), uvloop.__file__,
                 _build_id(uvloop.loop.__file__))
+    if impl == "rloop":
+        import rloop           # granian's author's loop, in Rust (PyPI: rloop)
+        import rloop._rloop
+        return (rloop.new_event_loop, getattr(rloop, "__version__", "?"), rloop.__file__,
+                _build_id(rloop._rloop.__file__))
     if impl == "asyncio":
         # CPython's default loop, independent of any installed policy.
         if sys.platform == "win32":

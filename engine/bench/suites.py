@@ -115,10 +115,10 @@ BUILTIN_TABLES: dict[str, dict[str, Any]] = {
                        "timers (throughput); cross-thread wake-up latency (latency); CPU of an "
                        "idle loop (cost)",
         "subject": "engine",
-        "peers": ["uvloop", "asyncio"],
+        "peers": ["uvloop", "rloop", "asyncio"],
         "kinds": ["throughput", "latency", "cost"],
         # module that must import for each implementation ("" = part of Python)
-        "modules": {"engine": "engine", "uvloop": "uvloop", "asyncio": ""},
+        "modules": {"engine": "engine", "uvloop": "uvloop", "rloop": "rloop", "asyncio": ""},
         "requires": ["pyperf", "numpy"],
         "install": "pip install 'engine[perf]'",
         # CPU role -> script option taking a CPU list (engine bench --cpus)

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _dir in (HERE, HERE.parent):              # this folder's modules, and tests/fuzz_util.py
+    if str(_dir) not in sys.path:
+        sys.path.insert(0, str(_dir))
 
+import fuzz_util  # noqa: E402
 from h2_wire import (  # noqa: E402
     GET,
     PREFACE,
@@ -249,26 +251,11 @@ def random_run(n: int, seed: int) -> dict[str, int]:
     return outcomes
 
 
-def main(argv: list[str]) -> None:
-    if "--random" in argv:
-        n = int(argv[argv.index("--random") + 1])
-        seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 1
-        print(random_run(n, seed))
-        return
-    import atheris  # noqa: PLC0415
-
-    def test_one_input(data: bytes) -> None:
-        check(PREFACE + data)
-
-    corpus = [a for a in argv[1:] if not a.startswith("-")]
-    for d in corpus:
-        p = Path(d)
-        p.mkdir(parents=True, exist_ok=True)
-        for i, s in enumerate(SEEDS):
-            (p / f"seed{i}").write_bytes(s[len(PREFACE):])
-    atheris.Setup(argv, test_one_input)
-    atheris.Fuzz()
+def main(argv: list[str]) -> int:
+    # atheris' inputs are what follows the preface, which is always there
+    return fuzz_util.main(argv, random_run, lambda data: check(PREFACE + data),
+                          lambda: [s[len(PREFACE):] for s in SEEDS])
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.exit(main(sys.argv))

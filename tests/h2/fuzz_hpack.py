@@ -31,7 +31,13 @@ import re
 import sys
 from pathlib import Path
 
-from engine._hpack import Decoder, Encoder, HeaderListDropped, HpackError
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:          # tests/fuzz_util.py
+    sys.path.insert(0, str(HERE.parent))
+
+import fuzz_util  # noqa: E402
+
+from engine._hpack import Decoder, Encoder, HeaderListDropped, HpackError  # noqa: E402
 
 try:
     import hpack as _theirs
@@ -171,69 +177,16 @@ INTERESTING = [b"\x80", b"\xff", b"\x7f", b"\x3f", b"\x20", b"\x40", b"\x00", b"
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
-        op = rng.randrange(7)
-        pos = rng.randint(0, len(buf))
-        if op == 0:
-            buf[pos:pos] = bytes([rng.randrange(256)])
-        elif op == 1 and buf:
-            del buf[pos:pos + rng.randint(1, 8)]
-        elif op == 2 and pos < len(buf):
-            buf[pos] ^= 1 << rng.randrange(8)
-        elif op == 3:
-            buf[pos:pos] = rng.choice(INTERESTING)
-        elif op == 4 and pos < len(buf):
-            end = min(len(buf), pos + rng.randint(1, 64))
-            buf[pos:pos] = buf[pos:end] * rng.randint(1, 4)
-        elif op == 5:
-            other = rng.choice(pool)
-            a = rng.randint(0, len(other))
-            buf[pos:] = other[a:]
-        elif pos < len(buf):
-            buf[pos] = rng.choice(b"\x80\xff\x00\x40\x20\x7f")
-    return bytes(buf[:8192])
+    return fuzz_util.mutate(rng, data, pool, INTERESTING, b"\x80\xff\x00\x40\x20\x7f")
 
 
 def random_run(iterations: int, seed: int = 1) -> dict[str, int]:
     """The check on `iterations` mutated seeds; returns the count of each outcome."""
-    rng = random.Random(seed)
-    pool = seeds()
-    outcomes: dict[str, int] = {}
-    for _ in range(iterations):
-        data = mutate(rng, rng.choice(pool), pool)
-        label = check(data)
-        outcomes[label] = outcomes.get(label, 0) + 1
-        if label == "accepted" and len(pool) < 2000 and rng.random() < 0.05:
-            pool.append(data)                 # keep some accepted variants as new seeds
-    return outcomes
+    return fuzz_util.evolve(check, seeds(), mutate, iterations, seed)
 
 
 def main(argv: list[str]) -> int:
-    if "--random" in argv:
-        n = int(argv[argv.index("--random") + 1])
-        seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 1
-        outcomes = random_run(n, seed)
-        print(f"{n} inputs checked:")
-        for k, v in sorted(outcomes.items()):
-            print(f"  {v:7d}  {k}")
-        return 0
-    import atheris  # noqa: PLC0415
-
-    corpus = [a for a in argv[1:] if not a.startswith("-")]
-    for d in corpus:                           # seed an empty corpus directory
-        path = Path(d)
-        path.mkdir(parents=True, exist_ok=True)
-        if not any(path.iterdir()):
-            for i, s in enumerate(seeds()):
-                (path / f"seed-{i:04d}").write_bytes(s)
-
-    def test_one_input(data: bytes) -> None:
-        check(data)
-
-    atheris.Setup(argv, test_one_input)
-    atheris.Fuzz()
-    return 0
+    return fuzz_util.main(argv, random_run, check, seeds)
 
 
 if __name__ == "__main__":

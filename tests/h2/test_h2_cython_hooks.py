@@ -2,11 +2,10 @@
 extension cimports H2Connection from the installed engine/_h2.pxd, subclasses it, answers from
 inside the hooks and reads the connection's C attributes; an exception raised by a hook
 propagates out of receive() after GOAWAY INTERNAL_ERROR."""
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from cython_util import cython_module
 from h2_wire import GET, PREFACE, Client, data, goaway_of, post, read_frames, rst, settings
 
 from engine import _h2
@@ -60,28 +59,11 @@ EXT_SOURCE = textwrap.dedent('''
             return 0
 ''')
 
-SETUP = textwrap.dedent('''
-    from setuptools import setup, Extension
-    from Cython.Build import cythonize
-    setup(name="engine_h2_consumer", script_args=["build_ext", "--inplace", "-q"],
-          ext_modules=cythonize([Extension("h2_consumer", ["h2_consumer.pyx"])], quiet=True))
-''')
-
-
 @pytest.fixture(scope="module")
 def consumer(tmp_path_factory):
     d = tmp_path_factory.mktemp("h2_consumer")
-    (d / "h2_consumer.pyx").write_text(EXT_SOURCE)
-    (d / "setup.py").write_text(SETUP)
-    proc = subprocess.run([sys.executable, "setup.py"], cwd=d, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sys.path.insert(0, str(d))
-    try:
-        import h2_consumer
-        yield h2_consumer
-    finally:
-        sys.path.remove(str(d))
+    with cython_module(d, "h2_consumer", EXT_SOURCE) as module:
+        yield module
 
 
 def test_hooks_from_a_cython_subclass(consumer):

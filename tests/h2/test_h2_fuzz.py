@@ -5,12 +5,10 @@ when it is importable and the same harness on the random mutator otherwise, so i
 passes without having checked inputs."""
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import fuzz_h2
+import fuzz_util
 import pytest
 
 from engine import _h2
@@ -42,14 +40,4 @@ def test_check_rejects_a_broken_property() -> None:
 
 
 def test_bounded_fuzz_run(tmp_path: Path) -> None:
-    if importlib.util.find_spec("atheris") is None:
-        outcomes = fuzz_h2.random_run(1500, seed=2)
-        assert sum(outcomes.values()) == 1500
-        return
-    runs = 3000
-    proc = subprocess.run(
-        [sys.executable, str(HARNESS), f"-runs={runs}", "-seed=1", "-max_len=2048",
-         str(tmp_path / "corpus")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"Done {runs} runs" in proc.stderr, proc.stderr[-3000:]
+    fuzz_util.bounded_run(HARNESS, fuzz_h2.random_run, tmp_path, runs=3000, fallback_runs=1500)

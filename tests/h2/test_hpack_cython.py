@@ -1,11 +1,10 @@
 """The C path of engine._hpack from Cython, as the HTTP/2 core uses it: a third-party extension
 cimports Decoder/Encoder from the installed engine/_hpack.pxd and calls decode_c() on a raw
 pointer and encode_into() on a bytearray, with no Python-level method call."""
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from cython_util import cython_module
 
 from engine._hpack import HeaderListTooLarge, HpackError
 
@@ -24,29 +23,11 @@ EXT_SOURCE = textwrap.dedent('''
         return d.max_table_size, d.max_header_list_size, d.last_never_indexed
 ''')
 
-SETUP = textwrap.dedent('''
-    from setuptools import setup, Extension
-    from Cython.Build import cythonize
-    setup(name="engine_hpack_consumer", script_args=["build_ext", "--inplace", "-q"],
-          ext_modules=cythonize([Extension("hpack_consumer", ["hpack_consumer.pyx"])],
-                                quiet=True))
-''')
-
-
 @pytest.fixture(scope="module")
 def consumer(tmp_path_factory):
     d = tmp_path_factory.mktemp("hpack_consumer")
-    (d / "hpack_consumer.pyx").write_text(EXT_SOURCE)
-    (d / "setup.py").write_text(SETUP)
-    proc = subprocess.run([sys.executable, "setup.py"], cwd=d, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sys.path.insert(0, str(d))
-    try:
-        import hpack_consumer
-        yield hpack_consumer
-    finally:
-        sys.path.remove(str(d))
+    with cython_module(d, "hpack_consumer", EXT_SOURCE) as module:
+        yield module
 
 
 def test_c_path_round_trip(consumer):

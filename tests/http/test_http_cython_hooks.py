@@ -3,12 +3,10 @@ an extension cimports engine._http / engine._ws, subclasses the parsers, reads t
 fields as C attributes and pauses from inside the hooks."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from cython_util import cython_module
 
 from engine._http import HttpParser, HttpParserError
 from engine._ws import FrameParser, build_frame
@@ -85,29 +83,11 @@ EXT_SOURCE = textwrap.dedent('''
             return 0
 ''')
 
-SETUP = textwrap.dedent('''
-    from setuptools import setup, Extension
-    from Cython.Build import cythonize
-    setup(name="engine_http_consumer", script_args=["build_ext", "--inplace", "-q"],
-          ext_modules=cythonize([Extension("http_consumer", ["http_consumer.pyx"])],
-                                quiet=True))
-''')
-
-
 @pytest.fixture(scope="module")
 def consumer(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    d: Path = tmp_path_factory.mktemp("http_consumer")
-    (d / "http_consumer.pyx").write_text(EXT_SOURCE)
-    (d / "setup.py").write_text(SETUP)
-    proc = subprocess.run([sys.executable, "setup.py"], cwd=d, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sys.path.insert(0, str(d))
-    try:
-        import http_consumer
-        yield http_consumer
-    finally:
-        sys.path.remove(str(d))
+    d = tmp_path_factory.mktemp("http_consumer")
+    with cython_module(d, "http_consumer", EXT_SOURCE) as module:
+        yield module
 
 
 def test_subclass_hooks_and_attributes(consumer) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,99 @@
+"""The ceiling of the real-app benchmark: the ASGI app called directly, no server.
+
+    python perf/realapps/direct.py APP PATH SECONDS [CONCURRENCY] [LOOP]
+
+Imports ``APP_app:app`` (starlette or fastapi, from this folder), runs its lifespan startup (the
+asyncpg pool), then CONCURRENCY (default 64, wrk's connections) coroutines call it for SECONDS,
+each with a fresh GET scope for PATH, an empty body and a send() that only keeps the status;
+prints ``requests N status-errors E cpu S`` (S: this process's CPU seconds during those
+SECONDS) and runs the lifespan shutdown. No sockets, no HTTP
+parsing, no server: what is left is the framework, the driver, the loop's scheduling and the
+database, so the requests/s it reaches on the server's CPU bounds what any server can reach
+with the same app there (perf/bench_realapps.py reports it per case as the ceiling).
+LOOP: uvloop (default), engine or asyncio.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+import time
+
+
+async def run(app_name: str, path: str, seconds: float,
+              concurrency: int) -> tuple[int, int, float]:
+    app = importlib.import_module(f"{app_name}_app").app
+    startup: asyncio.Queue[dict] = asyncio.Queue()
+    replies: asyncio.Queue[dict] = asyncio.Queue()
+    state: dict = {}
+
+    async def lifespan_receive() -> dict:
+        return await startup.get()
+
+    async def lifespan_send(message: dict) -> None:
+        await replies.put(message)
+
+    lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"},
+                                          "state": state}, lifespan_receive, lifespan_send))
+    await startup.put({"type": "lifespan.startup"})
+    reply = await replies.get()
+    if reply["type"] != "lifespan.startup.complete":
+        raise SystemExit(f"startup failed: {reply}")
+    raw, _, query = path.partition("?")
+    done = errors = 0
+    cpu = time.process_time()
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal done, errors
+        body = {"type": "http.request", "body": b"", "more_body": False}
+        status: list[int] = []
+
+        async def receive() -> dict:
+            return body
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        while time.monotonic() < deadline:
+            status.clear()
+            await app({"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                       "http_version": "1.1", "method": "GET", "scheme": "http",
+                       "path": raw, "raw_path": raw.encode(), "query_string": query.encode(),
+                       "root_path": "", "headers": [(b"host", b"127.0.0.1")],
+                       "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 40000),
+                       "state": dict(state)}, receive, send)
+            done += 1
+            if status != [200]:
+                errors += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    cpu = time.process_time() - cpu
+    await startup.put({"type": "lifespan.shutdown"})
+    await replies.get()
+    await lifespan
+    return done, errors, cpu
+
+
+def main() -> None:
+    app_name, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 64
+    loop_name = sys.argv[5] if len(sys.argv) > 5 else "uvloop"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if loop_name == "uvloop":
+        import uvloop
+        factory = uvloop.new_event_loop
+    elif loop_name == "engine":
+        import engine
+        factory = engine.new_event_loop
+    else:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        done, errors, cpu = runner.run(run(app_name, path, seconds, concurrency))
+    print(f"requests {done} status-errors {errors} cpu {cpu:.3f}")
+
+
+if __name__ == "__main__":
+    main()
