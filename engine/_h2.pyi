@@ -66,6 +66,8 @@ class H2Limits:
     @property
     def max_header_list_size(self) -> int: ...
     @property
+    def max_header_list_hard(self) -> int: ...
+    @property
     def header_table_size(self) -> int: ...
     @property
     def max_header_block_bytes(self) -> int: ...
@@ -91,7 +93,8 @@ class H2Limits:
     def enable_connect_protocol(self) -> bool: ...
     def __init__(self, *, max_concurrent_streams: int = 100, initial_window_size: int = 65535,
                  connection_window_size: int = 1048576, max_frame_size: int = 16384,
-                 max_header_list_size: int = 65536, header_table_size: int = 4096,
+                 max_header_list_size: int = 65536, max_header_list_hard: int | None = None,
+                 header_table_size: int = 4096,
                  max_header_block_bytes: int = 65536, max_continuation_frames: int = 32,
                  max_rapid_resets: int = 100, rapid_reset_window: int = 1000,
                  max_control_queue: int = 32768, max_settings_frames: int = 100,
@@ -146,4 +149,9 @@ class H2Connection:
     def stream_windows(self, stream_id: int) -> tuple[int, int]: ...
 
 class H2EventConnection(H2Connection):
+    """Records the hooks as events: ("request", sid, headers, end_stream),
+    ("request_too_large", sid, end_stream) (a header list above max_header_list_size, within
+    max_header_list_hard: answer it, e.g. 431), ("data", sid, data, end_stream),
+    ("trailers", sid, headers), ("reset", sid, code), ("window", sid),
+    ("goaway", last_stream_id, code), ("connection_error", code, reason)."""
     def receive(self, data: _Buffer) -> list[tuple[Any, ...]]: ...

@@ -17,7 +17,13 @@ class HpackError(Exception):
     """Any COMPRESSION_ERROR (RFC 9113 §4.3); the Decoder that raised it is unusable."""
 
 class HeaderListTooLarge(HpackError):
-    """The decoded list passed max_header_list_size; decoding stopped at that field."""
+    """The decoded list passed max_header_list_hard; decoding stopped at that field."""
+
+class HeaderListDropped(Exception):
+    """The decoded list passed max_header_list_size, not max_header_list_hard: the block was
+    decoded whole (the dynamic table is in step, the decoder goes on), its fields dropped."""
+    size: int
+    def __init__(self, message: str, size: int) -> None: ...
 
 def static_table() -> tuple[tuple[bytes, bytes], ...]: ...
 def encode_integer(value: int, prefix: int) -> bytes: ...
@@ -27,14 +33,17 @@ def huffman_decode(data: _Buffer) -> bytes: ...
 
 class Decoder:
     """Decodes header blocks, keeping the dynamic table across them. max_table_size is our
-    SETTINGS_HEADER_TABLE_SIZE; max_header_list_size bounds the decoded list (0: unlimited).
-    Any HpackError leaves the decoder unusable."""
-    def __init__(self, max_table_size: int = 4096,
-                 max_header_list_size: int = 65536) -> None: ...
+    SETTINGS_HEADER_TABLE_SIZE; max_header_list_size bounds the decoded list (0: unlimited);
+    max_header_list_hard (0: the same) is where decoding stops, a list between the two raises
+    HeaderListDropped after the whole block. Any HpackError leaves the decoder unusable."""
+    def __init__(self, max_table_size: int = 4096, max_header_list_size: int = 65536,
+                 max_header_list_hard: int = 0) -> None: ...
     @property
     def max_table_size(self) -> int: ...
     @property
     def max_header_list_size(self) -> int: ...  # 0: unlimited
+    @property
+    def max_header_list_hard(self) -> int: ...
     @property
     def table_size(self) -> int: ...
     @property

@@ -718,3 +718,86 @@ def test_connect_is_answered_501(srv):
         assert c.response(sid)[0][b":status"] == b"200"
     finally:
         c.close()
+
+
+# --- header lists above SETTINGS_MAX_HEADER_LIST_SIZE (65536): 431, the connection goes on -----
+
+def test_oversized_header_list_is_answered_431_and_the_connection_goes_on(srv):
+    c = H2Client("127.0.0.1", srv.port)
+    try:
+        # 70 KB of fields (above 65536, below the hard limit 262144); x-tag comes after the
+        # field that passes the limit and the client's encoder indexes it
+        sid = c.request("/echo", headers=[(b"x-big", b"a" * 70000), (b"x-tag", b"after")])
+        headers, body, _ = c.response(sid)
+        assert headers[b":status"] == b"431" and body == b"header section too large\n"
+        # the next request refers to x-tag by its dynamic-table index: the server's HPACK
+        # table must have taken the oversized block's entries to decode it
+        sid = c.request("/echo", headers=[(b"x-tag", b"after")])
+        headers, body, _ = c.response(sid)
+        assert headers[b":status"] == b"200"
+        assert json.loads(body)["headers"]["x-tag"] == "after"
+        # a request with a body still to come: 431, then the rest refused with NO_ERROR
+        sid = c.request("/echo", "POST", body=b"x" * 1000, end=False,
+                        headers=[(b"x-big", b"b" * 70000)])
+        headers, body, _ = c.response(sid)
+        assert headers[b":status"] == b"431"
+        c.until(lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == sid
+                and e.error_code == 0)
+        sid = c.request("/echo", "POST", body=b"y" * 10)
+        assert json.loads(c.response(sid)[1])["len"] == 10
+    finally:
+        c.close()
+
+
+def test_header_list_past_the_hard_limit_ends_the_connection(srv):
+    c = H2Client("127.0.0.1", srv.port)
+    try:
+        # 100 x a 3 KB field: one literal, then 99 one-byte references (a tiny block decoding
+        # to 300 KB, past the hard limit): GOAWAY ENHANCE_YOUR_CALM
+        c.request("/echo", headers=[(b"x-rep", b"r" * 3000)] * 100)
+        ev = c.until(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+        assert ev.error_code == 0xB
+    finally:
+        c.close()
+
+
+def test_curl_many_header_fields_get_431(srv, tmp_path):
+    """curl (libcurl + nghttp2) with 2000 small fields: 80,000 bytes by RFC 9113 §6.5.2 (32
+    per field), above 65536, while nghttp2's own bound on what it sends (64 KiB of header
+    block, counted without the 32) lets it through. The answer is a 431 response, not a
+    stream or connection error. (Connection reuse is shown with the h2 client above: curl
+    7.88's --http2-prior-knowledge fails to reuse a connection, curl issue #10634.)"""
+    _need("curl")
+    hdrs = tmp_path / "headers.txt"
+    hdrs.write_text("".join(f"x-f{i}: v\n" for i in range(2000)))
+    url = f"http://127.0.0.1:{srv.port}/echo"
+    r = _run(["curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_code} %{http_version}",
+              "-H", f"@{hdrs}", url])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "header section too large\n\n431 2", r.stdout
+    r = _run(["curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_code}", "-H",
+              "x-f: v", url])
+    assert r.stdout.decode().endswith("\n200"), r.stdout
+
+
+def test_metrics_count_the_431():
+    from test_metrics import metrics_port, scrape, until
+
+    with _serve("--metrics", "127.0.0.1:0", "--access-log") as s:
+        port = metrics_port(s)
+        c = H2Client("127.0.0.1", s.port)
+        try:
+            sid = c.request("/echo", headers=[(b"x-big", b"a" * 70000)])
+            assert c.response(sid)[0][b":status"] == b"431"
+            sid = c.request("/echo")
+            assert c.response(sid)[0][b":status"] == b"200"
+        finally:
+            c.close()
+        m = until(lambda: (lambda m: m if m["engine_connections_open"] == 0 else None)(
+            scrape(port)), "connection closed")
+        assert m['engine_http_responses_total{status_class="4xx"}'] == 1
+        assert m['engine_http_responses_total{status_class="2xx"}'] == 1
+        # the 431 is the server's own answer: counted, not timed, not in the access log (as
+        # HTTP/1.1's 431 for an oversized head)
+        assert m["engine_http_request_duration_seconds_count"] == 1
+        s.wait_for(r'"GET /echo HTTP/2" 200', stream="err")

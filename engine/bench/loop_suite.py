@@ -197,7 +197,7 @@ def loop_factory(impl):
         return (uvloop.new_event_loop, getattr(uvloop, "__version__", "?"), uvloop.__file__,
                 _build_id(uvloop.loop.__file__))
     if impl == "rloop":
-        import rloop           # granian's author's loop, in Rust (PyPI: rloop)
+        import rloop  # granian's author's loop, in Rust (PyPI: rloop)
         import rloop._rloop
         return (rloop.new_event_loop, getattr(rloop, "__version__", "?"), rloop.__file__,
                 _build_id(rloop._rloop.__file__))

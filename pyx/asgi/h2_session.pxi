@@ -22,6 +22,8 @@
 #     the peer's window (on_window_open);
 #   * a server may answer before the request ended and then reset the stream with NO_ERROR
 #     (§8.1); a response the application cannot finish ends with RST_STREAM INTERNAL_ERROR;
+#   * a header list above our SETTINGS_MAX_HEADER_LIST_SIZE may be answered 431 (§10.5.1):
+#     the core decoded the block (HPACK stays in step) and calls on_request_too_large;
 #   * graceful shutdown (§6.8): GOAWAY with the last stream id processed; streams up to it
 #     finish, the connection closes when none is left.
 
@@ -43,6 +45,9 @@ cdef bint H2_SENDFILE = _os.environ.get("ENGINE_H2_SENDFILE", "1") != "0"
 # response fields HTTP/2 forbids (RFC 9113 §8.2.2), by name
 cdef frozenset _H2_DROP = frozenset((b"connection", b"keep-alive", b"proxy-connection",
                                      b"transfer-encoding", b"upgrade"))
+# the body of a 431 for an oversized header list: the text HTTP/1.1 answers an oversized
+# header section with (pyx/http/http.pyx), as _reject sends it
+cdef bytes _H2_HEADERS_TOO_LARGE = b"header section too large\n"
 cdef list _STATUS_CACHE = [str(i).encode() for i in range(600)]
 
 
@@ -151,6 +156,32 @@ cdef class H2Session(H2Connection):
         task = _start_task(proto.loop, s.run(cfg.app))
         if not task.done():
             s.task = task
+        return 0
+
+    cdef int on_request_too_large(self, unsigned int stream_id, bint end_stream) except -1:
+        # the header list passed SETTINGS_MAX_HEADER_LIST_SIZE (the core decoded it to keep
+        # HPACK in step, then dropped it): answered 431 as HTTP/1.1 answers an oversized head;
+        # the app is not called, the connection goes on (RFC 9113 §10.5.1)
+        cdef HttpProtocol proto = self.proto
+        cdef ServerConfig cfg = proto.cfg
+        cdef H2Stream s
+        if self.draining or self.lost:
+            self.reset_stream(stream_id, H2_REFUSED_STREAM)
+            return 0
+        if not self.streams:
+            proto._disarm()
+        s = H2Stream.__new__(H2Stream)
+        s.session = self
+        s.sid = stream_id
+        s.more_body = not end_stream
+        s.body = []
+        s.scope = None                       # counted in the metrics, not the access log
+        self.streams[stream_id] = s
+        cfg.h2_streams += 1
+        st = cfg.state
+        if st is not None:
+            st.total_requests += 1
+        s._server_answer(431, _H2_HEADERS_TOO_LARGE)
         return 0
 
     cdef H2Stream _new_stream(self, unsigned int stream_id, list headers, bint end_stream):

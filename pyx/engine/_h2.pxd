@@ -19,6 +19,7 @@ cdef class H2Limits:
     cdef readonly Py_ssize_t connection_window_size
     cdef readonly Py_ssize_t max_frame_size
     cdef readonly Py_ssize_t max_header_list_size
+    cdef readonly Py_ssize_t max_header_list_hard
     cdef readonly Py_ssize_t header_table_size
     cdef readonly Py_ssize_t max_header_block_bytes
     cdef readonly Py_ssize_t max_continuation_frames
@@ -100,6 +101,7 @@ cdef class H2Connection:
     # -- hooks ---------------------------------------------------------------------------------
     cdef int on_request(self, unsigned int stream_id, list headers, bint end_stream) except -1
     cdef int on_data(self, unsigned int stream_id, object data, bint end_stream) except -1
+    cdef int on_request_too_large(self, unsigned int stream_id, bint end_stream) except -1
     cdef int on_trailers(self, unsigned int stream_id, list headers) except -1
     cdef int on_stream_reset(self, unsigned int stream_id, unsigned int error_code) except -1
     cdef int on_window_open(self, unsigned int stream_id) except -1

@@ -4,7 +4,9 @@
 #
 # Errors are Python exception classes of the module (engine._hpack.HpackError: any
 # COMPRESSION_ERROR, RFC 9113 §4.3; HeaderListTooLarge(HpackError): the decoded list passed
-# max_header_list_size, decoding stopped there). After any HpackError a Decoder is unusable.
+# max_header_list_hard, decoding stopped there). After any HpackError a Decoder is unusable.
+# HeaderListDropped(Exception), not an HpackError: the list passed max_header_list_size only,
+# the block was decoded whole (the table is in step) and its fields dropped; the Decoder goes on.
 # Source: pyx/hpack/hpack.pyx; Python types: engine/_hpack.pyi.
 
 from cpython.object cimport PyObject
@@ -22,11 +24,14 @@ cdef struct HTable:
 cdef class Decoder:
     cdef readonly Py_ssize_t max_table_size        # our SETTINGS_HEADER_TABLE_SIZE
     cdef readonly Py_ssize_t max_header_list_size  # sum of len(name)+len(value)+32; 0 = unlimited
+    cdef readonly Py_ssize_t max_header_list_hard  # decoding stops past it (HeaderListTooLarge);
+                                                   # between the two: HeaderListDropped
     # positions (in the last decode()'s result) of the fields that came as never-indexed
     # literals (RFC 7541 §6.2.3), or None if there were none; `last_sensitive` (a Python
     # property) is the same as a list of bool parallel to the result
     cdef readonly list last_never_indexed
     cdef Py_ssize_t _last_count
+    cdef Py_ssize_t _last_size            # the size of a dropped list (HeaderListDropped)
     cdef HTable _t
     cdef bint _update_required
     cdef object _failed                   # the message of the error that broke the decoder

@@ -21,6 +21,9 @@
 #   §6.5.2 settings ranges, §6.9 flow control (windows <= 2**31-1, zero increments, SETTINGS
 #   deltas applied to every stream), §6.8 GOAWAY last-stream-id.
 # * §8.1 a malformed request is a stream error PROTOCOL_ERROR (h2_validate.pxi).
+# * §10.5.1 a header list above the advertised SETTINGS_MAX_HEADER_LIST_SIZE may be answered
+#   431 provided the block is still processed (the HPACK table stays in step); we decode it
+#   whole up to max_header_list_hard and refuse the stream, and past that end the connection.
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -34,7 +37,7 @@ include "common/carry.pxi"
 include "h2_validate.pxi"
 
 from engine._hpack cimport Decoder, Encoder
-from engine._hpack import HpackError, HeaderListTooLarge
+from engine._hpack import HpackError, HeaderListTooLarge, HeaderListDropped
 
 # -- module constants (engine/_h2.pyi) ----------------------------------------------------------
 DATA = FT_DATA
@@ -98,6 +101,7 @@ cdef class H2Limits:
                  Py_ssize_t connection_window_size=DEFAULT_CONNECTION_WINDOW_SIZE,
                  Py_ssize_t max_frame_size=DEFAULT_MAX_FRAME_SIZE,
                  Py_ssize_t max_header_list_size=DEFAULT_MAX_HEADER_LIST_SIZE,
+                 object max_header_list_hard=None,
                  Py_ssize_t header_table_size=DEFAULT_HEADER_TABLE_SIZE,
                  Py_ssize_t max_header_block_bytes=DEFAULT_MAX_HEADER_BLOCK_BYTES,
                  Py_ssize_t max_continuation_frames=DEFAULT_MAX_CONTINUATION_FRAMES,
@@ -120,6 +124,11 @@ cdef class H2Limits:
             raise ValueError("max_frame_size must be in [2**14, 2**24-1]")
         if max_header_list_size < 1 or max_header_list_size > MAX_WINDOW:
             raise ValueError("max_header_list_size must be in [1, 2**31-1]")
+        if max_header_list_hard is None:
+            max_header_list_hard = min(max_header_list_size * HEADER_LIST_HARD_FACTOR,
+                                       MAX_WINDOW)
+        elif not (max_header_list_size <= max_header_list_hard <= MAX_WINDOW):
+            raise ValueError("max_header_list_hard must be in [max_header_list_size, 2**31-1]")
         if header_table_size < 0 or header_table_size > MAX_WINDOW:
             raise ValueError("header_table_size must be in [0, 2**31-1]")
         for name, v in (("max_header_block_bytes", max_header_block_bytes),
@@ -139,6 +148,7 @@ cdef class H2Limits:
         self.connection_window_size = connection_window_size
         self.max_frame_size = max_frame_size
         self.max_header_list_size = max_header_list_size
+        self.max_header_list_hard = max_header_list_hard
         self.header_table_size = header_table_size
         self.max_header_block_bytes = max_header_block_bytes
         self.max_continuation_frames = max_continuation_frames
@@ -158,7 +168,8 @@ cdef class H2Limits:
 
 
 LIMIT_FIELDS = ("max_concurrent_streams", "initial_window_size", "connection_window_size",
-                "max_frame_size", "max_header_list_size", "header_table_size",
+                "max_frame_size", "max_header_list_size", "max_header_list_hard",
+                "header_table_size",
                 "max_header_block_bytes", "max_continuation_frames", "max_rapid_resets",
                 "rapid_reset_window", "max_control_queue", "max_settings_frames",
                 "max_ping_frames", "max_empty_data_frames", "max_priority_frames",
@@ -402,9 +413,13 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
     cdef long long clen
     try:
         headers = c._decoder.decode_c(p, n)
+    except HeaderListDropped:
+        # above SETTINGS_MAX_HEADER_LIST_SIZE, within max_header_list_hard: decoded whole (the
+        # HPACK table is in step), the fields dropped; the stream is refused below (§10.5.1)
+        headers = None
     except HeaderListTooLarge:
         return c._conn_error(ERR_ENHANCE_YOUR_CALM, "header list larger than "
-                             "SETTINGS_MAX_HEADER_LIST_SIZE")
+                             "max_header_list_hard")
     except HpackError as exc:
         return c._conn_error(ERR_COMPRESSION_ERROR, f"HPACK: {exc}")
     s = <H2Stream>c._streams.get(sid)
@@ -416,6 +431,8 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
             return c._stream_error(sid, ERR_PROTOCOL_ERROR)
         if self_dep:
             return c._stream_error(sid, ERR_PROTOCOL_ERROR)
+        if headers is None:                 # oversized trailers: the request cannot complete
+            return c._stream_error(sid, ERR_ENHANCE_YOUR_CALM)
         why = _check_fields(headers, True, False, &clen)
         if why is not None:
             return c._stream_error(sid, ERR_PROTOCOL_ERROR)
@@ -443,9 +460,12 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
         return c._stream_error(sid, ERR_PROTOCOL_ERROR)
     if c.open_streams >= c.limits.max_concurrent_streams:
         return c._stream_error(sid, ERR_REFUSED_STREAM)  # counts as a reset, as all do
-    why = _check_fields(headers, False, c.limits.enable_connect_protocol, &clen)
-    if why is not None or (end and clen > 0):
-        return c._stream_error(sid, ERR_PROTOCOL_ERROR)
+    if headers is None:
+        clen = -1                           # unknown: the owner answers 431 without the body
+    else:
+        why = _check_fields(headers, False, c.limits.enable_connect_protocol, &clen)
+        if why is not None or (end and clen > 0):
+            return c._stream_error(sid, ERR_PROTOCOL_ERROR)
     s = H2Stream.__new__(H2Stream)
     s.sid = sid
     s.state = S_HALF_CLOSED_REMOTE if end else S_OPEN
@@ -461,7 +481,10 @@ cdef int _header_block(H2Connection c, unsigned int sid, const unsigned char *p,
         c._rr_opened = 1
         c._rr_resets = 0
     c._productive()
-    c.on_request(sid, headers, end)
+    if headers is None:
+        c.on_request_too_large(sid, end)
+    else:
+        c.on_request(sid, headers, end)
     return 0
 
 
@@ -756,7 +779,8 @@ cdef class H2Connection:
         # until our SETTINGS are acknowledged the peer may use HPACK's default table size
         self._decoder = Decoder(max_table_size=max(self.limits.header_table_size,
                                                     DEFAULT_TABLE_SIZE),
-                                 max_header_list_size=self.limits.max_header_list_size)
+                                 max_header_list_size=self.limits.max_header_list_size,
+                                 max_header_list_hard=self.limits.max_header_list_hard)
         self._encoder = Encoder(max_table_size=DEFAULT_TABLE_SIZE)
 
     def __dealloc__(self):
@@ -767,6 +791,12 @@ cdef class H2Connection:
     # -- hooks ---------------------------------------------------------------------------------
 
     cdef int on_request(self, unsigned int stream_id, list headers, bint end_stream) except -1:
+        return 0
+
+    cdef int on_request_too_large(self, unsigned int stream_id, bint end_stream) except -1:
+        # a new stream whose header list passed max_header_list_size (not the hard limit):
+        # opened like a request, its fields dropped; the owner answers it (431) with
+        # send_headers/send_data and, if the client has not ended it, reset_stream(NO_ERROR)
         return 0
 
     cdef int on_data(self, unsigned int stream_id, object data, bint end_stream) except -1:
@@ -1309,7 +1339,8 @@ cdef int _remember_closed(H2Connection c, unsigned int sid, int kind) except -1:
 @cython.final
 cdef class H2EventConnection(H2Connection):
     """H2Connection whose hooks record event tuples; ``receive()`` returns the events it
-    produced: ("request", sid, headers, end_stream), ("data", sid, data, end_stream),
+    produced: ("request", sid, headers, end_stream), ("request_too_large", sid, end_stream),
+    ("data", sid, data, end_stream),
     ("trailers", sid, headers), ("reset", sid, code), ("window", sid),
     ("goaway", last_stream_id, code), ("connection_error", code, reason)."""
 
@@ -1327,6 +1358,10 @@ cdef class H2EventConnection(H2Connection):
 
     cdef int on_request(self, unsigned int stream_id, list headers, bint end_stream) except -1:
         self._events.append(("request", stream_id, headers, end_stream))
+        return 0
+
+    cdef int on_request_too_large(self, unsigned int stream_id, bint end_stream) except -1:
+        self._events.append(("request_too_large", stream_id, end_stream))
         return 0
 
     cdef int on_data(self, unsigned int stream_id, object data, bint end_stream) except -1:

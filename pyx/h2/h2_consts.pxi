@@ -69,7 +69,9 @@ cdef enum:
     DEFAULT_INITIAL_WINDOW_SIZE = 65535
     DEFAULT_CONNECTION_WINDOW_SIZE = 1048576
     DEFAULT_MAX_FRAME_SIZE = 16384
-    DEFAULT_MAX_HEADER_LIST_SIZE = 65536
+    DEFAULT_MAX_HEADER_LIST_SIZE = 65536       # advertised; a request above it is answered 431
+    HEADER_LIST_HARD_FACTOR = 4                # max_header_list_hard's default: this many times
+                                               # max_header_list_size (above: connection error)
     DEFAULT_HEADER_TABLE_SIZE = 4096
     DEFAULT_MAX_HEADER_BLOCK_BYTES = 65536     # compressed bytes of one HEADERS+CONTINUATION block
     DEFAULT_MAX_CONTINUATION_FRAMES = 32       # CONTINUATION frames of one header block

@@ -68,8 +68,21 @@ class HpackError(Exception):
 
 
 class HeaderListTooLarge(HpackError):
-    """The decoded header list passed max_header_list_size (each field counts
-    len(name) + len(value) + 32). Decoding stopped at the field that passed it."""
+    """The decoded header list passed the decoder's hard limit (max_header_list_hard, which
+    is max_header_list_size unless set higher; each field counts len(name) + len(value) + 32).
+    Decoding stopped at the field that passed it."""
+
+
+class HeaderListDropped(Exception):
+    """The decoded header list passed max_header_list_size but not max_header_list_hard: the
+    whole block was decoded (the dynamic table took every entry the peer's encoder inserted,
+    so it stays in step and the decoder stays usable), but the fields were dropped as the
+    list passed the limit. Not an HpackError: the connection can go on (RFC 9113 §10.5.1; an
+    HTTP/2 server answers the request 431). `size` is the list's size."""
+
+    def __init__(self, str message, Py_ssize_t size):
+        Exception.__init__(self, message)
+        self.size = size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,11 +363,15 @@ def huffman_decode(data):
 cdef class Decoder:
     """Decodes header blocks (RFC 7541 §3), keeping the dynamic table across them.
 
-    Decoder(max_table_size=4096, max_header_list_size=65536). max_table_size is our
-    SETTINGS_HEADER_TABLE_SIZE: a peer's table-size update may not exceed it.
-    max_header_list_size bounds the decoded list (len(name) + len(value) + 32 per field,
-    RFC 9113 §6.5.2; 0 = unlimited): decoding stops with HeaderListTooLarge at the field that
-    passes it. Any HpackError leaves the decoder unusable: later decode() calls raise too.
+    Decoder(max_table_size=4096, max_header_list_size=65536, max_header_list_hard=0).
+    max_table_size is our SETTINGS_HEADER_TABLE_SIZE: a peer's table-size update may not
+    exceed it. max_header_list_size bounds the decoded list (len(name) + len(value) + 32 per
+    field, RFC 9113 §6.5.2; 0 = unlimited). max_header_list_hard (0: the same as
+    max_header_list_size; else at least it) is where decoding stops: a list passing it raises
+    HeaderListTooLarge at the field that passes it. A list between the two is decoded to the
+    end of the block with its fields dropped as it passes max_header_list_size (memory stays
+    bounded by that limit), then HeaderListDropped is raised and the decoder stays usable. Any
+    HpackError leaves the decoder unusable: later decode() calls raise too.
     """
 
     def __cinit__(self):
@@ -367,13 +384,20 @@ cdef class Decoder:
         self._scratch_cap = 0
 
     def __init__(self, Py_ssize_t max_table_size=DEFAULT_TABLE_SIZE,
-                 Py_ssize_t max_header_list_size=DEFAULT_MAX_HEADER_LIST_SIZE):
+                 Py_ssize_t max_header_list_size=DEFAULT_MAX_HEADER_LIST_SIZE,
+                 Py_ssize_t max_header_list_hard=0):
         if max_table_size < 0 or max_table_size > MAX_INTEGER:
             raise ValueError(f"max_table_size must be in 0..{MAX_INTEGER}")
         if max_header_list_size < 0:
             raise ValueError("max_header_list_size must be >= 0 (0: unlimited)")
+        if max_header_list_hard == 0:
+            max_header_list_hard = max_header_list_size
+        elif max_header_list_size == 0 or max_header_list_hard < max_header_list_size:
+            raise ValueError("max_header_list_hard must be 0 (the same as max_header_list_size) "
+                             "or at least max_header_list_size (which must then not be 0)")
         self.max_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
+        self.max_header_list_hard = max_header_list_hard
         self._t.max_size = max_table_size
         self._update_required = False
         self._failed = None
@@ -435,11 +459,17 @@ cdef class Decoder:
         if self._failed is not None:
             raise HpackError(f"the decoder failed earlier ({self._failed}); its table is out "
                              f"of sync")
+        cdef list out
         try:
-            return self._decode(data, n)
+            out = self._decode(data, n)
         except BaseException as exc:     # HpackError, or MemoryError halfway through an update
             self._failed = str(exc) or type(exc).__name__
             raise
+        if out is None:                  # decoded whole, the list dropped: the table is in step
+            raise HeaderListDropped(
+                f"header list of {self._last_size} bytes is larger than "
+                f"{self.max_header_list_size}; its fields were dropped", self._last_size)
+        return out
 
     cdef unsigned char *_scratch_for(self, Py_ssize_t n) except NULL:
         cdef unsigned char *p
@@ -517,13 +547,17 @@ cdef class Decoder:
         cdef Py_ssize_t idx
         cdef Py_ssize_t total = 0
         cdef Py_ssize_t limit = self.max_header_list_size
+        cdef Py_ssize_t hard = self.max_header_list_hard
         cdef unsigned char b
         cdef bint fields_started = False
+        cdef bint dropped = False         # past `limit`: fields are no longer kept
+        cdef Py_ssize_t nfields = 0
         cdef list out = []
         cdef list never = None
         cdef object name, value, entry
         self.last_never_indexed = None
         self._last_count = 0
+        self._last_size = 0
         while pos < n:
             b = p[pos]
             if (b & 0xe0) == 0x20:                          # dynamic table size update (§6.3)
@@ -551,7 +585,7 @@ cdef class Decoder:
                 entry = (name, value)
                 self._insert(<tuple>entry)
             else:                                           # literal without / never indexed
-                if b & 0x10:
+                if b & 0x10 and not dropped:
                     if never is None:
                         never = []
                     never.append(len(out))
@@ -559,16 +593,27 @@ cdef class Decoder:
                 name = (<tuple>self._indexed(idx))[0] if idx else self._string(p, &pos, n)
                 value = self._string(p, &pos, n)
                 entry = (name, value)
-            out.append(entry)
+            nfields += 1
             if limit:
                 total += _entry_size(<PyObject *>entry)
                 if total > limit:
-                    raise HeaderListTooLarge(
-                        f"header list larger than {limit} bytes (field {len(out)}, "
-                        f"{total} bytes so far)")
+                    if total > hard:
+                        raise HeaderListTooLarge(
+                            f"header list larger than {hard} bytes (field {nfields}, "
+                            f"{total} bytes so far)")
+                    if not dropped:
+                        # from here on only the table is kept in step: the fields go
+                        dropped = True
+                        out = None
+                        never = None
+            if not dropped:
+                out.append(entry)
         if self._update_required:
             raise HpackError("a dynamic table size update must start this block (the "
                              "decoder's maximum table size was lowered)")
+        if dropped:
+            self._last_size = total
+            return None
         self.last_never_indexed = never
         self._last_count = len(out)
         return out

@@ -78,6 +78,12 @@ def seeds() -> list[bytes]:
     out.append(start + frame(_h2.HEADERS, 0, 1, blk[:5]) + frame(_h2.CONTINUATION, 0, 1, blk[5:20])
                + frame(_h2.CONTINUATION, _h2.END_HEADERS | _h2.END_STREAM, 1, blk[20:])
                + frame(0x42, 3, 0, b"ext"))
+    # a request above max_header_list_size of SMALL (a field repeated by reference), then one
+    # referring to the table entries it inserted
+    cl = Client()
+    big = GET + [(b"x-a", b"a" * 150)] * 2
+    out.append(start + cl.headers(1, big) + cl.headers(3, post(), end=False)
+               + cl.headers(5, GET + [(b"x-a", b"a" * 150)]) + data(3, b"x", True))
     return out
 
 
@@ -109,6 +115,12 @@ class App:
                 continue
             if kind == "data":
                 c.consume(ev[1], len(ev[2]))
+            if kind == "request_too_large":
+                sid = ev[1]
+                c.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
+                if not ev[2]:
+                    c.reset_stream(sid, _h2.NO_ERROR)
+                continue
             if kind in ("request", "data") and ev[3] or kind == "trailers":
                 sid = ev[1]
                 if c.stream_open(sid):

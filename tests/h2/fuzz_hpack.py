@@ -5,8 +5,10 @@ One input is checked by `check(data)`. Byte 0 picks the decoder's limits (CONFIG
 a sequence of header blocks, each prefixed by its length (2 bytes, big-endian; a length past
 the end takes what is left), decoded one after the other by one Decoder so the dynamic table
 carries over. Properties:
-  * decode() returns a list of (bytes, bytes) tuples or raises HpackError, nothing else; after
-    an HpackError the decoder refuses every later block (HpackError again);
+  * decode() returns a list of (bytes, bytes) tuples or raises HpackError, or
+    HeaderListDropped (only where the hard limit is above max_header_list_size, for a list
+    between the two), nothing else; after an HpackError the decoder refuses every later block
+    (HpackError again), after HeaderListDropped it goes on;
   * the dynamic table stays consistent: its size is the sum of its entries' sizes
     (len(name) + len(value) + 32) and within the current maximum, itself within the
     decoder's max_table_size; a returned list is within max_header_list_size;
@@ -35,15 +37,16 @@ if str(HERE.parent) not in sys.path:          # tests/fuzz_util.py
 
 import fuzz_util  # noqa: E402
 
-from engine._hpack import Decoder, Encoder, HpackError  # noqa: E402
+from engine._hpack import Decoder, Encoder, HeaderListDropped, HpackError  # noqa: E402
 
 try:
     import hpack as _theirs
 except ImportError:                          # optional: the differential check is skipped
     _theirs = None
 
-# (max_table_size, max_header_list_size); small ones make the limit paths reachable
-CONFIGS = [(4096, 65536), (256, 0), (64, 512), (0, 200)]
+# (max_table_size, max_header_list_size, max_header_list_hard); small ones make the limit paths
+# reachable (0 for the hard limit: the same as max_header_list_size)
+CONFIGS = [(4096, 65536, 0), (256, 0, 0), (64, 512, 0), (0, 200, 0), (256, 150, 600)]
 
 RFC_BLOCKS = [  # RFC 7541 Appendix C.3, C.4 (requests) and C.6 (responses, table size 256)
     [bytes.fromhex("828684410f7777772e6578616d706c652e636f6d"),
@@ -86,8 +89,9 @@ def _label(exc: Exception) -> str:
 def check(data: bytes) -> str:
     """All the properties on one input; returns a label of its outcome (the first error)."""
     config, blocks = unpack(data)
-    max_table, max_list = CONFIGS[config]
-    dec = Decoder(max_table_size=max_table, max_header_list_size=max_list)
+    max_table, max_list, max_hard = CONFIGS[config]
+    dec = Decoder(max_table_size=max_table, max_header_list_size=max_list,
+                  max_header_list_hard=max_hard)
     enc = Encoder(max_table_size=max_table)
     redec = Decoder(max_table_size=max_table, max_header_list_size=0)
     theirs = None
@@ -100,6 +104,15 @@ def check(data: bytes) -> str:
     for block in blocks:
         try:
             result = dec.decode(block)
+        except HeaderListDropped as exc:
+            assert not failed, "a decoder that failed accepted a later block"
+            assert max_list < exc.size <= dec.max_header_list_hard, exc.size
+            entries = dec.table_entries()
+            assert dec.table_size == sum(_entry_size(n, v) for n, v in entries)
+            assert dec.table_size <= dec.table_max_size <= dec.max_table_size
+            label = "dropped"
+            assert theirs is None, "a list dropped without a list limit"
+            continue
         except HpackError as exc:
             if failed:
                 assert "failed earlier" in str(exc), exc
@@ -150,6 +163,9 @@ def seeds() -> list[bytes]:
     enc.set_max_table_size(0)
     enc.set_max_table_size(64)
     out.append(pack(1, [first, enc.encode(lists[1], huffman=False)]))
+    # a list between the limits (dropped, its entries inserted), then a block using them
+    enc = Encoder(max_table_size=256)
+    out.append(pack(4, [enc.encode(lists[2]), enc.encode(lists[2][1:])]))
     # a bomb: one entry referenced many times
     out.append(pack(0, [b"\x40\x01x\x7f\x21" + b"v" * 160 + b"\xbe" * 500]))
     return out

@@ -38,7 +38,8 @@ def test_limits_defaults_and_validation() -> None:
     assert {k: getattr(lim, k) for k in _h2.LIMIT_FIELDS} == {
         "max_concurrent_streams": 100, "initial_window_size": 65535,
         "connection_window_size": 1048576, "max_frame_size": 16384,
-        "max_header_list_size": 65536, "header_table_size": 4096,
+        "max_header_list_size": 65536, "max_header_list_hard": 262144,
+        "header_table_size": 4096,
         "max_header_block_bytes": 65536, "max_continuation_frames": 32,
         "max_rapid_resets": 100, "rapid_reset_window": 1000, "max_control_queue": 32768,
         "max_settings_frames": 100, "max_ping_frames": 1000, "max_empty_data_frames": 100,
@@ -51,6 +52,16 @@ def test_limits_defaults_and_validation() -> None:
                 {"max_header_list_size": 0}):
         with pytest.raises(ValueError):
             H2Limits(**bad)
+    # the hard header-list limit: by default 4 x the advertised one (within 2**31-1), else
+    # at least it
+    assert H2Limits(max_header_list_size=1000).max_header_list_hard == 4000
+    assert H2Limits(max_header_list_size=2**30).max_header_list_hard == 2**31 - 1
+    assert H2Limits(max_header_list_size=1000,
+                    max_header_list_hard=1000).max_header_list_hard == 1000
+    for bad_hard in ({"max_header_list_size": 1000, "max_header_list_hard": 999},
+                     {"max_header_list_hard": 2**31}, {"max_header_list_hard": -1}):
+        with pytest.raises(ValueError, match="max_header_list_hard"):
+            H2Limits(**bad_hard)
 
 
 def test_limits_and_internals_are_not_writable() -> None:
@@ -91,10 +102,96 @@ def test_connection_window_size() -> None:
 
 
 def test_max_header_list_size() -> None:
+    """Up to the advertised limit: a request. Above it (up to the hard limit): the stream is
+    announced as too large, without its fields, and the owner answers it; the connection goes
+    on. Above the hard limit: connection ENHANCE_YOUR_CALM."""
     c, cl = connect(H2Limits(max_header_list_size=300))
+    assert c.limits.max_header_list_hard == 1200
     small = GET + [(b"x", b"v" * 80)]          # 290 bytes by RFC 9113 §6.5.2
     assert c.receive(cl.headers(1, small)) == [("request", 1, small, True)]
-    calm(c, c.receive(cl.headers(3, GET + [(b"x", b"v" * 300)])), 1)
+    assert c.receive(cl.headers(3, GET + [(b"x", b"v" * 300)])) == [
+        ("request_too_large", 3, True)]
+    assert c.stream_state(3) == "half-closed (remote)" and c.last_stream_id == 3
+    c.send_headers(3, [(b":status", b"431"), (b"content-length", b"0")], True)
+    frames = read_frames(c.data_to_send())
+    assert [(t, f, sid) for t, f, sid, _ in frames] == [
+        (_h2.HEADERS, _h2.END_HEADERS | _h2.END_STREAM, 3)]
+    assert c.stream_state(3) == "closed" and c.open_streams == 1       # stream 1 unanswered
+    assert c.receive(cl.headers(5, small)) == [("request", 5, small, True)]
+    calm(c, c.receive(cl.headers(7, GET + [(b"x", b"v" * 1200)])), 5)
+
+
+def test_oversized_request_keeps_the_hpack_table_in_step() -> None:
+    """The oversized block inserts entries (the client's encoder indexes every field), the
+    last ones after the field that passed the limit; the next request refers to them by
+    dynamic-table index and must decode to the same fields: the proof that the block was
+    decoded whole."""
+    c, cl = connect(H2Limits(max_header_list_size=400))
+    big = GET + [(b"x-big", b"v" * 300), (b"x-tag", b"after-the-limit"),
+                 (b"user-agent", b"test/1.0")]
+    assert c.receive(cl.headers(1, big)) == [("request_too_large", 1, True)]
+    again = GET + [(b"user-agent", b"test/1.0"), (b"x-tag", b"after-the-limit")]
+    block = cl.block(again)
+    dynamic = [b for b in block if b >= 0x80 and b & 0x7F >= 62]
+    assert len(dynamic) >= 3, block.hex()        # :authority, user-agent, x-tag by index
+    assert c.receive(frame(_h2.HEADERS, _h2.END_HEADERS | _h2.END_STREAM, 3, block)) == [
+        ("request", 3, again, True)]
+    assert not c.closed
+
+
+def test_oversized_request_with_a_body() -> None:
+    """A too-large request that has not ended: its DATA is delivered (the owner gives the
+    window back); the owner answers and resets the rest with NO_ERROR (§8.1)."""
+    c, cl = connect(H2Limits(max_header_list_size=300))
+    ev = c.receive(cl.headers(1, post() + [(b"x", b"v" * 300)], end=False) + data(1, b"body"))
+    assert ev == [("request_too_large", 1, False), ("data", 1, b"body", False)]
+    c.consume(1, 4)
+    c.send_headers(1, [(b":status", b"431"), (b"content-length", b"0")], True)
+    c.reset_stream(1, _h2.NO_ERROR)
+    assert rsts_of(read_frames(c.data_to_send())) == [(1, _h2.NO_ERROR)]
+    assert c.receive(data(1, b"late", True)) == []            # in flight: ignored
+    assert c.receive(cl.headers(3, GET)) == [("request", 3, GET, True)]
+
+
+def test_oversized_trailers_reset_the_stream() -> None:
+    """Trailers above the limit: the request already reached the owner, so the stream is
+    reset (ENHANCE_YOUR_CALM) rather than answered; the connection goes on."""
+    c, cl = connect(H2Limits(max_header_list_size=300))
+    assert c.receive(cl.headers(1, post(), end=False)) == [("request", 1, post(), False)]
+    ev = c.receive(cl.headers(1, [(b"x-trailer", b"v" * 300)], end=True))
+    assert ev == [("reset", 1, _h2.ENHANCE_YOUR_CALM)]
+    assert rsts_of(read_frames(c.data_to_send())) == [(1, _h2.ENHANCE_YOUR_CALM)]
+    assert c.receive(cl.headers(3, GET)) == [("request", 3, GET, True)]
+
+
+def test_oversized_requests_respect_the_other_stream_limits() -> None:
+    """A too-large request is a stream like any other: refused above max_concurrent_streams,
+    ignored after our GOAWAY."""
+    c, cl = connect(H2Limits(max_header_list_size=300, max_concurrent_streams=1))
+    big = GET + [(b"x", b"v" * 300)]
+    assert c.receive(cl.headers(1, big, end=False)) == [("request_too_large", 1, False)]
+    assert c.receive(cl.headers(3, big)) == []
+    assert rsts_of(read_frames(c.data_to_send())) == [(3, _h2.REFUSED_STREAM)]
+    c.goaway()
+    assert c.receive(cl.headers(5, big)) == []
+    assert c.receive(cl.headers(7, GET)) == []
+    assert not c.closed
+
+
+def test_hard_header_list_limit_equal_to_the_soft_one() -> None:
+    """max_header_list_hard == max_header_list_size: no 431, every oversized list ends the
+    connection (and an HPACK bomb costs at most the limit)."""
+    c, cl = connect(H2Limits(max_header_list_size=300, max_header_list_hard=300))
+    calm(c, c.receive(cl.headers(1, GET + [(b"x", b"v" * 300)])), 0)
+
+
+def test_hpack_bomb_past_the_hard_limit() -> None:
+    """One 4000-byte entry referenced 10000 times (a 14 KB block decoding to 40 MB): decoding
+    stops at the hard limit, connection ENHANCE_YOUR_CALM."""
+    c, cl = connect()
+    block = bytes([0x40, 0x01, 0x78, 0x7F, 0xA1, 0x1E]) + b"v" * 4000 + b"\xbe" * 10000
+    assert len(block) < c.limits.max_header_block_bytes
+    calm(c, c.receive(frame(_h2.HEADERS, _h2.END_HEADERS | _h2.END_STREAM, 1, block)), 0)
 
 
 def test_header_table_size() -> None:

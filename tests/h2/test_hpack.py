@@ -14,6 +14,7 @@ from engine._hpack import (
     NOT_INDEXED_NAMES,
     Decoder,
     Encoder,
+    HeaderListDropped,
     HeaderListTooLarge,
     HpackError,
     decode_integer,
@@ -410,6 +411,55 @@ def test_hpack_bomb_stops_at_the_limit() -> None:
 
 def test_header_list_too_large_is_an_hpack_error() -> None:
     assert issubclass(HeaderListTooLarge, HpackError)
+    assert not issubclass(HeaderListDropped, HpackError)
+
+
+def test_list_between_the_limits_is_decoded_whole_and_dropped() -> None:
+    """Between max_header_list_size and max_header_list_hard: every entry the block inserts
+    reaches the table (also those after the field that passed the limit), the fields are not
+    returned, and the decoder goes on: the next block's references to those entries decode."""
+    d = Decoder(max_header_list_size=100, max_header_list_hard=400)
+    assert (d.max_header_list_size, d.max_header_list_hard) == (100, 400)
+    block = (h("40 01 61 46") + b"a" * 70          # a: a*70 (103 bytes), inserted -> past 100
+             + h("40 01 62 03") + b"bbb"           # b: bbb (36), inserted after the limit
+             + h("10 01 63 01") + b"c")            # c: c never indexed (34), not inserted
+    with pytest.raises(HeaderListDropped, match="173 bytes") as err:
+        d.decode(block)
+    assert err.value.size == 173
+    assert d.table_entries() == [(b"b", b"bbb"), (b"a", b"a" * 70)]
+    assert d.last_sensitive == [] and d.last_never_indexed is None
+    assert d.decode(h("be 82")) == [(b"b", b"bbb"), (b":method", b"GET")]     # 62: b
+    with pytest.raises(HeaderListDropped, match="103 bytes"):
+        d.decode(h("bf"))                                                    # 63: a
+    assert d.decode(h("be be")) == [(b"b", b"bbb")] * 2
+    assert d.decode(h("82")) == [(b":method", b"GET")]
+
+
+def test_list_past_the_hard_limit_stops_decoding() -> None:
+    """The bomb of test_hpack_bomb_stops_at_the_limit with a soft limit below the hard one:
+    decoding goes past the soft limit keeping nothing, and stops at the first field past the
+    hard limit (the invalid index at the block's end is never reached), leaving the decoder
+    unusable."""
+    value = b"v" * 4000
+    block = h("40 01 78 7f a1 1e") + value + h("be") * 10000 + h("80")
+    d = Decoder(max_table_size=8192, max_header_list_size=20000, max_header_list_hard=65536)
+    with pytest.raises(HeaderListTooLarge, match="larger than 65536") as err:
+        d.decode(block)
+    assert f"field {65536 // 4033 + 1}," in str(err.value)
+    with pytest.raises(HpackError, match="failed earlier"):
+        d.decode(h("82"))
+    # 0 (the default): the hard limit is the soft one, the old behaviour
+    d = Decoder(max_header_list_size=100)
+    assert d.max_header_list_hard == 100
+    with pytest.raises(HeaderListTooLarge):
+        d.decode(h("40 01 61 46") + b"a" * 70)
+
+
+def test_hard_limit_is_validated() -> None:
+    for soft, hard in ((100, 99), (0, 100), (100, -1)):
+        with pytest.raises(ValueError, match="max_header_list_hard"):
+            Decoder(max_header_list_size=soft, max_header_list_hard=hard)
+    assert Decoder(max_header_list_size=100, max_header_list_hard=100).max_header_list_hard == 100
 
 
 # ---------------------------------------------------------------------------------------------

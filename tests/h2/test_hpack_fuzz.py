@@ -24,15 +24,21 @@ def test_seeds_outcomes() -> None:
     """The seeds decode under the roomy configurations; under the tiny tables (64 and 0 bytes)
     the RFC blocks' references to evicted entries are refused (or the lists pass the 200-byte
     limit); the bomb seed hits the limit."""
-    *seeds, bomb = fuzz_hpack.seeds()
+    *seeds, dropped_then_used, bomb = fuzz_hpack.seeds()
     for data in seeds:
-        max_table, _ = fuzz_hpack.CONFIGS[data[0]]
-        if max_table >= 256:
+        max_table, max_list, max_hard = fuzz_hpack.CONFIGS[data[0]]
+        if max_hard:              # 150 bytes, up to 600: the RFC request lists are dropped
+            assert fuzz_hpack.check(data) in ("accepted", "dropped"), data
+        elif max_table >= 256:
             assert fuzz_hpack.check(data) == "accepted", data
         else:                     # evicted entries referenced, or the 200-byte list limit
             outcome = fuzz_hpack.check(data)
             assert "beyond the tables" in outcome or "HeaderListTooLarge" in outcome, outcome
     assert fuzz_hpack.check(bomb).startswith("error HeaderListTooLarge")
+    # the first block is dropped, the second refers to an entry it inserted: accepted
+    assert fuzz_hpack.check(dropped_then_used) == "accepted"
+    first_only = fuzz_hpack.unpack(dropped_then_used)[1][:1]
+    assert fuzz_hpack.check(fuzz_hpack.pack(4, first_only)) == "dropped"
 
 
 def test_random_mutator_run() -> None:
