@@ -354,15 +354,22 @@ def run_direct(app: str, test: str, args: argparse.Namespace, env: dict[str, str
            os.path.join(APPS_DIR, "direct.py"), app, TESTS[test][0]]
     subprocess.run([*cmd, "1", str(args.connections)], env=env, cwd=APPS_DIR, check=True,
                    capture_output=True, timeout=120)
-    before = cpu_split(-1, pg_pid)
-    proc = subprocess.run([*cmd, str(args.duration), str(args.connections)], env=env,
-                          cwd=APPS_DIR, capture_output=True, text=True,
-                          timeout=args.duration + 120)
-    after = cpu_split(-1, pg_pid)
-    m = re.search(r"requests (\d+) status-errors (\d+) cpu ([\d.]+)", proc.stdout)
+    proc = subprocess.Popen([*cmd, str(args.duration), str(args.connections), "uvloop",
+                             "--hold"], env=env, cwd=APPS_DIR, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()            # "started": the pool's backends exist from here
+        before = cpu_split(-1, pg_pid)
+        line = proc.stdout.readline()     # printed after the timed part; backends still alive
+        after = cpu_split(-1, pg_pid)
+        out, err = proc.communicate("", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    m = re.search(r"requests (\d+) status-errors (\d+) cpu ([\d.]+)", line)
     if proc.returncode != 0 or not m:
-        raise RuntimeError(f"direct {app} {test} failed: {proc.stdout[-800:]} "
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(f"direct {app} {test} failed: {line}{out[-800:]} {err[-2000:]}")
     done = int(m.group(1))
     return {"rps": done / args.duration, "non2xx": int(m.group(2)), "socket_errors": 0,
             "server_cpu_us": float(m.group(3)) * 1e6 / max(done, 1),

@@ -1,12 +1,13 @@
 """The ceiling of the real-app benchmark: the ASGI app called directly, no server.
 
-    python perf/realapps/direct.py APP PATH SECONDS [CONCURRENCY] [LOOP]
+    python perf/realapps/direct.py APP PATH SECONDS [CONCURRENCY] [LOOP] [--hold]
 
 Imports ``APP_app:app`` (starlette or fastapi, from this folder), runs its lifespan startup (the
 asyncpg pool), then CONCURRENCY (default 64, wrk's connections) coroutines call it for SECONDS,
 each with a fresh GET scope for PATH, an empty body and a send() that only keeps the status;
 prints ``requests N status-errors E cpu S`` (S: this process's CPU seconds during those
-SECONDS) and runs the lifespan shutdown. No sockets, no HTTP
+SECONDS) and runs the lifespan shutdown (with --hold, only once stdin is closed: the caller
+reads PostgreSQL's CPU time while the pool's connections still exist). No sockets, no HTTP
 parsing, no server: what is left is the framework, the driver, the loop's scheduling and the
 database, so the requests/s it reaches on the server's CPU bounds what any server can reach
 with the same app there (perf/bench_realapps.py reports it per case as the ceiling).
@@ -21,8 +22,8 @@ import sys
 import time
 
 
-async def run(app_name: str, path: str, seconds: float,
-              concurrency: int) -> tuple[int, int, float]:
+async def run(app_name: str, path: str, seconds: float, concurrency: int,
+              hold: bool) -> None:
     app = importlib.import_module(f"{app_name}_app").app
     startup: asyncio.Queue[dict] = asyncio.Queue()
     replies: asyncio.Queue[dict] = asyncio.Queue()
@@ -42,6 +43,8 @@ async def run(app_name: str, path: str, seconds: float,
         raise SystemExit(f"startup failed: {reply}")
     raw, _, query = path.partition("?")
     done = errors = 0
+    if hold:
+        print("started", flush=True)            # the pool is open: the caller's mark
     cpu = time.process_time()
     deadline = time.monotonic() + seconds
 
@@ -71,16 +74,21 @@ async def run(app_name: str, path: str, seconds: float,
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
     cpu = time.process_time() - cpu
+    print(f"requests {done} status-errors {errors} cpu {cpu:.3f}", flush=True)
+    if hold:
+        # the caller reads PostgreSQL's CPU while the pool's backends still exist: wait for
+        # its go (stdin closed) before the shutdown closes them
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await startup.put({"type": "lifespan.shutdown"})
     await replies.get()
     await lifespan
-    return done, errors, cpu
 
 
 def main() -> None:
     app_name, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 64
-    loop_name = sys.argv[5] if len(sys.argv) > 5 else "uvloop"
+    args = [a for a in sys.argv[1:] if a != "--hold"]
+    concurrency = int(args[3]) if len(args) > 3 else 64
+    loop_name = args[4] if len(args) > 4 else "uvloop"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if loop_name == "uvloop":
         import uvloop
@@ -91,8 +99,7 @@ def main() -> None:
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        done, errors, cpu = runner.run(run(app_name, path, seconds, concurrency))
-    print(f"requests {done} status-errors {errors} cpu {cpu:.3f}")
+        runner.run(run(app_name, path, seconds, concurrency, "--hold" in sys.argv))
 
 
 if __name__ == "__main__":
