@@ -346,6 +346,14 @@ def run_wrk(port: int, test: str, duration: int, connections: int,
     return parse_wrk(proc.stdout)
 
 
+def progress(round_no: int, app: str, server: str, test: str, result: dict) -> None:
+    """One case's line while the run goes on: requests/s and the CPU split per request."""
+    who = "app" if server == "direct" else "server"
+    print(f"round {round_no + 1} {app:9} {server:14} {test:9} {result['rps']:>10,.0f} req/s   "
+          f"CPU per request: {who} {result.get('server_cpu_us', 0):6.1f} us, "
+          f"PostgreSQL {result.get('db_cpu_us', 0):6.1f} us", flush=True)
+
+
 def run_direct(app: str, test: str, args: argparse.Namespace, env: dict[str, str],
                pg_pid: int) -> dict[str, float | int | None]:
     """The ceiling of one case: realapps/direct.py (the app without a server) on the server's
@@ -446,11 +454,7 @@ def main() -> None:
                                 if (app, test) in cases:
                                     result = run_direct(app, test, args, env, pg_pid)
                                     samples[(app, test, server)].append(result)
-                                    print(f"round {round_no + 1} {app:9} {server:14} "
-                                          f"{test:9} {result['rps']:>10,.0f} req/s   CPU per "
-                                          f"request: app {result['server_cpu_us']:6.1f} us, "
-                                          f"PostgreSQL {result['db_cpu_us']:6.1f} us",
-                                          flush=True)
+                                    progress(round_no, app, server, test, result)
                             continue
                         server_env = dict(env, BENCH_NO_DB="1") if server in NO_DB else env
                         proc, port = start_server(server, app, args.server_cpu, server_env,
@@ -472,11 +476,7 @@ def main() -> None:
                                     result["server_cpu_us"] = (after[0] - before[0]) * 1e6 / done
                                     result["db_cpu_us"] = (after[1] - before[1]) * 1e6 / done
                                 samples[(app, test, server)].append(result)
-                                print(f"round {round_no + 1} {app:9} {server:14} {test:9} "
-                                      f"{result['rps']:>10,.0f} req/s   CPU per request: "
-                                      f"server {result.get('server_cpu_us', 0):6.1f} us, "
-                                      f"PostgreSQL {result.get('db_cpu_us', 0):6.1f} us",
-                                      flush=True)
+                                progress(round_no, app, server, test, result)
                         finally:
                             stop_server(proc)
         finally:
