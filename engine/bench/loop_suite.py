@@ -18,8 +18,10 @@ shadows the installed, compiled package:
 
     python -P -m engine.bench.loop_suite --fast -o /tmp/loop.json --results results/
 
-The op helpers (call_soon_chain, sleep0_coro, gather_coro, timer_delays, schedule_timers) are
-shared with the pytest-benchmark regression suite of a checkout (perf/test_regression.py).
+The op helpers (call_soon_chain, sleep0_coro, gather_coro, timer_delays, schedule_timers,
+cancel_timers, sock_pingpong, streams_pingpong) are shared with the pytest-benchmark regression
+suite of a checkout (perf/test_regression.py) and with the suite's callgrind mode
+(engine.bench.loop_callgrind: instructions per operation).
 
 All of pyperf's options work (``--fast``, ``--rigorous``, ``-o``, ``--affinity``,
 ``-v``, ...). Extra options: ``--quick``, ``--impls``/``--loops-impl``, ``--scenarios``,
@@ -57,8 +59,9 @@ IDLE_CPU_THRESHOLD_US = 10_000.0   # an idle loop should burn well under 1% of a
 
 # --quick: fixed loops per value (no calibration process), fewer processes and values
 QUICK_LOOPS = {"call_soon": 2, "sleep0": 2, "gather100": 10, "timers": 1, "timer_cancel": 1,
-               "sock_pingpong": 1}
+               "sock_pingpong": 1, "streams_pingpong": 1}
 PINGPONG_N = 5_000
+PING = b"ping"                     # the ping-pong scenarios' message
 CANCEL_N = 100_000
 QUICK_IDLE_SECONDS = 0.25
 
@@ -91,6 +94,13 @@ def _scenarios(timers_n):
                                           "with loop.sock_sendall/sock_recv, both ends in one "
                                           "loop (the loop's socket path, no network); value = s "
                                           "per round trip; not in the geomean"),
+        "streams_pingpong": dict(kind="throughput", label="streams ping-pong",
+                                 unit="round trips/s", geomean=0,
+                                 description=f"{PINGPONG_N} round trips of 4 bytes over a "
+                                             "socketpair through asyncio streams "
+                                             "(open_connection(sock=...), write, readexactly), "
+                                             "both ends in one loop; value = s per round trip; "
+                                             "not in the geomean"),
         "wakeup": dict(kind="latency", label="threadsafe wake-up", unit="µs", scale=1e6,
                        description="latency from call_soon_threadsafe() in another thread to "
                                    f"the callback, the loop blocked in its poller for "
@@ -173,6 +183,80 @@ def schedule_timers(loop, delays):
     return fut
 
 
+def cancel_timers(loop, n):
+    """n call_later timers far in the future, each cancelled, then one loop iteration (the
+    stopped loop's run_forever): the cost of scheduling and cancelling a timer."""
+    call_later = loop.call_later
+    handles = [call_later(60.0 + i * 1e-6, _noop) for i in range(n)]
+    for h in handles:
+        h.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def _no_clock():
+    return 0.0
+
+
+async def sock_pingpong(loop, n, clock=_no_clock):
+    """n round trips of PING over a socketpair with loop.sock_sendall/sock_recv, an echoing
+    task at the other end, both in ``loop``; returns clock() after the n-th minus before the
+    first."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        async def echo():
+            for _ in range(n):
+                await loop.sock_sendall(b, await loop.sock_recv(b, 64))
+
+        server = loop.create_task(echo())
+        t0 = clock()
+        for _ in range(n):
+            await loop.sock_sendall(a, PING)
+            if await loop.sock_recv(a, 64) != PING:
+                raise RuntimeError("ping-pong lost data")
+        dt = clock() - t0
+        await server
+        return dt
+    finally:
+        a.close()
+        b.close()
+
+
+async def streams_pingpong(loop, n, clock=_no_clock):
+    """As sock_pingpong, through asyncio streams (open_connection(sock=...) at both ends of a
+    socketpair: the loop's transports, StreamReader.readexactly, StreamWriter.write)."""
+    a, b = socket.socketpair()
+    try:
+        ra, wa = await asyncio.open_connection(sock=a)
+        rb, wb = await asyncio.open_connection(sock=b)
+    except BaseException:
+        a.close()
+        b.close()
+        raise
+    size = len(PING)
+    try:
+        async def echo():
+            for _ in range(n):
+                wb.write(await rb.readexactly(size))
+
+        server = loop.create_task(echo())
+        t0 = clock()
+        for _ in range(n):
+            wa.write(PING)
+            if await ra.readexactly(size) != PING:
+                raise RuntimeError("ping-pong lost data")
+        dt = clock() - t0
+        await server
+        return dt
+    finally:
+        wa.close()
+        wb.close()
+        await wa.wait_closed()
+        await wb.wait_closed()
+
+
 # --------------------------------------------------------------------------- loop factories
 
 def _build_id(path):
@@ -251,48 +335,30 @@ def bench_timer_cancel(loops, factory, n):
     for _ in range(loops):
         loop = factory()
         try:
-            call_later = loop.call_later
             t0 = time.perf_counter()
-            handles = [call_later(60.0 + i * 1e-6, _noop) for i in range(n)]
-            for h in handles:
-                h.cancel()
-            loop.call_soon(loop.stop)
-            loop.run_forever()
+            cancel_timers(loop, n)
             total += time.perf_counter() - t0
         finally:
             loop.close()
     return total
 
 
-async def _pingpong_main(loop, n):
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    try:
-        async def echo():
-            for _ in range(n):
-                await loop.sock_sendall(b, await loop.sock_recv(b, 64))
-
-        server = loop.create_task(echo())
-        t0 = time.perf_counter()
-        for _ in range(n):
-            await loop.sock_sendall(a, b"ping")
-            if await loop.sock_recv(a, 64) != b"ping":
-                raise RuntimeError("ping-pong lost data")
-        dt = time.perf_counter() - t0
-        await server
-        return dt
-    finally:
-        a.close()
-        b.close()
-
-
 def bench_sock_pingpong(loops, factory, n):
+    return _bench_pingpong(loops, factory, sock_pingpong, n)
+
+
+def bench_streams_pingpong(loops, factory, n):
+    return _bench_pingpong(loops, factory, streams_pingpong, n)
+
+
+def _bench_pingpong(loops, factory, pingpong, n):
+    """Sum over loops of the seconds n round trips take (the socketpair's set-up and the
+    echoing task's end are not timed)."""
     total = 0.0
     for _ in range(loops):
         loop = factory()
         try:
-            total += loop.run_until_complete(_pingpong_main(loop, n))
+            total += loop.run_until_complete(pingpong(loop, n, time.perf_counter))
         finally:
             loop.close()
     return total
@@ -526,6 +592,7 @@ def main():
                     "timers": (bench_timers, timers_n, (timers_n,)),
                     "timer_cancel": (bench_timer_cancel, CANCEL_N, (CANCEL_N,)),
                     "sock_pingpong": (bench_sock_pingpong, PINGPONG_N, (PINGPONG_N,)),
+                    "streams_pingpong": (bench_streams_pingpong, PINGPONG_N, (PINGPONG_N,)),
                 }[sc]
                 overrides = dict(procs)
                 if args.quick and not args.loops:

@@ -314,7 +314,8 @@ def _value_cell(sc: Doc, impl: str, pct: str | None = None) -> str:
     if thr is not None and d.get("max", d["value"]) > thr:
         flag = " !"
     sd = d.get("stdev")
-    return num(d["value"]) + (f" ±{num(sd)}" if sd is not None else "") + flag
+    spread = sd is not None and d.get("n_values", 2) > 1   # one value (a count): no spread
+    return num(d["value"]) + (f" ±{num(sd)}" if spread else "") + flag
 
 
 def _ratio_cell(sc: Doc, peer: str, pct: str | None = None) -> str:

@@ -125,6 +125,23 @@ BUILTIN_TABLES: dict[str, dict[str, Any]] = {
         "cpu_roles": {"bench": "--affinity"},
         "duration": {"full": "8-15 min", "quick": "20-30 s"},
     },
+    "loop-callgrind": {
+        "module": "engine.bench.loop_callgrind",
+        "protocol": "results",
+        "title": "Event-loop instructions per operation (callgrind)",
+        "description": "the loop suite's throughput scenarios (call_soon, sleep(0), gather, "
+                       "timers, call_later + cancel, sock_* and streams ping-pong) under "
+                       "valgrind's callgrind: instructions per operation, deterministic",
+        "subject": "engine",
+        "peers": ["uvloop", "rloop", "asyncio"],
+        "kinds": ["cost"],
+        "modules": {"engine": "engine", "uvloop": "uvloop", "rloop": "rloop", "asyncio": ""},
+        "tools": ["valgrind"],
+        "install": "pip install 'engine[perf]'; apt-get install valgrind",
+        "quick": ["--quick"],
+        "duration": {"full": "15-25 min", "quick": "3-5 min"},
+        "default": False,
+    },
 }
 
 

@@ -51,8 +51,7 @@ cdef class Handle:
 cdef class TimerHandle(Handle):
     cdef:
         double _when
-        Py_ssize_t _heap_idx   # position in the loop's heap, -1 when not scheduled
-        public bint _scheduled
+        public bint _scheduled  # in the loop's heap (cancelled ones stay until popped)
 
     @staticmethod
     cdef TimerHandle new_timer(Loop loop, double when, object callback, tuple args, object context)
@@ -117,6 +116,7 @@ cdef class Loop:
         HeapEntry *_heap
         Py_ssize_t _heap_n
         Py_ssize_t _heap_cap
+        Py_ssize_t _heap_cancelled   # cancelled timers still in the heap (removed lazily)
         uint64_t _seq
 
         bint _closed
@@ -163,7 +163,9 @@ cdef class Loop:
     cdef int _ready_push(self, Handle h) except -1
     # timers
     cdef int _heap_push(self, TimerHandle t) except -1
-    cdef int _heap_remove(self, Py_ssize_t i) except -1
+    cdef PyObject *_heap_pop(self) noexcept
+    cdef int _heap_compact(self) except -1
+    cdef int _heap_drop_cancelled_head(self) except -1
     cdef int _timer_cancel(self, TimerHandle t) except -1
     # fds
     cdef int _fd_ensure(self, int fd) except -1

@@ -2,6 +2,9 @@
 cdef enum:
     READY_INITIAL_CAPACITY = 256      # ready-queue ring slots (power of two)
     HEAP_INITIAL_CAPACITY = 256       # timer heap slots
+    HEAP_COMPACT_MIN = 100            # cancelled timers stay in the heap until popped, or until
+                                      # there are this many and they are over half of it (asyncio:
+                                      # _MIN_SCHEDULED_TIMER_HANDLES, ..._FRACTION = 0.5)
     FD_TABLE_INITIAL = 256            # fd table slots (grows to the highest fd seen)
     POLL_EVENTS_INITIAL = 256         # poller event array (doubles when a wait fills it)
     SIGNAL_READ_CHUNK = 64            # bytes read from the signal wake-up pipe per read()

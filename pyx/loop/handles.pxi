@@ -36,13 +36,7 @@ cdef class Handle:
         return self._context
 
     def cancel(self):
-        if not self._cancelled:
-            self._cancelled = True
-            if self._loop is not None and self._loop._debug:
-                # keep a useful repr after the references are dropped
-                self._repr = repr(self)
-            self._callback = None
-            self._args = None
+        _handle_cancel(self)
 
     def cancelled(self):
         return self._cancelled
@@ -78,6 +72,18 @@ cdef class Handle:
         return 0
 
 
+cdef inline int _handle_cancel(Handle h) except -1:
+    """Handle.cancel(): the callback will not run; its references are dropped at once."""
+    if not h._cancelled:
+        h._cancelled = True
+        if h._loop is not None and h._loop._debug:
+            # keep a useful repr after the references are dropped
+            h._repr = repr(h)
+        h._callback = None
+        h._args = None
+    return 0
+
+
 cdef inline void _handle_init(Handle h, Loop loop, object callback, tuple args,
                               object context) noexcept:
     h._loop = loop
@@ -94,7 +100,6 @@ cdef class TimerHandle(Handle):
         cdef TimerHandle h = TimerHandle.__new__(TimerHandle)
         _handle_init(h, loop, callback, args, context)
         h._when = when
-        h._heap_idx = -1
         return h
 
     cdef _repr_info(self):
@@ -139,6 +144,7 @@ cdef class TimerHandle(Handle):
         return self._when
 
     def cancel(self):
-        if not self._cancelled and self._loop is not None:
-            self._loop._timer_cancel(self)
-        Handle.cancel(self)
+        if not self._cancelled:
+            _handle_cancel(self)
+            if self._loop is not None:
+                self._loop._timer_cancel(self)   # counts it; the heap drops it later

@@ -12,6 +12,7 @@
 cimport cython
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset, memcpy, strerror
 from libc.math cimport ceil
@@ -216,8 +217,22 @@ _FD_DISPATCH[<int>KIND_TRANSPORT] = _dispatch_transport
 cdef inline bint _entry_lt(HeapEntry *a, HeapEntry *b) noexcept nogil:
     return a.when < b.when or (a.when == b.when and a.seq < b.seq)
 
-cdef inline void _set_heap_idx(PyObject *t, Py_ssize_t i) noexcept:
-    (<TimerHandle>t)._heap_idx = i
+
+cdef inline void _sift_down(HeapEntry *heap, Py_ssize_t n, Py_ssize_t i,
+                            HeapEntry e) noexcept nogil:
+    """Put e at heap[i] (a hole) and move it down to its place in heap[0:n]."""
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and _entry_lt(&heap[child + 1], &heap[child]):
+            child += 1
+        if not _entry_lt(&heap[child], &e):
+            break
+        heap[i] = heap[child]
+        i = child
+    heap[i] = e
 
 
 cdef Handle _call_soon(Loop loop, object callback, tuple args, object context):
@@ -318,9 +333,10 @@ cdef class Loop:
             self._ready.items = NULL
         if self._heap != NULL:
             for i in range(self._heap_n):
-                _set_heap_idx(self._heap[i].timer, -1)
+                (<TimerHandle>self._heap[i].timer)._scheduled = False
                 Py_DECREF(<object>self._heap[i].timer)
             self._heap_n = 0
+            self._heap_cancelled = 0
             free(self._heap)
             self._heap = NULL
         if self._fds != NULL:
@@ -378,8 +394,11 @@ cdef class Loop:
         r.count += 1
         return 0
 
-    # --- timers: a binary heap in a C array; each TimerHandle knows its index, so cancel() removes
-    # it in O(log n) and the heap never holds dead entries.
+    # --- timers: a binary heap of (when, seq, timer) entries in a C array, ordered by deadline
+    # then insertion (FIFO for equal deadlines). Entries are compared without touching the
+    # TimerHandle objects. cancel() only counts (O(1), as asyncio does): a cancelled timer is
+    # dropped when it reaches the top, or all at once (_heap_compact) when they are at least
+    # HEAP_COMPACT_MIN and over half of the heap.
 
     cdef int _heap_push(self, TimerHandle t) except -1:
         cdef HeapEntry *heap
@@ -404,63 +423,73 @@ cdef class Loop:
             if not _entry_lt(&e, &heap[parent]):
                 break
             heap[i] = heap[parent]
-            _set_heap_idx(heap[i].timer, i)
             i = parent
         heap[i] = e
-        t._heap_idx = i
         return 0
 
-    cdef int _heap_remove(self, Py_ssize_t i) except -1:
-        # Removes heap[i]; the caller owns the reference that was stored there afterwards.
-        cdef HeapEntry *heap = self._heap
-        cdef HeapEntry last
-        cdef Py_ssize_t n, child, parent
-        _set_heap_idx(heap[i].timer, -1)
+    cdef PyObject *_heap_pop(self) noexcept:
+        # Removes heap[0] (the heap is not empty) and returns it: the caller owns the reference
+        # the heap held, and updates _scheduled / _heap_cancelled.
+        cdef PyObject *top = self._heap[0].timer
         self._heap_n -= 1
-        n = self._heap_n
-        if i == n:
-            return 0
-        last = heap[n]
-        # sift up if smaller than parent, otherwise down
-        if i > 0 and _entry_lt(&last, &heap[(i - 1) >> 1]):
-            while i > 0:
-                parent = (i - 1) >> 1
-                if not _entry_lt(&last, &heap[parent]):
-                    break
-                heap[i] = heap[parent]
-                _set_heap_idx(heap[i].timer, i)
-                i = parent
-        else:
-            while True:
-                child = 2 * i + 1
-                if child >= n:
-                    break
-                if child + 1 < n and _entry_lt(&heap[child + 1], &heap[child]):
-                    child += 1
-                if not _entry_lt(&heap[child], &last):
-                    break
-                heap[i] = heap[child]
-                _set_heap_idx(heap[i].timer, i)
-                i = child
-        heap[i] = last
-        _set_heap_idx(last.timer, i)
+        if self._heap_n:
+            _sift_down(self._heap, self._heap_n, 0, self._heap[self._heap_n])
+        return top
+
+    cdef int _heap_drop_cancelled_head(self) except -1:
+        # Pops the cancelled timers at the top, so that heap[0] (if any) is the next live one.
+        cdef PyObject *p
+        while self._heap_cancelled and (<TimerHandle>self._heap[0].timer)._cancelled:
+            p = self._heap_pop()
+            self._heap_cancelled -= 1
+            (<TimerHandle>p)._scheduled = False
+            Py_DECREF(<object>p)       # may run code (a finalizer): the heap is consistent
+        return 0
+
+    cdef int _heap_compact(self) except -1:
+        # Drops every cancelled timer: the live ones move to the front (in array order), the
+        # heap is rebuilt over them (Floyd's heapify, O(n)); the dropped references are released
+        # once the heap is consistent again (a finalizer may schedule timers).
+        cdef HeapEntry *heap = self._heap
+        cdef Py_ssize_t i, j = 0, k = 0, n = self._heap_n
+        cdef list dead = PyList_New(self._heap_cancelled)
+        cdef PyObject *p
+        for i in range(n):
+            p = heap[i].timer
+            if (<TimerHandle>p)._cancelled:
+                (<TimerHandle>p)._scheduled = False
+                if k < self._heap_cancelled:
+                    PyList_SET_ITEM(dead, k, <object>p)    # steals the heap's reference
+                    k += 1
+                else:
+                    Py_DECREF(<object>p)                   # not reached: the count is exact
+            else:
+                heap[j] = heap[i]
+                j += 1
+        self._heap_n = j
+        self._heap_cancelled = 0
+        i = j // 2 - 1
+        while i >= 0:
+            _sift_down(heap, j, i, heap[i])
+            i -= 1
+        del dead
         return 0
 
     cdef int _timer_cancel(self, TimerHandle t) except -1:
-        cdef Py_ssize_t i = t._heap_idx
-        cdef PyObject *p
-        if i < 0 or i >= self._heap_n or self._heap[i].timer != <PyObject*>t:
+        # t was just cancelled (TimerHandle.cancel): count it if it is still in the heap
+        if not t._scheduled or self._heap == NULL:
             return 0
-        p = self._heap[i].timer
-        self._heap_remove(i)
-        t._scheduled = False
-        Py_DECREF(<object>p)
+        self._heap_cancelled += 1
+        if (self._heap_cancelled >= HEAP_COMPACT_MIN
+                and self._heap_cancelled * 2 > self._heap_n):
+            self._heap_compact()
         return 0
 
     def _timer_handle_cancelled(self, handle):
-        # asyncio.TimerHandle.cancel() calls this on the loop; engine's handles call _timer_cancel.
+        # asyncio.TimerHandle.cancel() calls this on the loop (for its own handles, which are
+        # never in engine's heap); engine's TimerHandle.cancel() calls _timer_cancel.
         if isinstance(handle, TimerHandle):
-            self._timer_cancel(<TimerHandle>handle)
+            handle.cancel()
 
     # --- fd table ---------------------------------------------------------------------------------
 
@@ -575,7 +604,9 @@ cdef class Loop:
         cdef Handle h
         cdef TimerHandle t
 
-        # 1. how long may we block?
+        # 1. how long may we block? (the next deadline is that of a live timer)
+        if self._heap_cancelled:
+            self._heap_drop_cancelled_head()
         while True:
             if ready.count or self._stopping or self._async_pending or self._prepoll:
                 timeout_ms = 0
@@ -676,13 +707,13 @@ cdef class Loop:
         # 4. due timers run, in deadline order
         if end != 0.0:
             while self._heap_n and self._heap[0].when <= end:
-                p = self._heap[0].timer
-                self._heap_remove(0)
-                t = <TimerHandle>p
+                t = <TimerHandle>self._heap_pop()
                 Py_DECREF(t)           # drop the heap's reference; `t` holds one
                 t._scheduled = False
                 self._idle_pending = True
-                if not t._cancelled:
+                if t._cancelled:
+                    self._heap_cancelled -= 1
+                else:
                     if self._debug:
                         self._run_handle_debug(t)
                     else:
@@ -2281,7 +2312,8 @@ cdef class Loop:
             for fd in range(self._fds_cap):
                 if self._fds[fd].reader != NULL or self._fds[fd].writer != NULL:
                     nfds += 1
-        return {'ready': self._ready.count, 'timers': self._heap_n, 'fds': nfds,
+        return {'ready': self._ready.count, 'timers': self._heap_n - self._heap_cancelled,
+                'fds': nfds,
                 'poll_capacity': (<eng_poller*>self._poller).capacity, 'idle_watchers': len(self._idles)}
 
 
