@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import socket
-import subprocess
 import sys
 import tempfile
+
+from engine.bench import callgrind as cg  # the counting helpers (shared with engine bench)
 
 SCENARIOS = {"parse": 2000, "timers": 5000, "sockops": 1000, "http": 500}
 
@@ -110,15 +110,8 @@ def _child(scenario: str, n: int) -> None:
 def instructions(python: str, scenario: str, n: int) -> int:
     """Ir of one run of ``python this-file --child scenario n`` under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, ENGINE_BUSY_POLL_US="0", PYTHONHASHSEED="0")
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out", python,
-             "-P", os.path.abspath(__file__), "--child", scenario, str(n)],
-            capture_output=True, text=True, env=env, cwd=tmp, check=True)
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total in:\n{out.stderr[-2000:]}")
-    return int(found.group(1))
+        return cg.count([python, "-P", os.path.abspath(__file__), "--child", scenario, str(n)],
+                        f"{tmp}/cg.out", cwd=tmp)["Ir"]
 
 
 def main() -> int:

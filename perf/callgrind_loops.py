@@ -31,14 +31,15 @@ the most self instructions per op ((self Ir in the N-run - in the 0-run) / N, fr
 names only in a build installed with ``pip install -C install.strip=false .``). ``--sim`` adds
 callgrind's cache and branch simulation. Busy polling is off (ENGINE_BUSY_POLL_US=0: it spins
 by the clock) and PYTHONHASHSEED is fixed. Needs valgrind, uvicorn, httptools, asyncpg, uvloop
-(rloop optional); the starlette scenario also starlette and orjson.
+(rloop optional); the starlette scenario also starlette and orjson. The counting helpers are
+engine.bench.callgrind's (also behind ``engine bench loop-callgrind``, the loop suite's
+scenarios by instructions).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
-import re
 import selectors
 import shutil
 import socket
@@ -46,6 +47,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from engine.bench import callgrind as cg  # the counting helpers (shared with engine bench)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOOPS = ("engine", "uvloop", "rloop")
@@ -206,20 +209,19 @@ def _http_client(port: int, n: int, timeout: float, path: str = "/",
         s.close()
 
 
-SIM_OPTIONS: list[str] = []      # --cache-sim=yes --branch-sim=yes with --sim
+SIM: list[bool] = [False]        # --sim: callgrind's cache and branch simulation
 
 
 def _callgrind(loop_name: str, scenario: str, arg: str, n: int, out: str) -> list[str]:
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *SIM_OPTIONS,
-            sys.executable,
-            "-P", os.path.abspath(__file__), "--child", loop_name, scenario, arg, str(n)]
+    return cg.command(out, [sys.executable, "-P", os.path.abspath(__file__), "--child",
+                            loop_name, scenario, arg, str(n)], sim=SIM[0])
 
 
 def events(loop_name: str, scenario: str, n: int, pg_port: int, keep: str | None,
            timeout: float, connections: int = CONNECTIONS) -> dict[str, int]:
     """The event totals (Ir; with --sim also cache misses and mispredicted branches) of one
     run under callgrind (its callgrind file copied to ``keep`` if given)."""
-    env = dict(os.environ, ENGINE_BUSY_POLL_US="0", PYTHONHASHSEED="0")
+    env = cg.env()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         if scenario in ("uvicorn", "starlette"):
@@ -246,58 +248,15 @@ def events(loop_name: str, scenario: str, n: int, pg_port: int, keep: str | None
             done = subprocess.run(_callgrind(loop_name, scenario, str(pg_port), n, out), cwd=tmp,
                                   env=env, capture_output=True, text=True, timeout=timeout)
             err = done.stderr
-        if proc_failed(err):
+        if cg.failed(err):
             raise RuntimeError(f"{loop_name}/{scenario} failed:\n{err[-3000:]}")
-        with open(out) as f:
-            head = f.read()
-        names = re.search(r"^events: (.*)$", head, re.M)
-        totals = re.search(r"^(?:summary|totals): (.*)$", head, re.M)
-        if names is None or totals is None:
-            raise RuntimeError(f"no callgrind totals in:\n{err[-3000:]}")
+        try:
+            found = cg.totals(out)
+        except (OSError, cg.CallgrindError) as exc:
+            raise RuntimeError(f"no callgrind totals in:\n{err[-3000:]}") from exc
         if keep:
             shutil.copy(out, keep)
-        return dict(zip(names.group(1).split(), map(int, totals.group(1).split()), strict=True))
-
-
-def derived(ev: dict[str, int]) -> dict[str, int]:
-    """Ir and, from a --sim run, L1 misses, last-level misses, mispredicted branches and
-    callgrind's cycle estimate (Ir + 10 L1m + 100 LLm)."""
-    out = {"Ir": ev["Ir"]}
-    if "D1mr" in ev:
-        out["L1m"] = ev["I1mr"] + ev["D1mr"] + ev["D1mw"]
-        out["LLm"] = ev["ILmr"] + ev["DLmr"] + ev["DLmw"]
-        out["Bm"] = ev.get("Bcm", 0) + ev.get("Bim", 0)
-        out["est"] = ev["Ir"] + 10 * out["L1m"] + 100 * out["LLm"]
-    return out
-
-
-def proc_failed(stderr: str) -> bool:
-    return "Traceback (most recent call last)" in stderr
-
-
-def self_costs(path: str) -> dict[str, int]:
-    """Self Ir per function in a callgrind file (``callgrind_annotate``), keyed by function
-    name (recursion levels merged, the source directory dropped)."""
-    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", path],
-                         capture_output=True, text=True, check=True).stdout
-    rows: dict[str, int] = {}
-    for line in out.splitlines():
-        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(\S.*)$", line)
-        if m is None or ":" not in m.group(2):
-            continue
-        where, _, func = m.group(2).split(" [")[0].rpartition(":")
-        func = re.sub(r"'[0-9]+$", "", func)
-        name = f"{os.path.basename(where)}:{func}"
-        rows[name] = rows.get(name, 0) + int(m.group(1).replace(",", ""))
-    return rows
-
-
-def annotate(base: str, full: str, n: int, top: int) -> str:
-    """The ``top`` functions by self Ir per op: (self(N-run) - self(0-run)) / n."""
-    a, b = self_costs(base), self_costs(full)
-    per_op = {k: (b.get(k, 0) - a.get(k, 0)) / n for k in a.keys() | b.keys()}
-    ranked = sorted(per_op.items(), key=lambda kv: -abs(kv[1]))[:top]
-    return "\n".join(f"{ir:>10.0f}  {name}" for name, ir in ranked)
+        return found
 
 
 def main() -> int:
@@ -321,8 +280,7 @@ def main() -> int:
                    help="also simulate caches and branch prediction (slower): L1 and last-level "
                         "misses, mispredicted branches and callgrind's cycle estimate per op")
     args = p.parse_args()
-    if args.sim:
-        SIM_OPTIONS.extend(["--cache-sim=yes", "--branch-sim=yes"])
+    SIM[0] = args.sim
     loops = args.loops.split(",")
     scenarios = args.scenarios.split(",")
     counts = {"uvicorn": args.requests, "starlette": args.requests, "asyncpg": args.queries}
@@ -353,10 +311,10 @@ def main() -> int:
                 keep = (os.path.join(args.annotate, f"{scenario}-{loop_name}")
                         if args.annotate else None)
                 try:
-                    base = derived(events(loop_name, scenario, 0, pg_port,
+                    base = cg.derived(events(loop_name, scenario, 0, pg_port,
                                           keep and keep + "-0.cg", args.timeout,
                                           args.connections))
-                    full = derived(events(loop_name, scenario, n, pg_port,
+                    full = cg.derived(events(loop_name, scenario, n, pg_port,
                                           keep and f"{keep}-{n}.cg", args.timeout,
                                           args.connections))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -368,7 +326,7 @@ def main() -> int:
                 print(f"{scenario} {loop_name}: " + ", ".join(
                     f"{k}/op {v:.0f}" for k, v in per_op[loop_name].items()), flush=True)
                 if keep:
-                    print(annotate(keep + "-0.cg", f"{keep}-{n}.cg", n, args.top), flush=True)
+                    print(cg.annotate(keep + "-0.cg", f"{keep}-{n}.cg", n, args.top), flush=True)
             for loop_name, row in per_op.items():
                 ratio = (f"{row['Ir'] / per_op['uvloop']['Ir']:.3f}" if "uvloop" in per_op
                          else "-")

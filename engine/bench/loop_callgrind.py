@@ -78,8 +78,8 @@ def child(impl: str, scenario: str, n: int) -> None:
 
 
 def _argv(impl: str, scenario: str, n: int) -> list[str]:
-    return [sys.executable, "-P", "-m", __spec__.name if __spec__ else "engine.bench.loop_callgrind",
-            "--child", impl, scenario, str(n)]
+    return [sys.executable, "-P", "-m", "engine.bench.loop_callgrind", "--child", impl, scenario,
+            str(n)]
 
 
 def measure(impl: str, scenario: str, n: int, *, keep: str | None = None,

@@ -38,6 +38,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from engine.bench import results as _results
 from engine.bench.suites import checkout
@@ -123,13 +125,13 @@ IDLE_SCENARIOS = ("idle", "idle_far_timer")
 # --------------------------------------------------------------------------- ops
 # The work of the throughput scenarios, untimed (perf/test_regression.py times them too).
 
-def call_soon_chain(loop, n):
+def call_soon_chain(loop: Any, n: int) -> Any:
     """A callback rescheduling itself with loop.call_soon n times; the future is done after
     the n-th call."""
     fut = loop.create_future()
     remaining = n
 
-    def cb():
+    def cb() -> None:
         nonlocal remaining
         remaining -= 1
         if remaining:
@@ -141,17 +143,17 @@ def call_soon_chain(loop, n):
     return fut
 
 
-async def sleep0_coro(n):
+async def sleep0_coro(n: int) -> None:
     sleep = asyncio.sleep
     for _ in range(n):
         await sleep(0)
 
 
-async def _gather_child():
+async def _gather_child() -> None:
     await asyncio.sleep(0)
 
 
-async def gather_coro(n, tasks=GATHER_TASKS):
+async def gather_coro(n: int, tasks: int = GATHER_TASKS) -> None:
     """n rounds of asyncio.gather of ``tasks`` tasks, each awaiting sleep(0) once."""
     gather = asyncio.gather
     rng = range(tasks)
@@ -159,19 +161,19 @@ async def gather_coro(n, tasks=GATHER_TASKS):
         await gather(*[_gather_child() for _ in rng])
 
 
-def timer_delays(n, spread=TIMERS_SPREAD):
+def timer_delays(n: int, spread: float = TIMERS_SPREAD) -> list[float]:
     """n deterministic, scrambled delays in [0, spread): 10007 is prime, so i*7919 % 10007 is
     a permutation of 0..10006 (out-of-order inserts in the timer heap)."""
     return [((i * 7919) % 10007) * (spread / 10007) for i in range(n)]
 
 
-def schedule_timers(loop, delays):
+def schedule_timers(loop: Any, delays: list[float]) -> Any:
     """One loop.call_later per delay; the future is done when all of them have fired."""
     fut = loop.create_future()
     n = len(delays)
     fired = 0
 
-    def cb():
+    def cb() -> None:
         nonlocal fired
         fired += 1
         if fired == n:
@@ -183,7 +185,7 @@ def schedule_timers(loop, delays):
     return fut
 
 
-def cancel_timers(loop, n):
+def cancel_timers(loop: Any, n: int) -> None:
     """n call_later timers far in the future, each cancelled, then one loop iteration (the
     stopped loop's run_forever): the cost of scheduling and cancelling a timer."""
     call_later = loop.call_later
@@ -194,11 +196,11 @@ def cancel_timers(loop, n):
     loop.run_forever()
 
 
-def _no_clock():
+def _no_clock() -> float:
     return 0.0
 
 
-async def sock_pingpong(loop, n, clock=_no_clock):
+async def sock_pingpong(loop: Any, n: int, clock: Callable[[], float] = _no_clock) -> float:
     """n round trips of PING over a socketpair with loop.sock_sendall/sock_recv, an echoing
     task at the other end, both in ``loop``; returns clock() after the n-th minus before the
     first."""
@@ -206,7 +208,7 @@ async def sock_pingpong(loop, n, clock=_no_clock):
     a.setblocking(False)
     b.setblocking(False)
     try:
-        async def echo():
+        async def echo() -> None:
             for _ in range(n):
                 await loop.sock_sendall(b, await loop.sock_recv(b, 64))
 
@@ -224,7 +226,8 @@ async def sock_pingpong(loop, n, clock=_no_clock):
         b.close()
 
 
-async def streams_pingpong(loop, n, clock=_no_clock):
+async def streams_pingpong(loop: Any, n: int,
+                           clock: Callable[[], float] = _no_clock) -> float:
     """As sock_pingpong, through asyncio streams (open_connection(sock=...) at both ends of a
     socketpair: the loop's transports, StreamReader.readexactly, StreamWriter.write)."""
     a, b = socket.socketpair()
@@ -237,7 +240,7 @@ async def streams_pingpong(loop, n, clock=_no_clock):
         raise
     size = len(PING)
     try:
-        async def echo():
+        async def echo() -> None:
             for _ in range(n):
                 wb.write(await rb.readexactly(size))
 
@@ -259,7 +262,7 @@ async def streams_pingpong(loop, n, clock=_no_clock):
 
 # --------------------------------------------------------------------------- loop factories
 
-def _build_id(path):
+def _build_id(path: str) -> str:
     """Short sha256 of a compiled module: tells apart rebuilds with the same version."""
     try:
         with open(path, "rb") as f:
@@ -268,7 +271,7 @@ def _build_id(path):
         return "unknown"
 
 
-def loop_factory(impl):
+def loop_factory(impl: str) -> tuple[Callable[[], Any], str, str, str]:
     """Return (factory, version, module file, build id) or raise ImportError."""
     if impl == "engine":
         import engine
@@ -388,7 +391,7 @@ def bench_wakeup(loops, factory):
     return total
 
 
-def _noop():
+def _noop() -> None:
     pass
 
 
@@ -421,7 +424,7 @@ def bench_idle(loops, factory, seconds, far_timer):
 
 # --------------------------------------------------------------------------- runner
 
-def _csv(text, allowed, what):
+def _csv(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
     if bad:

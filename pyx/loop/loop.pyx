@@ -978,6 +978,7 @@ cdef class Loop:
 
     def call_at(self, when, callback, *args, context=None):
         """Arrange for callback(*args) to be called at loop.time() == when."""
+        # (replaced in the type by a METH_FASTCALL method doing the same: fastcall.pxi)
         if when is None:
             raise TypeError("when cannot be None")
         if self._closed:
@@ -986,6 +987,7 @@ cdef class Loop:
 
     def call_later(self, delay, callback, *args, context=None):
         """Arrange for callback(*args) to be called after `delay` seconds."""
+        # (replaced in the type by a METH_FASTCALL method doing the same: fastcall.pxi)
         if delay is None:
             raise TypeError('delay must not be None')
         if self._closed:
