@@ -68,6 +68,25 @@ cdef int _sched_args(str meth, tuple params, PyObject **args, Py_ssize_t nargs,
     return 0
 
 
+cdef inline int _sched_parse(str meth, tuple params, Py_ssize_t k, PyObject **args,
+                             Py_ssize_t nargs, PyObject *kwnames, PyObject **out) except -1:
+    """_sched_args (k = len(params)), with the two common calls inline: all parameters given
+    positionally, and no keyword or only the (already seen) "context" one."""
+    cdef Py_ssize_t j
+    if nargs >= k:
+        if kwnames == NULL:
+            out[k] = NULL
+        elif (PyTuple_GET_SIZE(<object>kwnames) == 1
+              and PyTuple_GET_ITEM(<object>kwnames, 0) == _kw_context):
+            out[k] = args[nargs]
+        else:
+            return _sched_args(meth, params, args, nargs, kwnames, out)
+        for j in range(k):
+            out[j] = args[j]
+        return 0
+    return _sched_args(meth, params, args, nargs, kwnames, out)
+
+
 cdef inline tuple _rest_args(PyObject **args, Py_ssize_t nargs, Py_ssize_t start):
     """args[start:nargs] as a tuple (the shared empty tuple when there are none)."""
     cdef tuple rest
@@ -88,7 +107,7 @@ cdef inline object _opt(PyObject *p):
 cdef object _call_soon_fastcall(object self, PyObject **args, Py_ssize_t nargs,
                                 PyObject *kwnames):
     cdef PyObject *v[2]
-    _sched_args('call_soon', _SOON_PARAMS, args, nargs, kwnames, v)
+    _sched_parse('call_soon', _SOON_PARAMS, 1, args, nargs, kwnames, v)
     return _call_soon(<Loop>self, <object>v[0], _rest_args(args, nargs, 1), _opt(v[1]))
 
 
@@ -96,7 +115,7 @@ cdef object _call_later_fastcall(object self, PyObject **args, Py_ssize_t nargs,
                                  PyObject *kwnames):
     cdef PyObject *v[3]
     cdef Loop loop = <Loop>self
-    _sched_args('call_later', _LATER_PARAMS, args, nargs, kwnames, v)
+    _sched_parse('call_later', _LATER_PARAMS, 2, args, nargs, kwnames, v)
     if <object>v[0] is None:
         raise TypeError('delay must not be None')
     if loop._closed:
@@ -109,7 +128,7 @@ cdef object _call_at_fastcall(object self, PyObject **args, Py_ssize_t nargs,
                               PyObject *kwnames):
     cdef PyObject *v[3]
     cdef Loop loop = <Loop>self
-    _sched_args('call_at', _AT_PARAMS, args, nargs, kwnames, v)
+    _sched_parse('call_at', _AT_PARAMS, 2, args, nargs, kwnames, v)
     if <object>v[0] is None:
         raise TypeError("when cannot be None")
     if loop._closed:
