@@ -158,3 +158,63 @@ def test_timer_cancelled_in_its_own_callback_and_after_it_ran(loop):
     holder[0].cancel()
     assert fired == [1] and holder[0].cancelled()
     loop.run_until_complete(asyncio.sleep(0))
+
+
+# --- call_soon / call_later / call_at arguments (METH_FASTCALL methods on engine) ----------------
+
+@on_both_loops
+def test_scheduling_arguments_positional_keyword_and_context(loop):
+    fired = []
+    var = contextvars.ContextVar("var", default="outer")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "ctx")
+
+    def rec(*args):
+        fired.append((*args, var.get()))
+
+    when = loop.time()
+    handles = [
+        loop.call_soon(rec, "soon"),
+        loop.call_soon(callback=rec),
+        loop.call_later(0, rec, "later", 2),
+        loop.call_later(delay=0, callback=rec),
+        loop.call_later(0, callback=rec, context=ctx),
+        loop.call_at(when, rec, 1, context=ctx),
+        loop.call_at(when=when, callback=rec),
+    ]
+    assert handles[5].when() == when and handles[2].when() >= when
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert fired[:2] == [("soon", "outer"), ("outer",)]          # the ready ones first
+    assert sorted(fired[2:], key=repr) == sorted([("later", 2, "outer"), ("outer",), ("ctx",),
+                                                  (1, "ctx"), ("outer",)], key=repr)
+
+
+@on_both_loops
+def test_scheduling_argument_errors(loop):
+    cb = _noop
+    for call, exc, text in [
+        (lambda: loop.call_later(None, cb), TypeError, "delay must not be None"),
+        (lambda: loop.call_at(None, cb), TypeError, "when cannot be None"),
+        (lambda: loop.call_later(0, cb, delay=1), TypeError, "multiple values for argument"),
+        (lambda: loop.call_later(0), TypeError, "missing 1 required positional argument"),
+        (lambda: loop.call_at(when=1), TypeError, "missing 1 required positional argument"),
+        (lambda: loop.call_later(0, cb, foo=1), TypeError, "unexpected keyword argument 'foo'"),
+        (lambda: loop.call_soon(), TypeError, "missing 1 required positional argument"),
+        (lambda: loop.call_soon(cb, callback=cb), TypeError, "multiple values for argument"),
+    ]:
+        try:
+            call()
+        except exc as e:
+            assert text in str(e), (text, e)
+        else:
+            raise AssertionError(f"no {exc.__name__}: {text}")
+    loop.close()
+    for call in (lambda: loop.call_soon(cb), lambda: loop.call_later(0, cb),
+                 lambda: loop.call_at(0, cb)):
+        try:
+            call()
+        except RuntimeError as e:
+            assert "closed" in str(e)
+        else:
+            raise AssertionError("scheduled on a closed loop")

@@ -220,10 +220,27 @@ cdef inline bint _entry_lt(HeapEntry *a, HeapEntry *b) noexcept nogil:
 
 cdef inline void _sift_down(HeapEntry *heap, Py_ssize_t n, Py_ssize_t i,
                             HeapEntry e) noexcept nogil:
-    """Put e at heap[i] (a hole) and move it to its place in heap[0:n], bottom-up (as CPython's
-    heapq): the hole goes down to a leaf along the smaller children (one comparison per
-    level), then e rises from there, not above i. e is usually the heap's last entry, a late
-    deadline, so it rises little: about half the comparisons of the textbook sift-down."""
+    """Put e at heap[i] (a hole) and move it down to its place in heap[0:n] (heapify: cheap
+    when the entries are nearly in order already, as after a compaction)."""
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and _entry_lt(&heap[child + 1], &heap[child]):
+            child += 1
+        if not _entry_lt(&heap[child], &e):
+            break
+        heap[i] = heap[child]
+        i = child
+    heap[i] = e
+
+
+cdef inline void _sift_down_bottom_up(HeapEntry *heap, Py_ssize_t n, Py_ssize_t i,
+                                      HeapEntry e) noexcept nogil:
+    """As _sift_down, bottom-up (CPython's heapq): the hole goes down to a leaf along the
+    smaller children (one comparison per level), then e rises from there, not above i. For a
+    pop, e is the heap's last entry, a late deadline that rises little: fewer comparisons."""
     cdef Py_ssize_t start = i, child = 2 * i + 1, parent
     while child < n:
         if child + 1 < n and _entry_lt(&heap[child + 1], &heap[child]):
@@ -438,7 +455,7 @@ cdef class Loop:
         cdef PyObject *top = self._heap[0].timer
         self._heap_n -= 1
         if self._heap_n:
-            _sift_down(self._heap, self._heap_n, 0, self._heap[self._heap_n])
+            _sift_down_bottom_up(self._heap, self._heap_n, 0, self._heap[self._heap_n])
         return top
 
     cdef int _heap_drop_cancelled_head(self) except -1:
