@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sc}[{impl}]: {m['ir_per_op']:.0f} Ir/op ({n} ops)", flush=True)
             if keep:
                 print(cg.annotate(f"{keep}-0.cg", f"{keep}-{n}.cg", n, args.top), flush=True)
-        info = L.SCENARIOS[sc]
+        info = L._scenarios(n)[sc]          # (the timers label names the batch: n timers)
         out[sc] = {"label": info["label"], "kind": "cost", "unit": "Ir/op", "in_geomean": False,
                    "description": "instructions per operation under callgrind, "
                                   f"(Ir(warm-up + {n}) - Ir(warm-up)) / {n}; the operation: "

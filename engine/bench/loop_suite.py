@@ -68,7 +68,7 @@ CANCEL_N = 100_000
 QUICK_IDLE_SECONDS = 0.25
 
 
-def _scenarios(timers_n):
+def _scenarios(timers_n: int) -> dict[str, dict[str, Any]]:
     """scenario -> harness metadata (bench_kind/label/unit/scale/geomean, description)."""
     return {
         "call_soon": dict(kind="throughput", label="call_soon chain", unit="calls/s", geomean=1,
