@@ -147,8 +147,9 @@ def test_registry_and_repo_discovery(tmp_path):
     assert mine["http"].impls_option == "--servers" and mine["http"].impl_tools == {
         "nginx": "nginx"}
     merged = registry(REPO)
-    assert list(merged) == ["loop", *mine] and merged["loop"] == loop
-    assert list(registry(None)) == ["loop"]
+    assert list(merged) == ["loop", "loop-callgrind", *mine] and merged["loop"] == loop
+    assert list(registry(None)) == ["loop", "loop-callgrind"]
+    assert not merged["loop-callgrind"].default     # a bare `engine bench` runs the timed one
     with pytest.raises(HarnessError, match="no engine checkout here"):
         find_repo(start=tmp_path)
     with pytest.raises(HarnessError, match="not a checkout"):
@@ -230,7 +231,7 @@ def test_bench_errors_are_clear(tmp_path):
     # outside a checkout: a checkout's suite is refused with what it needs
     r = run_engine("bench", "net", "--quick", cwd=tmp_path)
     assert r.returncode == 2
-    assert "net: not built in (built in: loop)" in r.stderr
+    assert "net: not built in (built in: loop, loop-callgrind)" in r.stderr
     assert "checkout of the engine repository" in r.stderr and "--repo" in r.stderr
     r = run_engine("bench", "--list", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("loop ") and "built in" in r.stdout

@@ -107,6 +107,8 @@ cdef inline object _opt(PyObject *p):
 cdef object _call_soon_fastcall(object self, PyObject **args, Py_ssize_t nargs,
                                 PyObject *kwnames):
     cdef PyObject *v[2]
+    if nargs == 1 and kwnames == NULL:          # call_soon(cb): a chain of callbacks
+        return _call_soon(<Loop>self, <object>args[0], (), None)
     _sched_parse('call_soon', _SOON_PARAMS, 1, args, nargs, kwnames, v)
     return _call_soon(<Loop>self, <object>v[0], _rest_args(args, nargs, 1), _opt(v[1]))
 
