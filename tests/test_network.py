@@ -214,6 +214,12 @@ class NetworkBehaviour(LoopCase):
             lambda: client, sock=sock, ssl=client_ctx, server_hostname="localhost")
         return server, transport, client
 
+    @staticmethod
+    async def _tls_close(transport, client, server):
+        transport.close()
+        await client.lost
+        await close_and_wait(server)
+
     def test_tls_random_sizes_echo_intact(self, loop, tls):
         # messages from 1 byte to several records (and several buffer-pool chunks), by write()
         # and writelines() of many small pieces: every byte comes back, in order
@@ -236,10 +242,7 @@ class NetworkBehaviour(LoopCase):
                     transport.write(piece if i % 3 == 1 else bytearray(piece))
             await client.wait_for(len(payload))
             assert bytes(client.data) == payload
-            transport.close()
-            await client.lost
-            server.close()
-            await server.wait_closed()
+            await self._tls_close(transport, client, server)
 
         self.run(loop, main())
 
@@ -276,10 +279,7 @@ class NetworkBehaviour(LoopCase):
             transport.write(payload)
             await client.wait_for(2)
             assert bytes(small.got) == payload and bytes(client.data) == b"ok"
-            transport.close()
-            await client.lost
-            server.close()
-            await server.wait_closed()
+            await self._tls_close(transport, client, server)
 
         self.run(loop, main())
 
@@ -302,10 +302,7 @@ class NetworkBehaviour(LoopCase):
             assert paused.transport.is_reading()
             await paused.wait_for(100_000)
             assert bytes(paused.data) == b"x" * 100_000
-            transport.close()
-            await client.lost
-            server.close()
-            await server.wait_closed()
+            await self._tls_close(transport, client, server)
 
         self.run(loop, main())
 
@@ -356,10 +353,7 @@ class NetworkBehaviour(LoopCase):
             transport.resume_reading()
             await client.wait_for(total)
             assert len(client.data) == total and client.data.count(b"y") == total
-            transport.close()
-            await client.lost
-            server.close()
-            await server.wait_closed()
+            await self._tls_close(transport, client, server)
 
         self.run(loop, main(), timeout=60)
 
