@@ -262,7 +262,7 @@ def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default="engine,granian,uvicorn,nginx")
-    ap.add_argument("--scenarios", default="hello,pipelined,file_1m")
+    ap.add_argument("--scenarios", default="hello,pipelined,file_1m,hello_tls")
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=1)
@@ -336,7 +336,8 @@ def main():
                      "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
                      "extra": extra}
     full = (set(servers) == {"engine", "granian", "uvicorn", "nginx"}
-            and set(scenarios) >= {"hello", "pipelined", "file_1m"} and args.rounds >= 3 and args.duration >= 5)
+            and set(scenarios) >= {"hello", "pipelined", "file_1m"}
+            and args.rounds >= 3 and args.duration >= 5)
     doc = R.samples_doc(
         suite="http", subject="engine", peers=peers, mode="full" if full else "custom",
         description="wrk against engine serve's HTTP protocol vs granian, uvicorn "

@@ -1,4 +1,4 @@
-"""Network benchmarks: engine vs uvloop vs asyncio, server and client in separate processes
+"""Network benchmarks: engine vs uvloop vs rloop vs asyncio, server and client in separate processes
 pinned to different CPUs (server --server-cpu, default 1; client --client-cpu, default 0).
 
 The server process runs the loop under test; the client is the same plain blocking-socket
@@ -23,7 +23,7 @@ wrapped around the protocols of the TLS scenarios, the other side of that A/B.
 
 Each (scenario, loop) runs --rounds times (interleaved across loops); the median is kept.
 
-    python perf/bench_net.py [--scenarios a,b] [--impls engine,uvloop,asyncio] [--seconds 2]
+    python perf/bench_net.py [--scenarios a,b] [--impls engine,uvloop,rloop,asyncio] [--seconds 2]
                              [--rounds 3] [--results results/]
 """
 from __future__ import annotations
@@ -67,6 +67,11 @@ SIZES = {"proto_echo_1k": 1024, "proto_echo_100k": 100 * 1024, "streams_echo_1k"
 TLS_DIR_ENV = "ENGINE_BENCH_TLS_DIR"
 
 
+def supported(impl, scenario):
+    """rloop (0.5) has no TLS: its ssl= raises; that cell stays empty."""
+    return not (impl == "rloop" and scenario.startswith("tls_"))
+
+
 def tls_files(directory):
     """Write a CA and a certificate for 127.0.0.1 into directory; (ca, cert+key) paths."""
     import trustme
@@ -104,6 +109,9 @@ def new_loop(impl):
     if impl == "uvloop":
         import uvloop
         return uvloop.new_event_loop()
+    if impl == "rloop":
+        import rloop
+        return rloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
@@ -211,13 +219,21 @@ def serve(impl, scenario, cpu, path):
             server = None
         port = (server.sockets[0] if server else lsock).getsockname()[1]
         print(port, rss(), flush=True)
-        # the client asks for our RSS by writing a line to stdin
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while await reader.readline():
-            print(rss(), flush=True)
+        return server
 
-    loop.run_until_complete(main())
+    def answer_rss():
+        # the client asks for our RSS by writing a line to stdin (a thread: not every loop
+        # has connect_read_pipe; rloop has not)
+        for _ in sys.stdin:
+            print(rss(), flush=True)
+        loop.call_soon_threadsafe(loop.stop)
+
+    server = loop.run_until_complete(main())
+    import threading
+    threading.Thread(target=answer_rss, daemon=True).start()
+    loop.run_forever()
+    if server is not None:
+        server.close()
 
 
 # --- client side ------------------------------------------------------------------------------
@@ -303,7 +319,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--impls", default="engine,uvloop,asyncio")
+    ap.add_argument("--impls", default="engine,uvloop,rloop,asyncio")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=1)
@@ -330,14 +346,15 @@ def main():
         samples = {}
         for sc in scenarios:
             samples[sc] = {impl: [] for impl in impls}
+            runs = [impl for impl in impls if supported(impl, sc)]
             for _ in range(args.rounds):
-                for impl in impls:
+                for impl in runs:
                     samples[sc][impl].append(run_one(impl, sc, args, f.name))
             unit, higher = SCENARIOS[sc]
             row = "  ".join(f"{impl} {statistics.median(samples[sc][impl]):,.0f}"
-                            for impl in impls)
+                            for impl in runs)
             cpu = "  ".join(f"{impl} {statistics.median(SERVER_CPU[sc][impl]):.0f}%"
-                            for impl in impls)
+                            for impl in runs)
             print(f"{sc:18} [{unit}] {row}   (server CPU: {cpu})", flush=True)
     from engine.bench import results as R
     docsc = {}
@@ -345,13 +362,14 @@ def main():
         unit, higher = SCENARIOS[sc]
         docsc[sc] = {"label": LABELS[sc], "kind": "throughput" if higher else "cost",
                      "unit": unit, "in_geomean": higher, "samples": samples[sc]}
-    full = (set(scenarios) == set(SCENARIOS) and impls[:3] == ["engine", "uvloop", "asyncio"]
+    full = (set(scenarios) == set(SCENARIOS)
+            and {"engine", "uvloop", "rloop", "asyncio"} <= set(impls)
             and args.rounds >= 3 and args.seconds >= 2.0)
     doc = R.samples_doc(
         suite="net", subject=impls[0], peers=impls[1:], mode="full" if full else "custom",
         description="asyncio network surface: protocol/streams echo, sock_* and streams "
-                    "ping-pong, loop.sendfile, RSS per idle connection; server and client "
-                    "pinned to different CPUs",
+                    "ping-pong, TLS streams ping-pong and echo, loop.sendfile, RSS per idle "
+                    "connection; server and client pinned to different CPUs",
         command="python " + " ".join(sys.argv), started=started.isoformat(timespec="seconds"),
         pinning={"server": str(args.server_cpu), "client": str(args.client_cpu)},
         scenarios=docsc, repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
