@@ -122,6 +122,7 @@ cdef class SSLProtocol:
         bint _ssl_writing_paused, _ssl_reading_paused
         bint _app_reading_paused, _app_writing_paused
         Py_ssize_t _in_high, _in_low, _out_high, _out_low
+        Py_ssize_t _in_left             # incoming.pending as last read (-1: not known)
         object __weakref__
 
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
@@ -154,6 +155,7 @@ cdef class SSLProtocol:
         self._in_write = self._incoming.write
         self._out_read = self._outgoing.read
         self._st = TLS_UNWRAPPED
+        self._in_left = -1
         self._app_state = APP_INIT if call_connection_made else APP_CON_MADE
         sslobj = sslcontext.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
                                      server_hostname=self._server_hostname)
@@ -269,9 +271,10 @@ cdef class SSLProtocol:
 
     def data_received(self, data):
         self._in_write(data)
+        self._in_left = -1
         cdef int state = self._st
         if state == TLS_WRAPPED:
-            self._do_read()
+            self._do_read(True)
         elif state == TLS_DO_HANDSHAKE:
             self._do_handshake()
         elif state == TLS_FLUSHING:
@@ -328,6 +331,7 @@ cdef class SSLProtocol:
                 f"aborting the connection"))
 
     cdef int _do_handshake(self) except -1:
+        self._in_left = -1
         try:
             self._c_handshake()
         except _SSLAgainErrors:
@@ -396,6 +400,7 @@ cdef class SSLProtocol:
         return 0
 
     cdef int _do_shutdown(self) except -1:
+        self._in_left = -1
         try:
             if not self._eof_received:
                 self._c_unwrap()
@@ -576,7 +581,8 @@ cdef class SSLProtocol:
         # after a read that was asked for `asked` bytes: is there more to decrypt? SSL_read
         # returns the rest of one record at most, so a read asked for a whole record's worth
         # leaves nothing decrypted inside SSL (no pending() call, which releases the GIL)
-        if self._incoming.pending:
+        self._in_left = self._incoming.pending
+        if self._in_left:
             return True
         if asked >= _TLS_RECORD_MAX:
             return False
@@ -586,15 +592,16 @@ cdef class SSLProtocol:
         # anything to decrypt: encrypted bytes in the incoming BIO, or decrypted ones in SSL
         return self._incoming.pending or self._c_pending()
 
-    cdef int _do_read(self) except -1:
+    cdef int _do_read(self, bint fresh=False) except -1:
+        # fresh: encrypted bytes were just written into the incoming BIO
         if self._st != TLS_WRAPPED and self._st != TLS_FLUSHING:
             return 0
         try:
             if not self._app_reading_paused:
                 if self._app_is_buffer:
-                    self._read_buffered()
+                    self._read_buffered(fresh)
                 else:
-                    self._read_copied()
+                    self._read_copied(fresh)
                 if self._backlog:
                     self._do_write()
                 elif self._st != TLS_UNWRAPPED:
@@ -605,21 +612,23 @@ cdef class SSLProtocol:
             self._fatal_error(exc, 'Fatal error on SSL protocol')
         return 0
 
-    cdef int _read_copied(self) except -1:
+    cdef int _read_copied(self, bint fresh) except -1:
         # decrypt everything there is into a chunk of the loop's buffer pool; hand it to the
         # application as one bytes object (several when more than a chunk arrived)
         cdef BufferPool pool = <BufferPool>self._loop._rpool
         cdef char *buf
         cdef Py_ssize_t off = 0, n = 1, cap = READ_MAX, want
         cdef bint eof = False
-        if not self._readable():
+        if not fresh and not self._readable():
             return 0
+        self._in_left = -1
         buf = pool._take()
         try:
             view = PyMemoryView_FromMemory(buf, cap, PyBUF_WRITE)
             try:
                 while True:
                     want = cap - off
+                    self._in_left = -1          # known again only after a read that returns
                     try:
                         n = self._c_read(want, view[off:] if off else view)
                     except _SSLAgainErrors:
@@ -650,10 +659,11 @@ cdef class SSLProtocol:
         if self._st == TLS_WRAPPED or self._st == TLS_FLUSHING:
             self._do_read()
 
-    cdef int _read_buffered(self) except -1:
+    cdef int _read_buffered(self, bint fresh) except -1:
         cdef Py_ssize_t offset = 0, wants, n = 1, want
-        if not self._readable():
+        if not fresh and not self._readable():
             return 0
+        self._in_left = -1
         buf = self._app_protocol.get_buffer(self._incoming.pending)
         wants = len(buf)
         if not wants:
@@ -662,6 +672,7 @@ cdef class SSLProtocol:
         try:
             while offset < wants:
                 want = wants - offset
+                self._in_left = -1
                 n = self._c_read(want, view[offset:] if offset else buf)
                 if n <= 0:
                     break
@@ -721,7 +732,7 @@ cdef class SSLProtocol:
         self._ssl_reading_control()
 
     cdef int _ssl_reading_control(self) except -1:
-        cdef Py_ssize_t size = self._incoming.pending
+        cdef Py_ssize_t size = self._in_left if self._in_left >= 0 else self._incoming.pending
         if size >= self._in_high and not self._ssl_reading_paused:
             self._ssl_reading_paused = True
             self._transport.pause_reading()
