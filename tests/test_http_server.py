@@ -11,6 +11,7 @@ from loop_case import LoopCase
 import engine
 from engine import _ws
 from engine.serve.protocols.http import HttpProtocol, server_config
+from engine.serve.proxy_headers import ProxyHeadersMiddleware
 
 
 class Cfg:
@@ -918,6 +919,39 @@ class HttpBehaviour(LoopCase):
             server.close()
 
         self.run(loop, main())
+
+    # --- proxy headers ---------------------------------------------------------------------------
+
+    def test_proxy_headers_middleware_work_done_by_the_protocol(self, loop):
+        # server_config() takes engine.serve.proxy_headers' middleware into HTTP/1.1 (the app
+        # it wraps is called directly): a trusted peer's X-Forwarded-* rewrite the scope's
+        # client and scheme, an untrusted peer's are ignored, requests without them unchanged
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append((tuple(scope["client"]), scope["scheme"]))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def client(port):
+            r, w = await self.connect(port)
+            for extra in (b"", b"X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n"
+                               b"X-Forwarded-Proto: https\r\n", b"x-forwarded-proto: https\r\n"):
+                w.write(b"GET / HTTP/1.1\r\nHost: a\r\n" + extra + b"\r\n")
+                assert (await read_response(r))[2] == b"ok"
+            w.close()
+
+        trusted = ProxyHeadersMiddleware(app, "127.0.0.1")
+        config = server_config(trusted)
+        assert config.proxy is trusted and config.proxy_app is app
+        self.run_client(loop, trusted, client)
+        here = seen[0][0][0]
+        assert here == "127.0.0.1" and seen[0][1] == "http"
+        assert seen[1:] == [(("203.0.113.7", 0), "https"), (seen[0][0], "https")]
+        seen.clear()
+        self.run_client(loop, ProxyHeadersMiddleware(app, "10.0.0.1"), client)
+        assert [s for _, s in seen] == ["http"] * 3
+        assert all(c[0] == "127.0.0.1" for c, _ in seen)
 
 
 class TestEngineHttp(HttpBehaviour):

@@ -28,7 +28,7 @@ cimport cython
 from engine._http cimport HttpParser, response_head, current_date
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from engine._ws cimport FrameParser
-from engine._loop cimport SocketTransport
+from engine._loop cimport SocketTransport, Loop
 from engine._h2 cimport H2Connection, H2Limits
 
 cdef class RequestCycle
@@ -143,6 +143,19 @@ cdef inline bint _has_upper(bytes b) noexcept:
     return False
 
 
+cdef bint _forwarded(list headers) except -1:
+    """Whether a request has an X-Forwarded-For or X-Forwarded-Proto field (names are
+    lowercase in the scope)."""
+    cdef bytes name
+    cdef Py_ssize_t n
+    for item in headers:
+        name = <bytes>(<tuple>item)[0]
+        n = len(name)
+        if (n == 15 and name == b"x-forwarded-for") or (n == 17 and name == b"x-forwarded-proto"):
+            return True
+    return False
+
+
 cdef inline str _decode_path(bytes raw):
     if b"%" in raw:
         return _unquote(raw.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
@@ -181,6 +194,9 @@ cdef class ServerConfig:
     cdef public object h2_limits             # engine._h2.H2Limits (None: its defaults)
     cdef public Py_ssize_t h2_connections    # live HTTP/2 connections (limit_concurrency)
     cdef public Py_ssize_t h2_streams        # HTTP/2 streams being answered
+    cdef public object proxy                 # engine.serve.proxy_headers middleware whose work
+                                             # HTTP/1.1 does itself (None: none)
+    cdef public object proxy_app             # the app it wraps (what HTTP/1.1 requests call)
 
     def __init__(self, app, *, state=None, root_path="", keep_alive=5.0, header_timeout=10.0,
                  body_timeout=30.0, ws_ping_interval=20.0, ws_ping_timeout=20.0,
@@ -267,6 +283,7 @@ cdef class HttpProtocol(HttpParser):
         Py_ssize_t out_size
         bint out_queued               # in batch's list
         bint gather_ok                # transport.writelines() honours the write water marks
+        bint proxy_trusted            # cfg.proxy trusts this connection's peer
         object __weakref__
 
     def __init__(self, ServerConfig cfg, loop=None):
@@ -297,6 +314,8 @@ cdef class HttpProtocol(HttpParser):
         sock = transport.get_extra_info("socket")
         self.server_addr = _addr(transport.get_extra_info("sockname"))
         self.client_addr = _addr(transport.get_extra_info("peername"))
+        if cfg.proxy is not None:
+            self.proxy_trusted = cfg.proxy.trusts(self.client_addr)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             self.tls = True
@@ -716,7 +735,15 @@ cdef class HttpProtocol(HttpParser):
         st = cfg.state
         if st is not None:
             st.total_requests += 1
-        task = _start_task(self.loop, cycle.run(cfg.app))
+        app = cfg.app
+        if cfg.proxy is not None:
+            # the proxy-headers middleware's work without its Python frames: the peer's trust
+            # was decided per connection; only X-Forwarded-* headers from a trusted peer need
+            # its rewrite
+            if self.proxy_trusted and _forwarded(self.headers):
+                cfg.proxy.rewrite(scope, "http")
+            app = cfg.proxy_app
+        task = _start_task(self.loop, cycle.run(app))
         if not task.done():
             cycle.task = task
         return 0
@@ -965,6 +992,11 @@ cdef object _addr(object a):
 cdef object _start_task(object loop, object coro):
     if _EAGER:
         return _Task(coro, loop=loop, eager_start=True)
+    if type(loop) is Loop and (<Loop>loop)._running and (<Loop>loop)._task_factory is None:
+        # what engine's create_task() would do (no task factory), without its Python-level
+        # call and keyword arguments: the Task finds its loop as the running one (this one;
+        # protocol callbacks run on it)
+        return _Task(coro)
     return loop.create_task(coro)
 
 
