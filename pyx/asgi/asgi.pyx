@@ -130,6 +130,9 @@ cdef dict _METHODS = {m.encode(): m for m in (
 
 
 cdef inline str _method_str(bytes method):
+    cdef const char *p = method
+    if len(method) == 3 and p[0] == b'G' and p[1] == b'E' and p[2] == b'T':
+        return "GET"                          # most requests: no hashing of a new bytes
     m = _METHODS.get(method)
     return <str>m if m is not None else method.decode("ascii")
 
@@ -291,6 +294,7 @@ cdef class HttpProtocol(HttpParser):
         self.cfg = cfg
         self.loop = loop if loop is not None else _asyncio.get_event_loop()
         self.scheme = cfg.scheme
+        _note_loop_class(self.loop)
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -376,8 +380,11 @@ cdef class HttpProtocol(HttpParser):
             self.feed_data(data)
         except HttpParserError as exc:
             self._parse_error(exc)
-        if self.paused and not self.closing and self.ws is None and not self.read_paused:
-            # pipelined bytes wait in the parser: stop reading until the response is done
+        if (self._paused and self._buf_len > 0 and not self.closing and self.ws is None
+                and not self.read_paused):
+            # pipelined bytes wait in the parser: stop reading until the response is done (a
+            # paused parser with nothing buffered needs no pause: if bytes come before the
+            # response is done, this read holds them and pauses then -- one read's worth at most)
             self.read_paused = True
             self.transport.pause_reading()
 
@@ -816,7 +823,7 @@ cdef class HttpProtocol(HttpParser):
         if self.read_paused or self.read_paused_body:
             self.read_paused = self.read_paused_body = False
             self.transport.resume_reading()
-        if self.paused:
+        if self._paused:
             try:
                 self.resume()                 # pipelined requests parse (and may start) now
             except HttpParserError as exc:
@@ -992,12 +999,26 @@ cdef object _addr(object a):
 cdef object _start_task(object loop, object coro):
     if _EAGER:
         return _Task(coro, loop=loop, eager_start=True)
-    if type(loop) is Loop and (<Loop>loop)._running and (<Loop>loop)._task_factory is None:
+    if (type(loop) in _PLAIN_LOOPS and (<Loop>loop)._running
+            and (<Loop>loop)._task_factory is None):
         # what engine's create_task() would do (no task factory), without its Python-level
         # call and keyword arguments: the Task finds its loop as the running one (this one;
         # protocol callbacks run on it)
         return _Task(coro)
     return loop.create_task(coro)
+
+
+cdef object _loop_create_task = Loop.create_task
+cdef set _PLAIN_LOOPS = set()          # engine Loop classes whose create_task is engine's own
+
+
+cdef _note_loop_class(object loop):
+    """Remember the class of ``loop`` for _start_task's shortcut if it is engine's Loop or a
+    subclass that keeps engine's create_task (engine.Loop, engine.new_event_loop()'s)."""
+    cls = type(loop)
+    if cls not in _PLAIN_LOOPS and isinstance(loop, Loop) \
+            and getattr(cls, "create_task", None) is _loop_create_task:
+        _PLAIN_LOOPS.add(cls)
 
 
 # --- metrics: the layout of one worker's block (engine/serve/metrics.py mirrors it) ----------
@@ -1048,6 +1069,13 @@ cdef _log_access_fields(dict scope, int status, Py_ssize_t bytes_sent, double t0
     _access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms', addr, scope["method"], path,
                         scope["http_version"], status, bytes_sent,
                         (_now() - t0) * 1000.0)
+
+
+cdef inline object _mget(object message, str key, object default):
+    """message.get(key, default), without a method call for a dict (what apps send)."""
+    if type(message) is dict:
+        return (<dict>message).get(key, default)
+    return message.get(key, default)
 
 
 cdef inline int _check_after_start(str t, bint complete, bint body_finished,
@@ -1103,6 +1131,7 @@ cdef _Done _DONE = _Done()
 
 
 @cython.final
+@cython.freelist(16)
 cdef class RequestCycle:
     """One request/response exchange: the ASGI receive() and send() callables."""
     cdef:
@@ -1237,13 +1266,15 @@ cdef class RequestCycle:
         proto = self.proto
         t = message["type"]
         if not self.response_started:
+            if t == "http.response.start":
+                self._start(message)
+                return _DONE
             if t == "http.response.early_hint":
                 self._early_hint(message)
                 return _DONE
-            if t != "http.response.start":
-                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
-            self._start(message)
-            return _DONE
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
+        if t == "http.response.body" and not (self.response_complete or self.body_finished):
+            return self._send_body(message)   # the usual message: nothing else to check
         _check_after_start(t, self.response_complete, self.body_finished, self.trailers)
         if proto.closing:
             return _DONE                        # the client went away: nothing to write to
@@ -1251,19 +1282,25 @@ cdef class RequestCycle:
             self._trailers(message)
             return _DONE
         if t == "http.response.body":
-            try:
-                self._body(message.get("body", b""), message.get("more_body", False))
-            except (ConnectionError, BrokenPipeError):
-                self._client_gone()
-                return _DONE
-            if proto.write_paused:
-                return self._guarded(proto.drain())
-            return _DONE
+            return self._send_body(message)
         if t == "http.response.pathsend":
             return self._pathsend(message["path"])
         if t == "http.response.zerocopysend":
             return self._guarded(self._zerocopysend(message))
         raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response started.")
+
+    cdef object _send_body(self, message):
+        proto = self.proto
+        if proto.closing:
+            return _DONE                        # the client went away: nothing to write to
+        try:
+            self._body(_mget(message, "body", b""), _mget(message, "more_body", False))
+        except (ConnectionError, BrokenPipeError):
+            self._client_gone()
+            return _DONE
+        if proto.write_paused:
+            return self._guarded(proto.drain())
+        return _DONE
 
     async def _guarded(self, aw):
         try:
