@@ -920,6 +920,81 @@ class HttpBehaviour(LoopCase):
 
         self.run(loop, main())
 
+    def test_reading_paused_only_while_pipelined_bytes_wait(self, loop):
+        # a request whose response is not done yet pauses the parser; the socket is paused
+        # only once bytes of a next request are held (one read's worth), and resumed when
+        # the response is done
+        calls = []
+        release = []
+
+        class Transport(asyncio.Transport):
+            def get_extra_info(self, name, default=None):
+                return {"peername": ("127.0.0.1", 5), "sockname": ("127.0.0.1", 80)}.get(
+                    name, default)
+
+            def write(self, data):
+                calls.append("write")
+
+            def writelines(self, chunks):
+                calls.append("write")
+
+            def is_closing(self):
+                return False
+
+            def pause_reading(self):
+                calls.append("pause")
+
+            def resume_reading(self):
+                calls.append("resume")
+
+        async def app(scope, receive, send):
+            if scope["path"] == "/wait":
+                gate = loop.create_future()
+                release.append(gate)
+                await gate
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x"})
+
+        async def settle():
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        async def main():
+            proto = HttpProtocol(server_config(app), loop)
+            proto.connection_made(Transport())
+            proto.data_received(b"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+            await settle()
+            assert calls == [] and len(release) == 1          # waiting, reading not paused
+            proto.data_received(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert calls == ["pause"]                         # a pipelined request is held
+            release[0].set_result(None)
+            await settle()
+            assert calls[:2] == ["pause", "resume"] and calls.count("write") >= 1
+            proto.connection_lost(None)
+
+        self.run(loop, main())
+
+    def test_send_reads_body_messages_that_are_mappings_and_content_lengths(self, loop):
+        # the ASGI message of a body may be any mapping (read with .get()); a Content-Length
+        # the app gives is read as int() reads it, digits or not
+        from types import MappingProxyType
+
+        async def app(scope, receive, send):
+            length = {"/digits": b"5", "/spaced": b" 5 ", "/plus": b"+5"}[scope["path"]]
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", length)]})
+            await send(MappingProxyType({"type": "http.response.body", "body": b"hello"}))
+
+        async def client(port):
+            r, w = await self.connect(port)
+            for path in (b"/digits", b"/spaced", b"/plus"):
+                w.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                status, headers, body = await read_response(r)
+                assert (status, headers["content-length"], body) == (200, "5", b"hello")
+            w.close()
+
+        self.run_client(loop, app, client)
+
     # --- proxy headers ---------------------------------------------------------------------------
 
     def test_proxy_headers_middleware_work_done_by_the_protocol(self, loop):

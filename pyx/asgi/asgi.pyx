@@ -726,8 +726,9 @@ cdef class HttpProtocol(HttpParser):
         scope["raw_path"] = self.path
         scope["query_string"] = self.query
         scope["headers"] = self.headers
-        if cfg.lifespan_state is not None:
-            scope["state"] = cfg.lifespan_state.copy()
+        ls = cfg.lifespan_state
+        if ls is not None:
+            scope["state"] = (<dict>ls).copy() if type(ls) is dict else ls.copy()
         cycle = RequestCycle.__new__(RequestCycle)
         cycle.proto = self
         cycle.scope = scope
@@ -1071,6 +1072,21 @@ cdef _log_access_fields(dict scope, int status, Py_ssize_t bytes_sent, double t0
                         (_now() - t0) * 1000.0)
 
 
+cdef inline object _content_length(bytes value):
+    """int(value) of a Content-Length an app gave: up to 18 plain digits are read here, anything
+    else (signs, spaces, underscores, errors) is int()'s."""
+    cdef const unsigned char *p = value
+    cdef Py_ssize_t i, n = len(value)
+    cdef long long v = 0
+    if 0 < n <= 18:
+        for i in range(n):
+            if not (0x30 <= p[i] <= 0x39):
+                return int(value)
+            v = v * 10 + (p[i] - 0x30)
+        return v
+    return int(value)
+
+
 cdef inline object _mget(object message, str key, object default):
     """message.get(key, default), without a method call for a dict (what apps send)."""
     if type(message) is dict:
@@ -1330,7 +1346,7 @@ cdef class RequestCycle:
                     name = name.lower()
                 n = len(name)
                 if n == 14 and name == b"content-length":
-                    cl = int(value)
+                    cl = _content_length(value)
                     continue                   # re-added by the head builder, validated
                 elif n == 10 and name == b"connection":
                     if value.lower() == b"close":
