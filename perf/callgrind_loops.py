@@ -27,8 +27,10 @@ The server's share (not in the default ``--scenarios``; one app, ``--app``, and 
 ``--paths``, by default ``/json`` and ``/plaintext``, with the database off, BENCH_NO_DB=1):
 
 * ``serve``: ``engine serve APP_app:app`` (perf/realapps/, as perf/bench_realapps.py starts it,
-  ``--loop`` engine or asyncio) under callgrind, the same HTTP client as above; stopped by
-  SIGTERM (its graceful drain) once the client has closed its connections. One op = one request.
+  ``--loop`` engine or asyncio) under callgrind, the same HTTP client as above but in waves
+  (each connection's next request goes once all have their answer: the server's poll sees the
+  same batch however busy the machine is, so counts repeat); stopped by SIGTERM (its graceful
+  drain) once the client has closed its connections. One op = one request.
 * ``direct``: the same app called in-process by perf/realapps/direct.py ``--requests N`` (no
   server, no sockets: a warm-up request per coroutine, then N, ``--connections`` coroutines):
   the ceiling. ``serve`` minus ``direct`` per request is what the server costs.
@@ -176,9 +178,12 @@ def _child(loop_name: str, scenario: str, arg: str, n: int) -> None:
 # --- the uncounted peers -----------------------------------------------------------------------
 
 def _http_client(port: int, n: int, timeout: float, path: str = "/",
-                 connections: int = CONNECTIONS, end: bytes = BODY) -> None:
+                 connections: int = CONNECTIONS, end: bytes = BODY, waves: bool = False) -> None:
     """CONNECTIONS keep-alive connections: a warm-up request on each, then n requests (one
-    outstanding per connection), then /stop; every answer checked to end with ``end``."""
+    outstanding per connection), then /stop; every answer checked to end with ``end``. With
+    ``waves``, a connection sends its next request only once every connection has its answer
+    (the server then finds the same number of requests per poll however fast this client
+    runs, so its per-iteration costs split the same way in every run)."""
     deadline = time.monotonic() + timeout
     sel = selectors.DefaultSelector()
     conns = []
@@ -191,6 +196,7 @@ def _http_client(port: int, n: int, timeout: float, path: str = "/",
     def exchange(counts: list[int]) -> None:
         left = {s: c for s, c in zip(conns, counts, strict=True) if c}
         buf = {s: b"" for s in left}
+        answered: list[socket.socket] = []       # waves: answered in this wave
         for s in left:
             s.sendall(request)
             sel.register(s, selectors.EVENT_READ)
@@ -208,7 +214,17 @@ def _http_client(port: int, n: int, timeout: float, path: str = "/",
                         raise RuntimeError(f"bad answer {buf[s][:200]!r}")
                     buf[s] = b""
                     left[s] -= 1
-                    if left[s]:
+                    if waves:
+                        answered.append(s)
+                        if len(answered) == len(left):
+                            for t in answered:
+                                if left[t]:
+                                    t.sendall(request)
+                                else:
+                                    del left[t]
+                                    sel.unregister(t)
+                            answered.clear()
+                    elif left[s]:
                         s.sendall(request)
                     else:
                         del left[s]
@@ -319,7 +335,8 @@ def serve_events(loop_name: str, scenario: str, app: str, path: str, n: int,
                         break
                     except OSError:
                         time.sleep(0.2)
-                _http_client(port, n, timeout, path, connections, ANSWER_ENDS.get(path, b""))
+                _http_client(port, n, timeout, path, connections, ANSWER_ENDS.get(path, b""),
+                             waves=True)
                 proc.send_signal(signal.SIGTERM)        # engine serve's graceful drain
                 _, err = proc.communicate(timeout=timeout)
             finally:
