@@ -35,6 +35,8 @@ class ServerConfig:
     h2_limits: Any                      # engine._h2.H2Limits or None (its defaults)
     h2_connections: int                 # live HTTP/2 connections
     h2_streams: int                     # HTTP/2 streams being answered
+    proxy: Any                          # ProxyHeadersMiddleware HTTP/1.1 does the work of, or None
+    proxy_app: Any                      # the app it wraps (called for HTTP/1.1 requests)
     def __init__(self, app: Any, *, state: Any = ..., root_path: str = ...,
                  keep_alive: float = ..., header_timeout: float = ..., body_timeout: float = ...,
                  ws_ping_interval: float = ..., ws_ping_timeout: float = ...,

@@ -8,6 +8,9 @@ Scenarios:
   file_1m     a 1 MiB file: engine by http.response.pathsend (sendfile), granian/uvicorn by
               the same ASGI app (they do not advertise pathsend: the app streams the file),
               nginx static with `sendfile on`                              requests/s, MiB/s
+  hello_tls   hello over TLS (wrk https, TLS 1.3): each server started with its own TLS
+              options (engine serve --ssl-*, granian --ssl-*, uvicorn --ssl-*, nginx ssl),
+              certificate made by trustme                                 requests/s
 
 Each (scenario, server) runs --rounds times, interleaved; the median is kept. Each round also
 records the server CPU's busy time (user + system + softirq, /proc/stat) per request: at these
@@ -108,7 +111,7 @@ NGINX_CONF = textwrap.dedent('''
         tcp_nopush on;
         keepalive_requests 1000000;
         server {{
-            listen 127.0.0.1:{port};
+            listen {listen};
             location = / {{ default_type text/plain; return 200 "Hello, world!"; }}
             location = /file {{ alias {file}; default_type application/octet-stream; }}
         }}
@@ -133,25 +136,51 @@ def wait_port(port, timeout=20.0):
     return False
 
 
-def start_server(name, port, workdir, cpu):
+TLS_SCENARIOS = {"hello_tls"}
+
+
+def tls_files(workdir):
+    """A certificate for 127.0.0.1 and its key, as files in workdir: (cert, key)."""
+    import trustme
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    paths = (os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(paths[0])
+    cert.private_key_pem.write_to_path(paths[1])
+    return paths
+
+
+def start_server(name, port, workdir, cpu, tls=None):
+    """Start one server; tls: (certfile, keyfile) to serve HTTPS only."""
     env = dict(os.environ, BENCH_FILE=os.path.join(workdir, "file.bin"))
     taskset = ["taskset", "-c", str(cpu)]
     py = sys.executable
     bindir = os.path.dirname(py)
-    if name == "engine":
+    if name == "engine" and tls:
+        # what users run: engine serve, one worker, its TLS options
+        cmd = taskset + [py, "-m", "engine", "serve", "benchapp:app", "--port", str(port),
+                         "--workers", "1", "--log-level", "error", "--no-access-log",
+                         "--app-dir", workdir, "--ssl-certfile", tls[0],
+                         "--ssl-keyfile", tls[1]]
+    elif name == "engine":
         cmd = taskset + [py, os.path.join(workdir, "engine_server.py"), str(port), workdir]
     elif name == "uvicorn":
         cmd = taskset + [py, "-m", "uvicorn", "benchapp:app", "--port", str(port),
                          "--loop", "uvloop", "--http", "httptools", "--log-level", "error",
                          "--no-access-log", "--app-dir", workdir]
+        if tls:
+            cmd += ["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]]
     elif name == "granian":
         exe = shutil.which("granian", path=bindir) or "granian"
         cmd = taskset + [exe, "--interface", "asgi", "--port", str(port), "--workers", "1",
                          "--log-level", "error", "--no-ws", "benchapp:app"]
+        if tls:
+            cmd[-1:-1] = ["--ssl-certificate", tls[0], "--ssl-keyfile", tls[1]]
     elif name == "nginx":
         conf = os.path.join(workdir, "nginx.conf")
+        listen = f"127.0.0.1:{port}" + (
+            f" ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}" if tls else "")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=workdir, port=port,
+            f.write(NGINX_CONF.format(dir=workdir, listen=listen,
                                       file=os.path.join(workdir, "file.bin")))
         cmd = taskset + [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-p", workdir]
     else:
@@ -210,8 +239,9 @@ def cpu_times(cpu):
 def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None):
     path = "/file" if scenario == "file_1m" else "/"
     conns = 16 if scenario == "file_1m" else 64
+    scheme = "https" if scenario in TLS_SCENARIOS else "http"
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s",
-           "--latency", f"http://127.0.0.1:{port}{path}"]
+           "--latency", f"{scheme}://127.0.0.1:{port}{path}"]
     if scenario == "pipelined":
         cmd[5:5] = ["-s", os.path.join(workdir, "pipeline.lua")]
     before = cpu_times(server_cpu) if server_cpu is not None else None
@@ -232,7 +262,7 @@ def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default="engine,granian,uvicorn,nginx")
-    ap.add_argument("--scenarios", default="hello,pipelined,file_1m")
+    ap.add_argument("--scenarios", default="hello,pipelined,file_1m,hello_tls")
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=1)
@@ -255,22 +285,30 @@ def main():
         # nginx's workers run as an unprivileged user: let them read the file
         os.chmod(wd, 0o755)
         os.chmod(os.path.join(wd, "file.bin"), 0o644)
+        tls = tls_files(wd) if TLS_SCENARIOS & set(scenarios) else None
+        # one server start per (round, server, plaintext or TLS)
+        groups = [g for g in ([sc for sc in scenarios if sc not in TLS_SCENARIOS],
+                              [sc for sc in scenarios if sc in TLS_SCENARIOS]) if g]
         for _ in range(args.rounds):
             for name in servers:
-                port = free_port()
-                proc = start_server(name, port, wd, args.server_cpu)
-                try:
-                    run_wrk(port, "hello", 1, args.client_cpu, wd)        # warm-up
-                    for sc in scenarios:
-                        results[sc][name].append(
-                            run_wrk(port, sc, args.duration, args.client_cpu, wd,
-                                    args.server_cpu))
-                finally:
-                    stop_server(proc)
+                for group in groups:
+                    secure = group[0] in TLS_SCENARIOS
+                    port = free_port()
+                    proc = start_server(name, port, wd, args.server_cpu,
+                                        tls if secure else None)
+                    try:
+                        run_wrk(port, group[0], 1, args.client_cpu, wd)   # warm-up
+                        for sc in group:
+                            results[sc][name].append(
+                                run_wrk(port, sc, args.duration, args.client_cpu, wd,
+                                        args.server_cpu))
+                    finally:
+                        stop_server(proc)
     from engine.bench import results as R
     labels = {"hello": ("ASGI hello world, 64 conns", "requests/s", "rps"),
               "pipelined": ("hello, 16 pipelined per conn", "requests/s", "rps"),
-              "file_1m": ("1 MiB file (pathsend / nginx sendfile)", "MiB/s", "mib_s")}
+              "file_1m": ("1 MiB file (pathsend / nginx sendfile)", "MiB/s", "mib_s"),
+              "hello_tls": ("ASGI hello world over TLS, 64 conns", "requests/s", "rps")}
     peers = [s for s in servers if s != "engine"]
     docsc = {}
     print(f"{'scenario':10} " + " ".join(f"{s:>18}" for s in servers))
@@ -298,7 +336,8 @@ def main():
                      "samples": {s: [r[key] for r in results[sc][s]] for s in servers},
                      "extra": extra}
     full = (set(servers) == {"engine", "granian", "uvicorn", "nginx"}
-            and set(scenarios) == set(labels) and args.rounds >= 3 and args.duration >= 5)
+            and set(scenarios) >= {"hello", "pipelined", "file_1m"}
+            and args.rounds >= 3 and args.duration >= 5)
     doc = R.samples_doc(
         suite="http", subject="engine", peers=peers, mode="full" if full else "custom",
         description="wrk against engine serve's HTTP protocol vs granian, uvicorn "
@@ -308,7 +347,7 @@ def main():
         scenarios=docsc, repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         extra_meta={"duration_s_per_round": args.duration, "rounds": args.rounds,
                     "wrk": {"threads": 1, "connections": {"hello": 64, "pipelined": 64,
-                                                          "file_1m": 16}}})
+                                                          "file_1m": 16, "hello_tls": 64}}})
     for sc in scenarios:
         d = doc["scenarios"][sc]
         print(f"{sc:10} " + " ".join(f"{d['impls'][s]['value']:>12,.0f} {d['unit'][:5]}"

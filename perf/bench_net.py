@@ -1,4 +1,4 @@
-"""Network benchmarks: engine vs uvloop vs asyncio, server and client in separate processes
+"""Network benchmarks: engine vs uvloop vs rloop vs asyncio, server and client in separate processes
 pinned to different CPUs (server --server-cpu, default 1; client --client-cpu, default 0).
 
 The server process runs the loop under test; the client is the same plain blocking-socket
@@ -9,15 +9,21 @@ program for every loop, so differences come from the server's loop. Scenarios:
   streams_echo_1k   asyncio streams server (read/write/drain), 1 KiB round trips  (round trips/s)
   streams_pingpong  asyncio streams server, 64-byte round trips                   (round trips/s)
   sock_pingpong     loop.sock_recv/sock_sendall server, 64-byte round trips       (round trips/s)
+  tls_streams_pingpong  the streams ping-pong over TLS (start_server(ssl=)); the client
+                    is a blocking ssl socket, TLS 1.3, AES-GCM                    (round trips/s)
+  tls_proto_echo_16k  Protocol echo of 16 KiB messages over TLS (create_server(ssl=))
+                                                                                  (round trips/s)
   sendfile          loop.sendfile of a 64 MiB file, repeatedly; client discards   (MiB/s)
   rss_per_conn      server RSS growth per idle connection, 10k connections        (bytes/conn)
 
 --impls may add engine-nopoll: engine's loop with busy polling off (set_busy_poll(0)), to show
-what the adaptive busy poll adds and what it costs.
+what the adaptive busy poll adds and what it costs; and engine-pytls: engine's loop with
+asyncio's own pure-Python SSLProtocol (what engine's ssl= ran on before its compiled TLS layer)
+wrapped around the protocols of the TLS scenarios, the other side of that A/B.
 
 Each (scenario, loop) runs --rounds times (interleaved across loops); the median is kept.
 
-    python perf/bench_net.py [--scenarios a,b] [--impls engine,uvloop,asyncio] [--seconds 2]
+    python perf/bench_net.py [--scenarios a,b] [--impls engine,uvloop,rloop,asyncio] [--seconds 2]
                              [--rounds 3] [--results results/]
 """
 from __future__ import annotations
@@ -37,6 +43,8 @@ SCENARIOS = {
     "streams_echo_1k": ("round trips/s", True),
     "streams_pingpong": ("round trips/s", True),
     "sock_pingpong": ("round trips/s", True),
+    "tls_streams_pingpong": ("round trips/s", True),
+    "tls_proto_echo_16k": ("round trips/s", True),
     "sendfile": ("MiB/s", True),
     "rss_per_conn": ("bytes/conn", False),
 }
@@ -46,11 +54,44 @@ LABELS = {
     "streams_echo_1k": "streams echo 1 KiB",
     "streams_pingpong": "streams ping-pong",
     "sock_pingpong": "sock_* ping-pong",
+    "tls_streams_pingpong": "TLS streams ping-pong",
+    "tls_proto_echo_16k": "TLS Protocol echo 16 KiB",
     "sendfile": "loop.sendfile 64 MiB",
     "rss_per_conn": "RSS per idle conn (10k)",
 }
 SIZES = {"proto_echo_1k": 1024, "proto_echo_100k": 100 * 1024, "streams_echo_1k": 1024,
-         "streams_pingpong": 64, "sock_pingpong": 64}
+         "streams_pingpong": 64, "sock_pingpong": 64, "tls_streams_pingpong": 64,
+         "tls_proto_echo_16k": 16 * 1024}
+# TLS scenarios: certificate files made once per run (trustme), named by this variable for the
+# server processes
+TLS_DIR_ENV = "ENGINE_BENCH_TLS_DIR"
+
+
+def supported(impl, scenario):
+    """rloop (0.5) has no TLS: its ssl= raises; that cell stays empty."""
+    return not (impl == "rloop" and scenario.startswith("tls_"))
+
+
+def tls_files(directory):
+    """Write a CA and a certificate for 127.0.0.1 into directory; (ca, cert+key) paths."""
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    paths = (os.path.join(directory, "ca.pem"), os.path.join(directory, "server.pem"))
+    ca.cert_pem.write_to_path(paths[0])
+    cert.private_key_and_cert_chain_pem.write_to_path(paths[1])
+    return paths
+
+
+def tls_context(server_side):
+    import ssl
+    ca, chain = (os.path.join(os.environ[TLS_DIR_ENV], name) for name in ("ca.pem", "server.pem"))
+    if server_side:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(chain)
+    else:
+        ctx = ssl.create_default_context(cafile=ca)
+    return ctx
 SENDFILE_SIZE = 64 << 20
 IDLE_CONNS = 10_000
 
@@ -59,7 +100,7 @@ IDLE_CONNS = 10_000
 
 def new_loop(impl):
     import asyncio
-    if impl in ("engine", "engine-nopoll"):
+    if impl in ("engine", "engine-nopoll", "engine-pytls"):
         import engine
         loop = engine.new_event_loop()
         if impl == "engine-nopoll":
@@ -68,6 +109,9 @@ def new_loop(impl):
     if impl == "uvloop":
         import uvloop
         return uvloop.new_event_loop()
+    if impl == "rloop":
+        import rloop
+        return rloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
@@ -144,11 +188,28 @@ def serve(impl, scenario, cpu, path):
             await loop.sock_sendall(conn, data)
         conn.close()
 
+    def tls_server(factory):
+        # ssl= of create_server; engine-pytls: asyncio's SSLProtocol around each protocol
+        ctx = tls_context(True)
+        if impl != "engine-pytls":
+            return loop.create_server(factory, "127.0.0.1", 0, ssl=ctx)
+        from asyncio import sslproto
+        return loop.create_server(
+            lambda: sslproto.SSLProtocol(loop, factory(), ctx, None, server_side=True),
+            "127.0.0.1", 0)
+
+    def stream_factory():
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), stream_echo)
+
     async def main():
         if scenario in ("proto_echo_1k", "proto_echo_100k", "rss_per_conn"):
             server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=4096)
         elif scenario in ("streams_echo_1k", "streams_pingpong"):
             server = await asyncio.start_server(stream_echo, "127.0.0.1", 0)
+        elif scenario == "tls_streams_pingpong":
+            server = await tls_server(stream_factory)       # what start_server(ssl=) does
+        elif scenario == "tls_proto_echo_16k":
+            server = await tls_server(Echo)
         elif scenario == "sendfile":
             server = await loop.create_server(Sender, "127.0.0.1", 0)
         else:
@@ -158,13 +219,21 @@ def serve(impl, scenario, cpu, path):
             server = None
         port = (server.sockets[0] if server else lsock).getsockname()[1]
         print(port, rss(), flush=True)
-        # the client asks for our RSS by writing a line to stdin
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while await reader.readline():
-            print(rss(), flush=True)
+        return server
 
-    loop.run_until_complete(main())
+    def answer_rss():
+        # the client asks for our RSS by writing a line to stdin (a thread: not every loop
+        # has connect_read_pipe; rloop has not)
+        for _ in sys.stdin:
+            print(rss(), flush=True)
+        loop.call_soon_threadsafe(loop.stop)
+
+    server = loop.run_until_complete(main())
+    import threading
+    threading.Thread(target=answer_rss, daemon=True).start()
+    loop.run_forever()
+    if server is not None:
+        server.close()
 
 
 # --- client side ------------------------------------------------------------------------------
@@ -187,6 +256,8 @@ def client(scenario, port, seconds, cpu, server_proc):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(30)
+    if scenario.startswith("tls_"):
+        s = tls_context(False).wrap_socket(s, server_hostname="127.0.0.1")
     if scenario == "sendfile":
         buf = bytearray(1 << 20)
         got = 0
@@ -248,7 +319,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--impls", default="engine,uvloop,asyncio")
+    ap.add_argument("--impls", default="engine,uvloop,rloop,asyncio")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=1)
@@ -265,20 +336,25 @@ def main():
     scenarios = args.scenarios.split(",")
     impls = args.impls.split(",")
     started = datetime.datetime.now(datetime.UTC)
-    with tempfile.NamedTemporaryFile(prefix="engine-sendfile-") as f:
+    with tempfile.NamedTemporaryFile(prefix="engine-sendfile-") as f, \
+            tempfile.TemporaryDirectory(prefix="engine-tls-") as tls_dir:
+        if any(sc.startswith("tls_") for sc in scenarios):
+            tls_files(tls_dir)
+            os.environ[TLS_DIR_ENV] = tls_dir
         f.write(os.urandom(1 << 20) * (SENDFILE_SIZE >> 20))
         f.flush()
         samples = {}
         for sc in scenarios:
             samples[sc] = {impl: [] for impl in impls}
+            runs = [impl for impl in impls if supported(impl, sc)]
             for _ in range(args.rounds):
-                for impl in impls:
+                for impl in runs:
                     samples[sc][impl].append(run_one(impl, sc, args, f.name))
             unit, higher = SCENARIOS[sc]
             row = "  ".join(f"{impl} {statistics.median(samples[sc][impl]):,.0f}"
-                            for impl in impls)
+                            for impl in runs)
             cpu = "  ".join(f"{impl} {statistics.median(SERVER_CPU[sc][impl]):.0f}%"
-                            for impl in impls)
+                            for impl in runs)
             print(f"{sc:18} [{unit}] {row}   (server CPU: {cpu})", flush=True)
     from engine.bench import results as R
     docsc = {}
@@ -286,13 +362,14 @@ def main():
         unit, higher = SCENARIOS[sc]
         docsc[sc] = {"label": LABELS[sc], "kind": "throughput" if higher else "cost",
                      "unit": unit, "in_geomean": higher, "samples": samples[sc]}
-    full = (set(scenarios) == set(SCENARIOS) and impls[:3] == ["engine", "uvloop", "asyncio"]
+    full = (set(scenarios) == set(SCENARIOS)
+            and {"engine", "uvloop", "rloop", "asyncio"} <= set(impls)
             and args.rounds >= 3 and args.seconds >= 2.0)
     doc = R.samples_doc(
         suite="net", subject=impls[0], peers=impls[1:], mode="full" if full else "custom",
         description="asyncio network surface: protocol/streams echo, sock_* and streams "
-                    "ping-pong, loop.sendfile, RSS per idle connection; server and client "
-                    "pinned to different CPUs",
+                    "ping-pong, TLS streams ping-pong and echo, loop.sendfile, RSS per idle "
+                    "connection; server and client pinned to different CPUs",
         command="python " + " ".join(sys.argv), started=started.isoformat(timespec="seconds"),
         pinning={"server": str(args.server_cpu), "client": str(args.client_cpu)},
         scenarios=docsc, repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

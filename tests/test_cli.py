@@ -349,7 +349,9 @@ def test_more_limits_and_timeouts_reach_the_http_protocol():
         assert srv.stop() == 0
 
 
-def test_tls(tmp_path):
+@pytest.mark.parametrize("loop", ["engine", "asyncio"])
+def test_tls(tmp_path, loop):
+    # engine's loop serves TLS by its compiled SSLProtocol, asyncio's by asyncio's SSLProtocol
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
@@ -358,7 +360,7 @@ def test_tls(tmp_path):
     cert.private_key_pem.write_to_path(str(key_file))
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    with Served("--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file),
+    with Served("--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file), "--loop", loop,
                 "--timeout-graceful-shutdown", "120", "--timeout-keep-alive", "120") as srv:
         assert srv.url.startswith("https://127.0.0.1:")
         tls = client_ctx.wrap_socket(srv.connect(), server_hostname="127.0.0.1")

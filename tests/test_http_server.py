@@ -11,6 +11,7 @@ from loop_case import LoopCase
 import engine
 from engine import _ws
 from engine.serve.protocols.http import HttpProtocol, server_config
+from engine.serve.proxy_headers import ProxyHeadersMiddleware
 
 
 class Cfg:
@@ -918,6 +919,114 @@ class HttpBehaviour(LoopCase):
             server.close()
 
         self.run(loop, main())
+
+    def test_reading_paused_only_while_pipelined_bytes_wait(self, loop):
+        # a request whose response is not done yet pauses the parser; the socket is paused
+        # only once bytes of a next request are held (one read's worth), and resumed when
+        # the response is done
+        calls = []
+        release = []
+
+        class Transport(asyncio.Transport):
+            def get_extra_info(self, name, default=None):
+                return {"peername": ("127.0.0.1", 5), "sockname": ("127.0.0.1", 80)}.get(
+                    name, default)
+
+            def write(self, data):
+                calls.append("write")
+
+            def writelines(self, chunks):
+                calls.append("write")
+
+            def is_closing(self):
+                return False
+
+            def pause_reading(self):
+                calls.append("pause")
+
+            def resume_reading(self):
+                calls.append("resume")
+
+        async def app(scope, receive, send):
+            if scope["path"] == "/wait":
+                gate = loop.create_future()
+                release.append(gate)
+                await gate
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x"})
+
+        async def settle():
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        async def main():
+            proto = HttpProtocol(server_config(app), loop)
+            proto.connection_made(Transport())
+            proto.data_received(b"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+            await settle()
+            assert calls == [] and len(release) == 1          # waiting, reading not paused
+            proto.data_received(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert calls == ["pause"]                         # a pipelined request is held
+            release[0].set_result(None)
+            await settle()
+            assert calls[:2] == ["pause", "resume"] and calls.count("write") >= 1
+            proto.connection_lost(None)
+
+        self.run(loop, main())
+
+    def test_send_reads_body_messages_that_are_mappings_and_content_lengths(self, loop):
+        # the ASGI message of a body may be any mapping (read with .get()); a Content-Length
+        # the app gives is read as int() reads it, digits or not
+        from types import MappingProxyType
+
+        async def app(scope, receive, send):
+            length = {"/digits": b"5", "/spaced": b" 5 ", "/plus": b"+5"}[scope["path"]]
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", length)]})
+            await send(MappingProxyType({"type": "http.response.body", "body": b"hello"}))
+
+        async def client(port):
+            r, w = await self.connect(port)
+            for path in (b"/digits", b"/spaced", b"/plus"):
+                w.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                status, headers, body = await read_response(r)
+                assert (status, headers["content-length"], body) == (200, "5", b"hello")
+            w.close()
+
+        self.run_client(loop, app, client)
+
+    # --- proxy headers ---------------------------------------------------------------------------
+
+    def test_proxy_headers_middleware_work_done_by_the_protocol(self, loop):
+        # server_config() takes engine.serve.proxy_headers' middleware into HTTP/1.1 (the app
+        # it wraps is called directly): a trusted peer's X-Forwarded-* rewrite the scope's
+        # client and scheme, an untrusted peer's are ignored, requests without them unchanged
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append((tuple(scope["client"]), scope["scheme"]))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def client(port):
+            r, w = await self.connect(port)
+            for extra in (b"", b"X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n"
+                               b"X-Forwarded-Proto: https\r\n", b"x-forwarded-proto: https\r\n"):
+                w.write(b"GET / HTTP/1.1\r\nHost: a\r\n" + extra + b"\r\n")
+                assert (await read_response(r))[2] == b"ok"
+            w.close()
+
+        trusted = ProxyHeadersMiddleware(app, "127.0.0.1")
+        config = server_config(trusted)
+        assert config.proxy is trusted and config.proxy_app is app
+        self.run_client(loop, trusted, client)
+        here = seen[0][0][0]
+        assert here == "127.0.0.1" and seen[0][1] == "http"
+        assert seen[1:] == [(("203.0.113.7", 0), "https"), (seen[0][0], "https")]
+        seen.clear()
+        self.run_client(loop, ProxyHeadersMiddleware(app, "10.0.0.1"), client)
+        assert [s for _, s in seen] == ["http"] * 3
+        assert all(c[0] == "127.0.0.1" for c, _ in seen)
 
 
 class TestEngineHttp(HttpBehaviour):

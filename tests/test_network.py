@@ -34,6 +34,48 @@ async def close_and_wait(*closing):
         await c.wait_closed()
 
 
+class Echo(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+
+    def data_received(self, data):
+        self.t.write(data)
+
+
+class Recorder(asyncio.Protocol):
+    """Records what it receives; ``made``/``lost`` futures, ``wait_for(n)`` bytes."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.data = bytearray()
+        self.eof = False
+        self.made = loop.create_future()
+        self.lost = loop.create_future()
+        self.waiting = None
+
+    def connection_made(self, t):
+        self.transport = t
+        self.made.set_result(None)
+
+    def data_received(self, data):
+        assert isinstance(data, bytes)
+        self.data += data
+        if self.waiting and len(self.data) >= self.waiting[0]:
+            self.waiting[1].set_result(None)
+            self.waiting = None
+
+    def eof_received(self):
+        self.eof = True
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+    async def wait_for(self, n):
+        if len(self.data) < n:
+            self.waiting = (n, self.loop.create_future())
+            await self.waiting[1]
+
+
 class NetworkBehaviour(LoopCase):
     timeout = 20
 
@@ -149,6 +191,206 @@ class NetworkBehaviour(LoopCase):
             writer.write(b"hello\n")
             assert await reader.readline() == b"secure:hello\n"
             await close_and_wait(writer, server)
+
+        self.run(loop, main())
+
+    # the TLS layer's reading, writing and flow control (engine's is compiled, asyncio's is
+    # Python: both must do the same)
+
+    async def _tls_pair(self, loop, tls, server_protocol, rcvbuf=None):
+        """A TLS server whose connections get ``server_protocol`` and a client connection to
+        it (a Recorder); ``rcvbuf``: the client socket's SO_RCVBUF."""
+        server_ctx, client_ctx = tls
+        server = await loop.create_server(lambda: server_protocol, "127.0.0.1", 0,
+                                          ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        client = Recorder(loop)
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        transport, _ = await loop.create_connection(
+            lambda: client, sock=sock, ssl=client_ctx, server_hostname="localhost")
+        return server, transport, client
+
+    @staticmethod
+    async def _tls_close(transport, client, server):
+        transport.close()
+        await client.lost
+        await close_and_wait(server)
+
+    def test_tls_random_sizes_echo_intact(self, loop, tls):
+        # messages from 1 byte to several records (and several buffer-pool chunks), by write()
+        # and writelines() of many small pieces: every byte comes back, in order
+        import random
+        rng = random.Random(7)
+        sizes = [1, 5, 16383, 16384, 16385, 100_000, 300_000] + [rng.randrange(1, 70_000)
+                                                                for _ in range(40)]
+        payload = rng.randbytes(sum(sizes))
+
+        async def main():
+            echo = Echo()
+            server, transport, client = await self._tls_pair(loop, tls, echo)
+            offset = 0
+            for i, size in enumerate(sizes):
+                piece = payload[offset:offset + size]
+                offset += size
+                if i % 3 == 0:
+                    transport.writelines([piece[j:j + 97] for j in range(0, size, 97)])
+                else:
+                    transport.write(piece if i % 3 == 1 else bytearray(piece))
+            await client.wait_for(len(payload))
+            assert bytes(client.data) == payload
+            await self._tls_close(transport, client, server)
+
+        self.run(loop, main())
+
+    def test_tls_buffered_protocol_small_buffer(self, loop, tls):
+        # a BufferedProtocol whose buffer is smaller than a record gets every byte
+        payload = os.urandom(400_000)
+
+        class Small(asyncio.BufferedProtocol):
+            def __init__(self):
+                self.buf = bytearray(1000)
+                self.got = bytearray()
+                self.done = loop.create_future()
+
+            def connection_made(self, t):
+                self.t = t
+
+            def get_buffer(self, hint):
+                # a memoryview: asyncio's own TLS layer (3.11-3.13) reads the rest of a record
+                # into buf[offset:], a copy when buf is a bytearray
+                return memoryview(self.buf)
+
+            def buffer_updated(self, n):
+                assert 0 < n <= len(self.buf)
+                self.got += self.buf[:n]
+                if len(self.got) == len(payload):
+                    self.t.write(b"ok")
+
+            def connection_lost(self, exc):
+                pass
+
+        async def main():
+            small = Small()
+            server, transport, client = await self._tls_pair(loop, tls, small)
+            transport.write(payload)
+            await client.wait_for(2)
+            assert bytes(small.got) == payload and bytes(client.data) == b"ok"
+            await self._tls_close(transport, client, server)
+
+        self.run(loop, main())
+
+    def test_tls_app_pause_reading_holds_data(self, loop, tls):
+        class Paused(Recorder):
+            def connection_made(self, t):
+                super().connection_made(t)
+                t.pause_reading()
+
+        async def main():
+            paused = Paused(loop)
+            server, transport, client = await self._tls_pair(loop, tls, paused)
+            await paused.made
+            assert not paused.transport.is_reading()
+            transport.write(b"x" * 100_000)
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+            assert paused.data == b""                      # held while paused
+            paused.transport.resume_reading()
+            assert paused.transport.is_reading()
+            await paused.wait_for(100_000)
+            assert bytes(paused.data) == b"x" * 100_000
+            await self._tls_close(transport, client, server)
+
+        self.run(loop, main())
+
+    def test_tls_slow_reader_pauses_the_writer_then_everything_arrives(self, loop, tls):
+        total = 8 << 20
+
+        class Writer(Recorder):
+            def connection_made(self, t):
+                super().connection_made(t)
+                # small kernel buffers, so that what the client does not read stays here
+                t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                      16384)
+                t.set_write_buffer_limits(high=64 * 1024)
+                self.pauses = 0
+                self.sent = 0
+                self.resumed = asyncio.Event()
+                loop.create_task(self.pump())
+
+            async def pump(self):
+                chunk = b"y" * 65536
+                while self.sent < total:
+                    self.transport.write(chunk)
+                    self.sent += len(chunk)
+                    if self.paused:
+                        await self.resumed.wait()
+                        self.resumed.clear()
+
+            def pause_writing(self):
+                self.paused = True
+                self.pauses += 1
+                self.max_buffered = max(getattr(self, "max_buffered", 0),
+                                        self.transport.get_write_buffer_size())
+
+            def resume_writing(self):
+                self.paused = False
+                self.resumed.set()
+
+        async def main():
+            writer = Writer(loop)
+            writer.paused = False
+            server, transport, client = await self._tls_pair(loop, tls, writer, rcvbuf=16384)
+            transport.pause_reading()                  # the client does not read for a while
+            await writer.made
+            for _ in range(30):
+                await asyncio.sleep(0.01)
+            assert writer.pauses >= 1 and writer.sent < total    # held back, not buffered
+            assert writer.max_buffered < 1 << 20
+            transport.resume_reading()
+            await client.wait_for(total)
+            assert len(client.data) == total and client.data.count(b"y") == total
+            await self._tls_close(transport, client, server)
+
+        self.run(loop, main(), timeout=60)
+
+    def test_tls_transport_api(self, loop, tls):
+        async def main():
+            rec = Recorder(loop)
+            server, transport, client = await self._tls_pair(loop, tls, rec)
+            await rec.made
+            for t in (transport, rec.transport):
+                assert isinstance(t, asyncio.Transport)
+                assert "ssl" in type(t).__name__.lower()
+                assert not t.can_write_eof()
+                with pytest.raises(NotImplementedError):
+                    t.write_eof()
+                with pytest.raises(TypeError):
+                    t.write("text")
+                t.set_write_buffer_limits(high=1000)
+                assert t.get_write_buffer_limits() == (250, 1000)
+                with pytest.raises(ValueError):
+                    t.set_write_buffer_limits(high=1, low=2)
+                obj = t.get_extra_info("ssl_object")
+                assert isinstance(obj, ssl.SSLObject) and obj.version() == "TLSv1.3"
+                assert t.get_extra_info("peername") is not None
+                assert t.get_extra_info("no such thing", 42) == 42
+            assert transport.get_protocol() is client
+            other = Recorder(loop)
+            transport.set_protocol(other)
+            assert transport.get_protocol() is other
+            transport.set_protocol(client)
+            # the client closes: close_notify reaches the server as EOF, then connection_lost
+            transport.close()
+            assert transport.is_closing()
+            transport.write(b"after close")            # dropped, as asyncio does
+            await client.lost
+            assert await rec.lost is None and rec.eof
+            server.close()
+            await server.wait_closed()
 
         self.run(loop, main())
 

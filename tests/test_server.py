@@ -761,7 +761,7 @@ def test_crash_looping_worker_backs_off(spawn):
 
 
 def test_sigterm_during_worker_startup_exits_cleanly(spawn):
-    sp = spawn("--workers", "2", "--startup-delay", "1.0")
+    sp = spawn("--workers", "2", "--startup-delay", "2.0")   # SIGTERM lands well inside it
     sp.event("startup")
     sp.event("startup")
     sp.signal(signal.SIGTERM)               # the workers are still in startup()

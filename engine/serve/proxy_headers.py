@@ -102,18 +102,22 @@ class ProxyHeadersMiddleware:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         kind = scope["type"]
-        if kind == "http" or kind == "websocket":
-            client = scope.get("client")
-            trusted = self.trusted
-            if client is None:
-                if trusted.always:
-                    self._rewrite(scope, kind)
-            elif (client[0] in trusted.addresses or trusted.always
-                    or (trusted.networks and client[0] in trusted)):
-                self._rewrite(scope, kind)
+        if (kind == "http" or kind == "websocket") and self.trusts(scope.get("client")):
+            self.rewrite(scope, kind)
         return self.app(scope, receive, send)
 
-    def _rewrite(self, scope: Scope, kind: str) -> None:
+    def trusts(self, client: Sequence[object] | None) -> bool:
+        """Whether a scope's ``client`` (None: a peer without an address) is a trusted proxy.
+        engine serve's HTTP/1.1 protocol asks this once per connection and does the
+        middleware's work itself (see engine.serve.protocols.http)."""
+        trusted = self.trusted
+        if client is None:
+            return trusted.always
+        return bool(client[0] in trusted.addresses or trusted.always
+                    or (trusted.networks and client[0] in trusted))
+
+    def rewrite(self, scope: Scope, kind: str) -> None:
+        """Rewrite ``client`` and ``scheme`` of a scope from a trusted peer."""
         proto: bytes | None = None
         forwarded: list[bytes] = []
         for name, value in scope["headers"]:

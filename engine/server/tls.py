@@ -1,6 +1,7 @@
-"""TLS for any protocol factory: each accepted connection speaks TLS through asyncio's
-``SSLProtocol``, which wraps the protocol the factory makes; the drain contract
-(``shutdown()``, see :mod:`engine.server.connections`) is passed through to it."""
+"""TLS for any protocol factory: each accepted connection speaks TLS through engine's compiled
+TLS protocol (``engine._loop.SSLProtocol``; asyncio's ``SSLProtocol`` on another loop), which
+wraps the protocol the factory makes; the drain contract (``shutdown()``, see
+:mod:`engine.server.connections`) is passed through to it."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,10 @@ import functools
 import ssl
 from asyncio import sslproto
 
+from .. import _loop
 from .connections import ProtocolFactory
 
-__all__ = ["TLSProtocol", "TLSContext", "tls_factory"]
+__all__ = ["TLSProtocol", "AsyncioTLSProtocol", "TLSContext", "tls_factory"]
 
 
 class TLSContext:
@@ -27,10 +29,41 @@ class TLSContext:
         self.context = context
 
 
-class TLSProtocol(sslproto.SSLProtocol):
-    """asyncio's server-side TLS protocol around ``factory()``, with ``shutdown()``: a
-    connection still in its handshake is closed, an established one asks the inner protocol
-    (the server finds ``shutdown()`` on ``transport.get_protocol()``, which is this object)."""
+class _Drain:
+    """``shutdown()`` of a TLS server connection: a connection still in its handshake is
+    closed, an established one asks the inner protocol (the server finds ``shutdown()`` on
+    ``transport.get_protocol()``, which is this object)."""
+
+    def _tls_established(self) -> bool:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        if not self._tls_established():
+            raw = self._transport  # type: ignore[attr-defined]
+            if raw is not None and not raw.is_closing():
+                raw.close()
+            return
+        method = getattr(self._app_protocol, "shutdown", None)  # type: ignore[attr-defined]
+        if method is not None:
+            method()
+
+
+class TLSProtocol(_Drain, _loop.SSLProtocol):
+    """engine's compiled server-side TLS protocol around ``factory()`` (the loop is engine's)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factory: ProtocolFactory,
+                 context: ssl.SSLContext | TLSContext) -> None:
+        if isinstance(context, TLSContext):
+            context = context.context
+        super().__init__(loop, factory(), context, None, server_side=True)
+
+    def _tls_established(self) -> bool:
+        return self._established()
+
+
+class AsyncioTLSProtocol(_Drain, sslproto.SSLProtocol):
+    """asyncio's server-side TLS protocol around ``factory()``, for a server on another loop
+    (``engine serve --loop asyncio|uvloop``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, factory: ProtocolFactory,
                  context: ssl.SSLContext | TLSContext) -> None:
@@ -38,23 +71,10 @@ class TLSProtocol(sslproto.SSLProtocol):
             context = context.context
         super().__init__(loop, factory(), context, None,  # type: ignore[arg-type]
                          server_side=True)
-        self._engine_raw: asyncio.BaseTransport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._engine_raw = transport
-        super().connection_made(transport)
-
-    def shutdown(self) -> None:
-        inner = getattr(self, "_app_protocol", None)      # asyncio 3.11-3.13 attributes
-        state = getattr(self, "_app_state", None)
-        if state is not None and state != sslproto.AppProtocolState.STATE_CON_MADE:
-            raw = self._engine_raw                         # still in the handshake: just close
-            if raw is not None and not raw.is_closing():
-                raw.close()
-            return
-        method = getattr(inner, "shutdown", None)
-        if method is not None:
-            method()
+    def _tls_established(self) -> bool:
+        state = getattr(self, "_app_state", None)      # asyncio 3.11-3.13 attributes
+        return state is None or state == sslproto.AppProtocolState.STATE_CON_MADE
 
 
 def tls_factory(factory: ProtocolFactory, context: ssl.SSLContext | TLSContext,
@@ -62,4 +82,5 @@ def tls_factory(factory: ProtocolFactory, context: ssl.SSLContext | TLSContext,
     """A protocol factory whose connections speak TLS with ``context`` around ``factory``'s
     protocols (a ``functools.partial``: no Python frame of its own per connection). With a
     :class:`TLSContext`, each connection takes the context it holds when accepted."""
-    return functools.partial(TLSProtocol, loop, factory, context)
+    cls = TLSProtocol if isinstance(loop, _loop.Loop) else AsyncioTLSProtocol
+    return functools.partial(cls, loop, factory, context)

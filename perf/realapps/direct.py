@@ -1,6 +1,7 @@
 """The ceiling of the real-app benchmark: the ASGI app called directly, no server.
 
     python perf/realapps/direct.py APP PATH SECONDS [CONCURRENCY] [LOOP] [--hold]
+        [--requests N]
 
 Imports ``APP_app:app`` (starlette or fastapi, from this folder), runs its lifespan startup (the
 asyncpg pool), then CONCURRENCY (default 64, wrk's connections) coroutines call it for SECONDS,
@@ -12,6 +13,10 @@ parsing, no server: what is left is the framework, the driver, the loop's schedu
 database, so the requests/s it reaches on the server's CPU bounds what any server can reach
 with the same app there (perf/bench_realapps.py reports it per case as the ceiling).
 LOOP: uvloop (default), engine or asyncio.
+
+``--requests N`` counts instead of timing (SECONDS is then ignored): one warm-up request per
+coroutine, then N requests shared by them, no clock read per request -- the counted run of
+perf/callgrind_loops.py's ``direct`` scenario (the ceiling of its ``serve`` scenario).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import time
 
 
 async def run(app_name: str, path: str, seconds: float, concurrency: int,
-              hold: bool) -> None:
+              hold: bool, requests: int | None = None) -> None:
     app = importlib.import_module(f"{app_name}_app").app
     startup: asyncio.Queue[dict] = asyncio.Queue()
     replies: asyncio.Queue[dict] = asyncio.Queue()
@@ -47,6 +52,14 @@ async def run(app_name: str, path: str, seconds: float, concurrency: int,
         print("started", flush=True)            # the pool is open: the caller's mark
     cpu = time.process_time()
     deadline = time.monotonic() + seconds
+    left = 0                                  # --requests: requests not yet started
+
+    def more() -> bool:
+        nonlocal left
+        if requests is None:
+            return time.monotonic() < deadline
+        left -= 1
+        return left >= 0
 
     async def client() -> None:
         nonlocal done, errors
@@ -60,7 +73,7 @@ async def run(app_name: str, path: str, seconds: float, concurrency: int,
             if message["type"] == "http.response.start":
                 status.append(message["status"])
 
-        while time.monotonic() < deadline:
+        while more():
             status.clear()
             await app({"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
                        "http_version": "1.1", "method": "GET", "scheme": "http",
@@ -72,6 +85,10 @@ async def run(app_name: str, path: str, seconds: float, concurrency: int,
             if status != [200]:
                 errors += 1
 
+    if requests is not None:
+        left = concurrency                    # the warm-up: one request per coroutine
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        left = requests
     await asyncio.gather(*(client() for _ in range(concurrency)))
     cpu = time.process_time() - cpu
     print(f"requests {done} status-errors {errors} cpu {cpu:.3f}", flush=True)
@@ -85,8 +102,14 @@ async def run(app_name: str, path: str, seconds: float, concurrency: int,
 
 
 def main() -> None:
-    app_name, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    args = [a for a in sys.argv[1:] if a != "--hold"]
+    argv = sys.argv[1:]
+    requests = None
+    if "--requests" in argv:
+        at = argv.index("--requests")
+        requests = int(argv[at + 1])
+        del argv[at:at + 2]
+    args = [a for a in argv if a != "--hold"]
+    app_name, path, seconds = args[0], args[1], float(args[2])
     concurrency = int(args[3]) if len(args) > 3 else 64
     loop_name = args[4] if len(args) > 4 else "uvloop"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -99,7 +122,7 @@ def main() -> None:
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(run(app_name, path, seconds, concurrency, "--hold" in sys.argv))
+        runner.run(run(app_name, path, seconds, concurrency, "--hold" in argv, requests))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ cimport cython
 from engine._http cimport HttpParser, response_head, current_date
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from engine._ws cimport FrameParser
-from engine._loop cimport SocketTransport
+from engine._loop cimport SocketTransport, Loop
 from engine._h2 cimport H2Connection, H2Limits
 
 cdef class RequestCycle
@@ -130,6 +130,9 @@ cdef dict _METHODS = {m.encode(): m for m in (
 
 
 cdef inline str _method_str(bytes method):
+    cdef const char *p = method
+    if len(method) == 3 and p[0] == b'G' and p[1] == b'E' and p[2] == b'T':
+        return "GET"                          # most requests: no hashing of a new bytes
     m = _METHODS.get(method)
     return <str>m if m is not None else method.decode("ascii")
 
@@ -139,6 +142,19 @@ cdef inline bint _has_upper(bytes b) noexcept:
     cdef Py_ssize_t i
     for i in range(len(b)):
         if 0x41 <= p[i] <= 0x5A:
+            return True
+    return False
+
+
+cdef bint _forwarded(list headers) except -1:
+    """Whether a request has an X-Forwarded-For or X-Forwarded-Proto field (names are
+    lowercase in the scope)."""
+    cdef bytes name
+    cdef Py_ssize_t n
+    for item in headers:
+        name = <bytes>(<tuple>item)[0]
+        n = len(name)
+        if (n == 15 and name == b"x-forwarded-for") or (n == 17 and name == b"x-forwarded-proto"):
             return True
     return False
 
@@ -181,6 +197,9 @@ cdef class ServerConfig:
     cdef public object h2_limits             # engine._h2.H2Limits (None: its defaults)
     cdef public Py_ssize_t h2_connections    # live HTTP/2 connections (limit_concurrency)
     cdef public Py_ssize_t h2_streams        # HTTP/2 streams being answered
+    cdef public object proxy                 # engine.serve.proxy_headers middleware whose work
+                                             # HTTP/1.1 does itself (None: none)
+    cdef public object proxy_app             # the app it wraps (what HTTP/1.1 requests call)
 
     def __init__(self, app, *, state=None, root_path="", keep_alive=5.0, header_timeout=10.0,
                  body_timeout=30.0, ws_ping_interval=20.0, ws_ping_timeout=20.0,
@@ -267,6 +286,7 @@ cdef class HttpProtocol(HttpParser):
         Py_ssize_t out_size
         bint out_queued               # in batch's list
         bint gather_ok                # transport.writelines() honours the write water marks
+        bint proxy_trusted            # cfg.proxy trusts this connection's peer
         object __weakref__
 
     def __init__(self, ServerConfig cfg, loop=None):
@@ -274,6 +294,7 @@ cdef class HttpProtocol(HttpParser):
         self.cfg = cfg
         self.loop = loop if loop is not None else _asyncio.get_event_loop()
         self.scheme = cfg.scheme
+        _note_loop_class(self.loop)
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -297,6 +318,8 @@ cdef class HttpProtocol(HttpParser):
         sock = transport.get_extra_info("socket")
         self.server_addr = _addr(transport.get_extra_info("sockname"))
         self.client_addr = _addr(transport.get_extra_info("peername"))
+        if cfg.proxy is not None:
+            self.proxy_trusted = cfg.proxy.trusts(self.client_addr)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             self.tls = True
@@ -357,8 +380,11 @@ cdef class HttpProtocol(HttpParser):
             self.feed_data(data)
         except HttpParserError as exc:
             self._parse_error(exc)
-        if self.paused and not self.closing and self.ws is None and not self.read_paused:
-            # pipelined bytes wait in the parser: stop reading until the response is done
+        if (self._paused and self._buf_len > 0 and not self.closing and self.ws is None
+                and not self.read_paused):
+            # pipelined bytes wait in the parser: stop reading until the response is done (a
+            # paused parser with nothing buffered needs no pause: if bytes come before the
+            # response is done, this read holds them and pauses then -- one read's worth at most)
             self.read_paused = True
             self.transport.pause_reading()
 
@@ -700,8 +726,9 @@ cdef class HttpProtocol(HttpParser):
         scope["raw_path"] = self.path
         scope["query_string"] = self.query
         scope["headers"] = self.headers
-        if cfg.lifespan_state is not None:
-            scope["state"] = cfg.lifespan_state.copy()
+        ls = cfg.lifespan_state
+        if ls is not None:
+            scope["state"] = (<dict>ls).copy() if type(ls) is dict else ls.copy()
         cycle = RequestCycle.__new__(RequestCycle)
         cycle.proto = self
         cycle.scope = scope
@@ -716,7 +743,15 @@ cdef class HttpProtocol(HttpParser):
         st = cfg.state
         if st is not None:
             st.total_requests += 1
-        task = _start_task(self.loop, cycle.run(cfg.app))
+        app = cfg.app
+        if cfg.proxy is not None:
+            # the proxy-headers middleware's work without its Python frames: the peer's trust
+            # was decided per connection; only X-Forwarded-* headers from a trusted peer need
+            # its rewrite
+            if self.proxy_trusted and _forwarded(self.headers):
+                cfg.proxy.rewrite(scope, "http")
+            app = cfg.proxy_app
+        task = _start_task(self.loop, cycle.run(app))
         if not task.done():
             cycle.task = task
         return 0
@@ -789,7 +824,7 @@ cdef class HttpProtocol(HttpParser):
         if self.read_paused or self.read_paused_body:
             self.read_paused = self.read_paused_body = False
             self.transport.resume_reading()
-        if self.paused:
+        if self._paused:
             try:
                 self.resume()                 # pipelined requests parse (and may start) now
             except HttpParserError as exc:
@@ -965,7 +1000,26 @@ cdef object _addr(object a):
 cdef object _start_task(object loop, object coro):
     if _EAGER:
         return _Task(coro, loop=loop, eager_start=True)
+    if (type(loop) in _PLAIN_LOOPS and (<Loop>loop)._running
+            and (<Loop>loop)._task_factory is None):
+        # what engine's create_task() would do (no task factory), without its Python-level
+        # call and keyword arguments: the Task finds its loop as the running one (this one;
+        # protocol callbacks run on it)
+        return _Task(coro)
     return loop.create_task(coro)
+
+
+cdef object _loop_create_task = Loop.create_task
+cdef set _PLAIN_LOOPS = set()          # engine Loop classes whose create_task is engine's own
+
+
+cdef _note_loop_class(object loop):
+    """Remember the class of ``loop`` for _start_task's shortcut if it is engine's Loop or a
+    subclass that keeps engine's create_task (engine.Loop, engine.new_event_loop()'s)."""
+    cls = type(loop)
+    if cls not in _PLAIN_LOOPS and isinstance(loop, Loop) \
+            and getattr(cls, "create_task", None) is _loop_create_task:
+        _PLAIN_LOOPS.add(cls)
 
 
 # --- metrics: the layout of one worker's block (engine/serve/metrics.py mirrors it) ----------
@@ -1016,6 +1070,28 @@ cdef _log_access_fields(dict scope, int status, Py_ssize_t bytes_sent, double t0
     _access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms', addr, scope["method"], path,
                         scope["http_version"], status, bytes_sent,
                         (_now() - t0) * 1000.0)
+
+
+cdef inline object _content_length(bytes value):
+    """int(value) of a Content-Length an app gave: up to 18 plain digits are read here, anything
+    else (signs, spaces, underscores, errors) is int()'s."""
+    cdef const unsigned char *p = value
+    cdef Py_ssize_t i, n = len(value)
+    cdef long long v = 0
+    if 0 < n <= 18:
+        for i in range(n):
+            if not (0x30 <= p[i] <= 0x39):
+                return int(value)
+            v = v * 10 + (p[i] - 0x30)
+        return v
+    return int(value)
+
+
+cdef inline object _mget(object message, str key, object default):
+    """message.get(key, default), without a method call for a dict (what apps send)."""
+    if type(message) is dict:
+        return (<dict>message).get(key, default)
+    return message.get(key, default)
 
 
 cdef inline int _check_after_start(str t, bint complete, bint body_finished,
@@ -1071,6 +1147,7 @@ cdef _Done _DONE = _Done()
 
 
 @cython.final
+@cython.freelist(16)
 cdef class RequestCycle:
     """One request/response exchange: the ASGI receive() and send() callables."""
     cdef:
@@ -1205,13 +1282,15 @@ cdef class RequestCycle:
         proto = self.proto
         t = message["type"]
         if not self.response_started:
+            if t == "http.response.start":
+                self._start(message)
+                return _DONE
             if t == "http.response.early_hint":
                 self._early_hint(message)
                 return _DONE
-            if t != "http.response.start":
-                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
-            self._start(message)
-            return _DONE
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {t!r}.")
+        if t == "http.response.body" and not (self.response_complete or self.body_finished):
+            return self._send_body(message)   # the usual message: nothing else to check
         _check_after_start(t, self.response_complete, self.body_finished, self.trailers)
         if proto.closing:
             return _DONE                        # the client went away: nothing to write to
@@ -1219,19 +1298,25 @@ cdef class RequestCycle:
             self._trailers(message)
             return _DONE
         if t == "http.response.body":
-            try:
-                self._body(message.get("body", b""), message.get("more_body", False))
-            except (ConnectionError, BrokenPipeError):
-                self._client_gone()
-                return _DONE
-            if proto.write_paused:
-                return self._guarded(proto.drain())
-            return _DONE
+            return self._send_body(message)
         if t == "http.response.pathsend":
             return self._pathsend(message["path"])
         if t == "http.response.zerocopysend":
             return self._guarded(self._zerocopysend(message))
         raise RuntimeError(f"Unexpected ASGI message {t!r} sent, after response started.")
+
+    cdef object _send_body(self, message):
+        proto = self.proto
+        if proto.closing:
+            return _DONE                        # the client went away: nothing to write to
+        try:
+            self._body(_mget(message, "body", b""), _mget(message, "more_body", False))
+        except (ConnectionError, BrokenPipeError):
+            self._client_gone()
+            return _DONE
+        if proto.write_paused:
+            return self._guarded(proto.drain())
+        return _DONE
 
     async def _guarded(self, aw):
         try:
@@ -1261,7 +1346,7 @@ cdef class RequestCycle:
                     name = name.lower()
                 n = len(name)
                 if n == 14 and name == b"content-length":
-                    cl = int(value)
+                    cl = _content_length(value)
                     continue                   # re-added by the head builder, validated
                 elif n == 10 and name == b"connection":
                     if value.lower() == b"close":

@@ -162,6 +162,7 @@ include "watchers.pxi"
 include "sockops.pxi"
 include "bufpool.pxi"
 include "transports.pxi"
+include "sslproto.pxi"
 include "endpoints.pxi"
 
 
@@ -1810,8 +1811,7 @@ cdef class Loop:
                             server_side=False, server_hostname=None, extra=None, server=None,
                             ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
                             call_connection_made=True):
-        from asyncio import sslproto
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
@@ -1840,15 +1840,13 @@ cdef class Loop:
                         server_hostname=None, ssl_handshake_timeout=None,
                         ssl_shutdown_timeout=None):
         """Upgrade an existing transport to TLS; returns the new (TLS) transport."""
-        import ssl as _ssl
-        from asyncio import sslproto
-        if not isinstance(sslcontext, _ssl.SSLContext):
+        if not isinstance(sslcontext, _SSLContext):
             raise TypeError(f'sslcontext is expected to be an instance of ssl.SSLContext, '
                             f'got {sslcontext!r}')
         if not getattr(transport, '_start_tls_compatible', False):
             raise TypeError(f'transport {transport!r} is not supported by start_tls()')
         waiter = aio_Future(loop=self)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)

@@ -11,9 +11,8 @@
 # sendmsg(2) -- writev semantics -- per writable event. MSG_NOSIGNAL is passed on every send where
 # the platform has it, so a peer that went away gives EPIPE, never SIGPIPE.
 #
-# TLS is layered on top: asyncio's own SSLProtocol (ssl.MemoryBIO) runs as the BufferedProtocol of a
-# SocketTransport, so engine's TLS has exactly asyncio's semantics (handshake/shutdown timeouts,
-# start_tls, close_notify).
+# TLS is layered on top (sslproto.pxi): SSLProtocol (ssl.MemoryBIO, compiled, asyncio's semantics)
+# runs as the protocol of a SocketTransport and writes to it by _write() directly.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE

@@ -22,6 +22,7 @@ from ... import _http
 from ..._asgi import HttpProtocol, ServerConfig
 from ...server import ProtocolFactory
 from ..asgi_types import ASGIApp
+from ..proxy_headers import ProxyHeadersMiddleware
 
 __all__ = ["HttpPlugin", "plugin", "server_config", "serve_app", "HttpProtocol", "ServerConfig"]
 
@@ -77,6 +78,11 @@ def server_config(app: ASGIApp, config: Any = None, state: Any = None) -> Server
         access_format=_access_format(config),
         http=str(_opt(config, "http", "auto")),
     )
+    if type(app) is ProxyHeadersMiddleware:
+        # HTTP/1.1 does the middleware's work in the compiled protocol (HTTP/2 and WebSocket
+        # scopes still go through it)
+        cfg.proxy = app
+        cfg.proxy_app = app.app
     block = getattr(state, "metrics_block", None) if state is not None else None
     if block is not None:
         cfg.set_metrics(block)
