@@ -242,14 +242,21 @@ cdef inline void _sift_down_bottom_up(HeapEntry *heap, Py_ssize_t n, Py_ssize_t 
     """As _sift_down, bottom-up (CPython's heapq): the hole goes down to a leaf along the
     smaller children (one comparison per level), then e rises from there, not above i. For a
     pop, e is the heap's last entry, a late deadline that rises little: fewer comparisons."""
-    cdef Py_ssize_t start = i, child = 2 * i + 1, parent
+    cdef Py_ssize_t start = i, child = 2 * i + 1
     while child < n:
         if child + 1 < n and _entry_lt(&heap[child + 1], &heap[child]):
             child += 1
         heap[i] = heap[child]
         i = child
         child = 2 * i + 1
-    while i > start:
+    _sift_up(heap, start, i, e)
+
+
+cdef inline void _sift_up(HeapEntry *heap, Py_ssize_t top, Py_ssize_t i,
+                          HeapEntry e) noexcept nogil:
+    """Put e in the hole at i, moving it up past later-due parents, not above index top."""
+    cdef Py_ssize_t parent
+    while i > top:
         parent = (i - 1) >> 1
         if not _entry_lt(&e, &heap[parent]):
             break
@@ -426,7 +433,6 @@ cdef class Loop:
     cdef int _heap_push(self, TimerHandle t) except -1:
         cdef HeapEntry *heap
         cdef HeapEntry e
-        cdef Py_ssize_t i, parent
         if self._heap_n == self._heap_cap:
             heap = <HeapEntry*>realloc(self._heap, sizeof(HeapEntry) * self._heap_cap * 2)
             if heap == NULL:
@@ -439,15 +445,8 @@ cdef class Loop:
         self._seq += 1
         e.timer = <PyObject*>t
         Py_INCREF(t)
-        i = self._heap_n
         self._heap_n += 1
-        while i > 0:
-            parent = (i - 1) >> 1
-            if not _entry_lt(&e, &heap[parent]):
-                break
-            heap[i] = heap[parent]
-            i = parent
-        heap[i] = e
+        _sift_up(heap, 0, self._heap_n - 1, e)
         return 0
 
     cdef PyObject *_heap_pop(self) noexcept:
