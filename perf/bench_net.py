@@ -19,7 +19,9 @@ program for every loop, so differences come from the server's loop. Scenarios:
 --impls may add engine-nopoll: engine's loop with busy polling off (set_busy_poll(0)), to show
 what the adaptive busy poll adds and what it costs; and engine-pytls: engine's loop with
 asyncio's own pure-Python SSLProtocol (what engine's ssl= ran on before its compiled TLS layer)
-wrapped around the protocols of the TLS scenarios, the other side of that A/B.
+wrapped around the protocols of the TLS scenarios, the other side of that A/B; and
+engine-tlsmod: engine's compiled TLS layer reaching OpenSSL through the ssl module's methods
+instead of calling it directly (engine._loop._tls_direct(False), what ENGINE_TLS_DIRECT=0 does).
 
 Each (scenario, loop) runs --rounds times (interleaved across loops); the median is kept.
 
@@ -100,11 +102,13 @@ IDLE_CONNS = 10_000
 
 def new_loop(impl):
     import asyncio
-    if impl in ("engine", "engine-nopoll", "engine-pytls"):
+    if impl in ("engine", "engine-nopoll", "engine-pytls", "engine-tlsmod"):
         import engine
         loop = engine.new_event_loop()
         if impl == "engine-nopoll":
             loop.set_busy_poll(0)       # engine with its adaptive busy polling turned off
+        if impl == "engine-tlsmod":
+            engine._loop._tls_direct(False)   # OpenSSL through the ssl module's methods
         return loop
     if impl == "uvloop":
         import uvloop

@@ -220,6 +220,72 @@ class NetworkBehaviour(LoopCase):
         await client.lost
         await close_and_wait(server)
 
+    def test_tls_corrupted_record_fails_with_the_ssl_modules_error(self, loop, tls):
+        # a record whose ciphertext was altered in transit: the connection ends with the
+        # error the ssl module itself raises for it (same type, same OpenSSL reason), and the
+        # application never sees the record's bytes
+        server_ctx, client_ctx = tls
+
+        def pump_handshake(obj, out, inc, send, recv):
+            while True:
+                try:
+                    obj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    send(out.read())
+                    inc.write(recv())
+            send(out.read())
+
+        def corrupt(record):
+            record = bytearray(record)
+            record[-3] ^= 0x5A                       # inside the AEAD tag
+            return bytes(record)
+
+        # what the ssl module raises for it, between two memory-BIO objects
+        s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+        srv_obj = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+        cli_obj = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
+        for _ in range(10):
+            for obj in (cli_obj, srv_obj):
+                try:
+                    obj.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
+        cli_obj.write(b"x" * 100)
+        s_in.write(corrupt(c_out.read()))
+        with pytest.raises(ssl.SSLError) as expected:
+            srv_obj.read(1000)
+        assert expected.value.reason
+
+        async def main():
+            rec = Recorder(loop)
+            server = await loop.create_server(lambda: rec, "127.0.0.1", 0, ssl=server_ctx)
+            port = server.sockets[0].getsockname()[1]
+
+            def client():
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+                obj = client_ctx.wrap_bio(inc, out, server_hostname="localhost")
+                pump_handshake(obj, out, inc, sock.sendall, lambda: sock.recv(65536))
+                obj.write(b"y" * 50)
+                sock.sendall(out.read())                 # one good record
+                obj.write(b"x" * 100)
+                return sock, corrupt(out.read())
+
+            sock, bad = await loop.run_in_executor(None, client)
+            await asyncio.wait_for(rec.wait_for(50), 10)
+            sock.sendall(bad)                            # then a bad one
+            exc = await asyncio.wait_for(rec.lost, 10)
+            assert type(exc) is type(expected.value)
+            assert exc.reason == expected.value.reason
+            assert bytes(rec.data) == b"y" * 50
+            sock.close()
+            await close_and_wait(server)
+
+        self.run(loop, main())
+
     def test_tls_random_sizes_echo_intact(self, loop, tls):
         # messages from 1 byte to several records (and several buffer-pool chunks), by write()
         # and writelines() of many small pieces: every byte comes back, in order
@@ -873,6 +939,73 @@ class TestEngineNetwork(NetworkBehaviour):
 
 class TestAsyncioNetwork(NetworkBehaviour):
     factory = staticmethod(asyncio.new_event_loop)
+
+
+class TestEngineTLSViaSslModule(LoopCase):
+    """The TLS tests again on engine's loop with OpenSSL reached through the ssl module's
+    methods (what runs where OpenSSL cannot be called directly: ENGINE_TLS_DIRECT=0, another
+    CPython, an sslobject_class of one's own)."""
+    factory = staticmethod(engine.new_event_loop)
+    timeout = NetworkBehaviour.timeout
+
+    @pytest.fixture(autouse=True)
+    def _via_ssl_module(self):
+        engine._loop._tls_direct(False)
+        yield
+        engine._loop._tls_direct(True)
+
+    _tls_pair = NetworkBehaviour._tls_pair
+    _tls_close = vars(NetworkBehaviour)["_tls_close"]
+
+
+for _name, _test in list(vars(NetworkBehaviour).items()):
+    if _name.startswith(("test_tls", "test_start_tls")):
+        setattr(TestEngineTLSViaSslModule, _name, _test)
+
+
+def test_tls_connections_call_openssl_directly(tls):
+    # on this machine's CPython (3.11-3.13, the ssl module's OpenSSL exported), a TLS
+    # connection of the standard SSLObject calls OpenSSL directly; one made with an
+    # sslobject_class of its own, or with the direct calls turned off, goes through the ssl
+    # module's methods; all three carry the same bytes
+    assert engine._loop._tls_direct()
+    server_ctx, client_ctx = tls
+
+    class MySSLObject(ssl.SSLObject):
+        pass
+
+    custom_ctx = ssl.create_default_context()
+    for der in client_ctx.get_ca_certs(binary_form=True):
+        custom_ctx.load_verify_locations(cadata=der)
+    custom_ctx.sslobject_class = MySSLObject
+
+    async def one(ctx):
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        client = Recorder(loop)
+        transport, _ = await loop.create_connection(
+            lambda: client, "127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        transport.write(b"ping" * 5000)
+        await client.wait_for(20000)
+        assert bytes(client.data) == b"ping" * 5000
+        direct = transport._ssl_protocol._openssl_direct
+        transport.close()
+        await client.lost
+        await close_and_wait(server)
+        return direct
+
+    async def main():
+        assert await one(client_ctx) is True
+        assert await one(custom_ctx) is False
+        engine._loop._tls_direct(False)
+        try:
+            assert await one(client_ctx) is False
+        finally:
+            engine._loop._tls_direct(True)
+        assert await one(client_ctx) is True
+
+    engine.run(asyncio.wait_for(main(), 20))
 
 
 # --- engine.BufferPool (engine only: asyncio has none) ----------------------------------------

@@ -50,7 +50,6 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.string cimport memchr, memcpy, memmove, memcmp
-from libc.stdio cimport snprintf
 from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport int64_t, uint64_t, INT64_MAX
 from libc.time cimport time_t, tm, time as c_time

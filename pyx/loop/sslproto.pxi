@@ -26,16 +26,145 @@
 # * writelines() of small pieces is one TLS record, not one per piece.
 
 import ssl as _ssl
+from cpython.buffer cimport PyBUF_WRITABLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 cdef extern from "Python.h":
     object PyMemoryView_FromMemory(char *mem, Py_ssize_t size, int flags)
     int PyBUF_WRITE
+
+# --- OpenSSL called directly --------------------------------------------------------------------
+# The hot calls (SSL_read_ex, SSL_write_ex, the memory BIOs' reads and writes) go straight to the
+# OpenSSL that the ssl module itself runs on, with the SSL object and BIOs of the very
+# ssl.SSLObject / ssl.MemoryBIO objects in use: the functions are looked up by dlsym() in the
+# _ssl extension's own link scope (so it is the same library, whatever OpenSSL engine was built
+# against: engine does not link OpenSSL), and the pointers are read from the C objects' heads,
+# whose layout is the same in CPython 3.11-3.13. What is saved per call is the method call, its
+# argument parsing, a GIL release and reacquire and, for the outgoing BIO, an intermediate
+# bytes object. Anything but success or "want read" is handed back to the ssl module's own
+# method, which repeats the call and raises exactly what the ssl module raises (the error stays
+# in OpenSSL's queue in between). ENGINE_TLS_DIRECT=0 turns this off (the A/B of
+# perf/bench_net.py's engine-tlsmod implementation).
+
+cdef extern from "dlfcn.h" nogil:
+    void *dlopen(const char *filename, int flags)
+    void *dlsym(void *handle, const char *symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
+
+cdef extern from *:
+    """
+    /* the heads of _ssl's _SSLSocket and MemoryBIO objects (Modules/_ssl.c, 3.11-3.13) */
+    typedef struct { PyObject_HEAD PyObject *Socket; void *ssl; } engine_ssl_sock_head;
+    typedef struct { PyObject_HEAD void *bio; int eof_written; } engine_ssl_bio_head;
+    """
+    ctypedef struct engine_ssl_sock_head:
+        PyObject *Socket
+        void *ssl
+    ctypedef struct engine_ssl_bio_head:
+        void *bio
+        int eof_written
+
+ctypedef int (*_f_ssl_io)(void *ssl, void *buf, size_t num, size_t *done) noexcept nogil
+ctypedef int (*_f_ssl_int)(const void *ssl) noexcept nogil
+ctypedef int (*_f_ssl_get_error)(const void *ssl, int ret) noexcept nogil
+ctypedef void *(*_f_ssl_bio)(const void *ssl) noexcept nogil
+ctypedef int (*_f_bio_io)(void *bio, void *data, int dlen) noexcept nogil
+ctypedef size_t (*_f_bio_pending)(void *bio) noexcept nogil
+ctypedef long (*_f_ssl_ctrl)(void *ssl, int cmd, long larg, void *parg) noexcept nogil
+
+cdef struct _OpenSSL:
+    _f_ssl_io SSL_read_ex
+    _f_ssl_io SSL_write_ex
+    _f_ssl_get_error SSL_get_error
+    _f_ssl_int SSL_pending
+    _f_ssl_int SSL_get_shutdown
+    _f_ssl_bio SSL_get_rbio
+    _f_ssl_bio SSL_get_wbio
+    _f_bio_io BIO_read
+    _f_bio_io BIO_write
+    _f_bio_pending BIO_ctrl_pending
+    _f_ssl_int SSL_has_pending
+    _f_ssl_ctrl SSL_ctrl
+
+cdef _OpenSSL _ossl
+cdef bint _READ_AHEAD = _os.environ.get("ENGINE_TLS_READ_AHEAD", "1") == "1"
+cdef bint _RELEASE_BUFFERS = _os.environ.get("ENGINE_TLS_RELEASE_BUFFERS", "0") == "1"
+cdef int _ossl_state = 0            # 0: not looked up yet, 1: usable, -1: not available
+
+# OpenSSL's constants (ssl.h), stable across 1.1.1 and 3.x
+cdef enum:
+    _SSL_ERROR_WANT_READ = 2
+    _SSL_ERROR_WANT_WRITE = 3
+    _SSL_ERROR_ZERO_RETURN = 6
+    _SSL_RECEIVED_SHUTDOWN = 2
+
+
+cdef int _ossl_load() noexcept:
+    """Look up the OpenSSL functions in the _ssl extension's link scope; 1 if all are there."""
+    global _ossl_state
+    cdef void *h = NULL
+    cdef void *f
+    cdef bytes path
+    cdef const char *names[12]
+    cdef void **slots[12]
+    cdef int i
+    _ossl_state = -1
+    try:
+        if _os.environ.get("ENGINE_TLS_DIRECT", "1") == "0":
+            return -1
+        if not ((3, 11) <= _sys.version_info[:2] <= (3, 13)):
+            return -1                   # the object heads above are checked for these only
+        import _ssl as _ssl_ext
+        fn = getattr(_ssl_ext, "__file__", None)
+        if fn:
+            path = _os.fsencode(fn)
+            h = dlopen(path, RTLD_NOW | RTLD_NOLOAD)
+        else:
+            h = dlopen(NULL, RTLD_NOW)      # built into the interpreter
+    except Exception:
+        return -1
+    if h == NULL:
+        return -1
+    names[0] = b"SSL_read_ex";      slots[0] = <void **>&_ossl.SSL_read_ex
+    names[1] = b"SSL_write_ex";     slots[1] = <void **>&_ossl.SSL_write_ex
+    names[2] = b"SSL_get_error";    slots[2] = <void **>&_ossl.SSL_get_error
+    names[3] = b"SSL_pending";      slots[3] = <void **>&_ossl.SSL_pending
+    names[4] = b"SSL_get_shutdown"; slots[4] = <void **>&_ossl.SSL_get_shutdown
+    names[5] = b"SSL_get_rbio";     slots[5] = <void **>&_ossl.SSL_get_rbio
+    names[6] = b"SSL_get_wbio";     slots[6] = <void **>&_ossl.SSL_get_wbio
+    names[7] = b"BIO_read";         slots[7] = <void **>&_ossl.BIO_read
+    names[8] = b"BIO_write";        slots[8] = <void **>&_ossl.BIO_write
+    names[9] = b"BIO_ctrl_pending"; slots[9] = <void **>&_ossl.BIO_ctrl_pending
+    names[10] = b"SSL_has_pending"; slots[10] = <void **>&_ossl.SSL_has_pending
+    names[11] = b"SSL_ctrl";        slots[11] = <void **>&_ossl.SSL_ctrl
+    for i in range(12):
+        f = dlsym(h, names[i])
+        if f == NULL:
+            return -1
+        slots[i][0] = f
+    _ossl_state = 1
+    return 1
+
+
+def _tls_direct(enable=None):
+    """Whether new TLS connections call OpenSSL directly (see the comment above _ossl_load);
+    enable=False turns that off for the connections made from now on, True on again where it
+    is available (tests and A/B runs)."""
+    global _ossl_state
+    if enable is not None:
+        _ossl_state = 0 if enable else -1
+    if _ossl_state == 0 and (enable is None or enable):
+        _ossl_load()
+    return _ossl_state == 1
+
 
 cdef object _SSLAgainErrors = (_ssl.SSLWantReadError, _ssl.SSLSyscallError)
 cdef object _SSLError = _ssl.SSLError
 cdef object _CertificateError = _ssl.CertificateError
 cdef object _StdSSLObject = _ssl.SSLObject
 cdef object _MemoryBIO = _ssl.MemoryBIO
+cdef object _SSLSocketType = __import__('_ssl')._SSLSocket     # what SSLObject._sslobj is
 cdef object _SSLContext = _ssl.SSLContext
 cdef object _aio_CancelledError = _asyncio.CancelledError
 cdef object _aio_TimeoutError = _asyncio.TimeoutError
@@ -123,6 +252,9 @@ cdef class SSLProtocol:
         bint _app_reading_paused, _app_writing_paused
         Py_ssize_t _in_high, _in_low, _out_high, _out_low
         Py_ssize_t _in_left             # incoming.pending as last read (-1: not known)
+        void *_nssl                     # the SSL object when OpenSSL is called directly, else NULL
+        void *_nin                      # and its incoming and outgoing BIOs
+        void *_nout
         object __weakref__
 
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
@@ -172,9 +304,149 @@ cdef class SSLProtocol:
         self._c_write = c.write
         self._c_pending = c.pending
         self._c_handshake = c.do_handshake
+        if c is not sslobj:
+            self._direct(c)
         self._in_high, self._in_low = _water_marks(None, None, _TLS_READ_HIGH_KB)
         self._out_high, self._out_low = _water_marks(None, None, _TLS_WRITE_HIGH_KB)
         self._get_app_transport()
+
+    cdef int _direct(self, c) except -1:
+        # call OpenSSL directly on this connection if the lookup worked and the objects are
+        # the ssl module's own C objects, checked against each other: the SSL object's BIOs
+        # must be the two MemoryBIOs' (see _ossl_load)
+        cdef void *sp
+        cdef void *ib
+        cdef void *ob
+        if _ossl_state == 0:
+            _ossl_load()
+        if _ossl_state != 1 or type(c) is not _SSLSocketType \
+                or type(self._incoming) is not _MemoryBIO or type(self._outgoing) is not _MemoryBIO:
+            return 0
+        if (<engine_ssl_sock_head *><PyObject *>c).Socket != NULL:
+            return 0                    # a socket-wrapping SSL object, not wrap_bio()'s
+        sp = (<engine_ssl_sock_head *><PyObject *>c).ssl
+        ib = (<engine_ssl_bio_head *><PyObject *>self._incoming).bio
+        ob = (<engine_ssl_bio_head *><PyObject *>self._outgoing).bio
+        if sp == NULL or ib == NULL or ob == NULL or ib == ob:
+            return 0
+        if _ossl.SSL_get_rbio(sp) != ib or _ossl.SSL_get_wbio(sp) != ob:
+            return 0
+        self._nssl = sp
+        self._nin = ib
+        self._nout = ob
+        if _READ_AHEAD:
+            _ossl.SSL_ctrl(sp, 41, 1, NULL)     # SSL_set_read_ahead(sp, 1)
+        if _RELEASE_BUFFERS:
+            _ossl.SSL_ctrl(sp, 33, 0x10, NULL)  # SSL_set_mode(sp, SSL_MODE_RELEASE_BUFFERS)
+        return 0
+
+    # --- the SSL object and its BIOs (OpenSSL directly, or the ssl module's methods) ----------
+
+    cdef int _in_feed(self, data) except -1:
+        """Encrypted bytes from the peer into the incoming BIO."""
+        cdef Py_buffer pb
+        cdef int n
+        if self._nssl == NULL or (<engine_ssl_bio_head *><PyObject *>self._incoming).eof_written:
+            self._in_write(data)
+            return 0
+        PyObject_GetBuffer(data, &pb, PyBUF_SIMPLE)
+        try:
+            if pb.len > 0x7fffffff:
+                self._in_write(data)
+            elif pb.len:
+                n = _ossl.BIO_write(self._nin, pb.buf, <int>pb.len)
+                if n != pb.len:
+                    self._in_write(data[n:] if n > 0 else data)    # the ssl module's error
+        finally:
+            PyBuffer_Release(&pb)
+        return 0
+
+    cdef inline Py_ssize_t _in_pending(self) except -1:
+        """Encrypted bytes waiting in the incoming BIO."""
+        if self._nssl != NULL:
+            return <Py_ssize_t>_ossl.BIO_ctrl_pending(self._nin)
+        return self._incoming.pending
+
+    cdef inline Py_ssize_t _out_pending(self) except -1:
+        """Encrypted bytes waiting in the outgoing BIO."""
+        if self._nssl != NULL:
+            return <Py_ssize_t>_ossl.BIO_ctrl_pending(self._nout)
+        return self._outgoing.pending
+
+    cdef object _out_take(self):
+        """Everything the outgoing BIO holds, as bytes (b'' if nothing)."""
+        cdef size_t size
+        cdef int got
+        if self._nssl == NULL:
+            return self._out_read()
+        size = _ossl.BIO_ctrl_pending(self._nout)
+        if size == 0:
+            return b''
+        if size > 0x7fffffff:
+            size = 0x7fffffff
+        data = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>size)
+        got = _ossl.BIO_read(self._nout, PyBytes_AS_STRING(data), <int>size)
+        if got != <int>size:            # a memory BIO gives what it holds: not expected
+            raise RuntimeError(f"TLS outgoing BIO read {got} of {size} bytes")
+        return data
+
+    cdef inline bint _ssl_has_pending(self) except -1:
+        """Whether SSL holds decrypted bytes not read yet."""
+        if self._nssl != NULL:
+            return _ossl.SSL_has_pending(self._nssl) > 0
+        return self._c_pending() > 0
+
+    cdef Py_ssize_t _ssl_read(self, char *p, Py_ssize_t want) except -3:
+        """Decrypt up to want bytes into p: the count (> 0); 0 when the peer closed the TLS
+        session (close_notify); -2 when SSL needs more bytes from the peer (asyncio also takes
+        SSLSyscallError so). Errors raise what the ssl module raises."""
+        cdef size_t n = 0
+        cdef int err
+        if self._nssl != NULL:
+            if _ossl.SSL_read_ex(self._nssl, p, <size_t>want, &n) == 1:
+                return <Py_ssize_t>n
+            err = _ossl.SSL_get_error(self._nssl, 0)
+            if err == _SSL_ERROR_WANT_READ:
+                return -2
+            if err == _SSL_ERROR_ZERO_RETURN \
+                    and _ossl.SSL_get_shutdown(self._nssl) == _SSL_RECEIVED_SHUTDOWN:
+                return 0
+            # anything else: the ssl module repeats the read and raises its own error
+        view = PyMemoryView_FromMemory(p, want, PyBUF_WRITE)
+        try:
+            return self._c_read(want, view)
+        except _SSLAgainErrors:
+            return -2
+        finally:
+            view.release()
+
+    cdef Py_ssize_t _ssl_write(self, data) except -1:
+        """Encrypt data into the outgoing BIO: the count of bytes taken, 0 when SSL must read
+        from the peer first. Errors raise what the ssl module raises."""
+        cdef Py_buffer pb
+        cdef size_t n = 0
+        cdef int ok, err
+        if self._nssl != NULL:
+            PyObject_GetBuffer(data, &pb, PyBUF_SIMPLE)
+            try:
+                if pb.len == 0:
+                    return 0
+                ok = _ossl.SSL_write_ex(self._nssl, pb.buf, <size_t>pb.len, &n)
+            finally:
+                PyBuffer_Release(&pb)
+            if ok == 1:
+                return <Py_ssize_t>n
+            if _ossl.SSL_get_error(self._nssl, 0) == _SSL_ERROR_WANT_READ:
+                return 0
+        try:
+            return self._c_write(data)
+        except _SSLAgainErrors:
+            return 0
+
+    @property
+    def _openssl_direct(self):
+        """True if this connection calls OpenSSL directly (False: the ssl module's methods)."""
+        return self._nssl != NULL
 
     def __repr__(self):
         return (f'<{type(self).__name__} state={_TLS_STATE_NAMES[self._st]} '
@@ -247,7 +519,7 @@ cdef class SSLProtocol:
     def connection_lost(self, exc):
         self._backlog.clear()
         self._backlog_size = 0
-        self._out_read()
+        self._out_take()
         self._conn_lost += 1
         app_transport = self._app_transport
         if app_transport is not None:
@@ -270,7 +542,7 @@ cdef class SSLProtocol:
             self._handshake_handle = None
 
     def data_received(self, data):
-        self._in_write(data)
+        self._in_feed(data)
         self._in_left = -1
         cdef int state = self._st
         if state == TLS_WRAPPED:
@@ -442,9 +714,7 @@ cdef class SSLProtocol:
             self._append_backlog(data)
             return self._write_backlog_now()
         try:
-            n = self._c_write(data)
-        except _SSLAgainErrors:
-            n = 0                                   # renegotiation: SSL needs to read first
+            n = self._ssl_write(data)                # 0: renegotiation, SSL must read first
         except Exception as exc:
             self._fatal_error(exc, 'Fatal error on SSL protocol')
             return 0
@@ -509,25 +779,24 @@ cdef class SSLProtocol:
     cdef int _do_write(self) except -1:
         cdef Py_ssize_t n, size
         backlog = self._backlog
-        try:
-            while backlog:
-                data = backlog[0]
-                n = self._c_write(data)
-                size = len(data)
-                if n < size:
-                    backlog[0] = memoryview(data)[n:]
-                    self._backlog_size -= n
-                else:
-                    backlog.popleft()
-                    self._backlog_size -= size
-        except _SSLAgainErrors:
-            pass
+        while backlog:
+            data = backlog[0]
+            n = self._ssl_write(data)
+            if n == 0:
+                break                           # SSL must read from the peer first
+            size = len(data)
+            if n < size:
+                backlog[0] = memoryview(data)[n:]
+                self._backlog_size -= n
+            else:
+                backlog.popleft()
+                self._backlog_size -= size
         self._process_outgoing()
         return 0
 
     cdef int _process_outgoing(self) except -1:
         if not self._ssl_writing_paused:
-            data = self._out_read()
+            data = self._out_take()
             if data:
                 if self._raw is not None and not self._raw._sendfile_busy:
                     self._raw._write(data)
@@ -539,13 +808,13 @@ cdef class SSLProtocol:
         return 0
 
     def _get_write_buffer_size(self):
-        return self._outgoing.pending + self._backlog_size
+        return self._out_pending() + self._backlog_size
 
     def _control_app_writing(self):
         self._app_writing_control()
 
     cdef int _app_writing_control(self) except -1:
-        cdef Py_ssize_t size = self._outgoing.pending + self._backlog_size
+        cdef Py_ssize_t size = self._out_pending() + self._backlog_size
         if size >= self._out_high and not self._app_writing_paused:
             self._app_writing_paused = True
             self._tell_app(True)
@@ -581,16 +850,16 @@ cdef class SSLProtocol:
         # after a read that was asked for `asked` bytes: is there more to decrypt? SSL_read
         # returns the rest of one record at most, so a read asked for a whole record's worth
         # leaves nothing decrypted inside SSL (no pending() call, which releases the GIL)
-        self._in_left = self._incoming.pending
+        self._in_left = self._in_pending()
         if self._in_left:
             return True
-        if asked >= _TLS_RECORD_MAX:
+        if asked >= _TLS_RECORD_MAX and self._nssl == NULL:
             return False
-        return self._c_pending() > 0
+        return self._ssl_has_pending()
 
     cdef bint _readable(self) except -1:
         # anything to decrypt: encrypted bytes in the incoming BIO, or decrypted ones in SSL
-        return self._incoming.pending or self._c_pending()
+        return self._in_pending() > 0 or self._ssl_has_pending()
 
     cdef int _do_read(self, bint fresh=False) except -1:
         # fresh: encrypted bytes were just written into the incoming BIO
@@ -624,23 +893,18 @@ cdef class SSLProtocol:
         self._in_left = -1
         buf = pool._take()
         try:
-            view = PyMemoryView_FromMemory(buf, cap, PyBUF_WRITE)
-            try:
-                while True:
-                    want = cap - off
-                    self._in_left = -1          # known again only after a read that returns
-                    try:
-                        n = self._c_read(want, view[off:] if off else view)
-                    except _SSLAgainErrors:
-                        break
-                    if n == 0:
-                        eof = True
-                        break
-                    off += n
-                    if off == cap or not self._more_after_read(want):
-                        break
-            finally:
-                view.release()
+            while True:
+                want = cap - off
+                self._in_left = -1              # known again only after a read that returns
+                n = self._ssl_read(buf + off, want)
+                if n == -2:
+                    break
+                if n == 0:
+                    eof = True
+                    break
+                off += n
+                if off == cap or not self._more_after_read(want):
+                    break
             data = PyBytes_FromStringAndSize(buf, off) if off else None
         finally:
             pool._give(buf)
@@ -661,28 +925,27 @@ cdef class SSLProtocol:
 
     cdef int _read_buffered(self, bint fresh) except -1:
         cdef Py_ssize_t offset = 0, wants, n = 1, want
+        cdef Py_buffer pb
         if not fresh and not self._readable():
             return 0
         self._in_left = -1
-        buf = self._app_protocol.get_buffer(self._incoming.pending)
-        wants = len(buf)
-        if not wants:
-            raise RuntimeError('get_buffer() returned an empty buffer')
-        view = memoryview(buf)
+        buf = self._app_protocol.get_buffer(self._in_pending())
+        PyObject_GetBuffer(buf, &pb, PyBUF_WRITABLE)
         try:
+            wants = pb.len
+            if not wants:
+                raise RuntimeError('get_buffer() returned an empty buffer')
             while offset < wants:
                 want = wants - offset
                 self._in_left = -1
-                n = self._c_read(want, view[offset:] if offset else buf)
-                if n <= 0:
+                n = self._ssl_read(<char *>pb.buf + offset, want)
+                if n <= 0:                      # 0: closed by the peer, -2: wants more bytes
                     break
                 offset += n
                 if not self._more_after_read(want):
                     break
-        except _SSLAgainErrors:
-            pass
         finally:
-            view.release()
+            PyBuffer_Release(&pb)
         if offset:
             self._app_protocol.buffer_updated(offset)
         if n == 0:
@@ -732,7 +995,7 @@ cdef class SSLProtocol:
         self._ssl_reading_control()
 
     cdef int _ssl_reading_control(self) except -1:
-        cdef Py_ssize_t size = self._in_left if self._in_left >= 0 else self._incoming.pending
+        cdef Py_ssize_t size = self._in_left if self._in_left >= 0 else self._in_pending()
         if size >= self._in_high and not self._ssl_reading_paused:
             self._ssl_reading_paused = True
             self._transport.pause_reading()
@@ -748,7 +1011,7 @@ cdef class SSLProtocol:
         return (self._in_low, self._in_high)
 
     def _get_read_buffer_size(self):
-        return self._incoming.pending
+        return self._in_pending()
 
     # --- errors ---------------------------------------------------------------------------------
 
