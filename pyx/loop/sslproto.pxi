@@ -88,8 +88,6 @@ cdef struct _OpenSSL:
     _f_ssl_ctrl SSL_ctrl
 
 cdef _OpenSSL _ossl
-cdef bint _READ_AHEAD = _os.environ.get("ENGINE_TLS_READ_AHEAD", "1") == "1"
-cdef bint _RELEASE_BUFFERS = _os.environ.get("ENGINE_TLS_RELEASE_BUFFERS", "0") == "1"
 cdef int _ossl_state = 0            # 0: not looked up yet, 1: usable, -1: not available
 
 # OpenSSL's constants (ssl.h), stable across 1.1.1 and 3.x
@@ -334,10 +332,9 @@ cdef class SSLProtocol:
         self._nssl = sp
         self._nin = ib
         self._nout = ob
-        if _READ_AHEAD:
-            _ossl.SSL_ctrl(sp, 41, 1, NULL)     # SSL_set_read_ahead(sp, 1)
-        if _RELEASE_BUFFERS:
-            _ossl.SSL_ctrl(sp, 33, 0x10, NULL)  # SSL_set_mode(sp, SSL_MODE_RELEASE_BUFFERS)
+        # read ahead: OpenSSL takes what the BIO holds in one read, not a record header then
+        # its body (SSL_has_pending() then counts what it holds undecrypted)
+        _ossl.SSL_ctrl(sp, 41, 1, NULL)         # SSL_set_read_ahead(sp, 1)
         return 0
 
     # --- the SSL object and its BIOs (OpenSSL directly, or the ssl module's methods) ----------
