@@ -109,6 +109,39 @@ class HttpBehaviour(LoopCase):
 
         self.run_client(loop, echo_app, client)
 
+    def test_the_app_runs_in_a_task_of_the_serving_loop(self, loop):
+        # each request runs in its own asyncio Task on the loop that serves it; on engine's
+        # loop under Python 3.11 that task is named "engine-request" (docs/pages/serve.md), and
+        # Content-Length is written right for lengths of every digit count
+        seen = []
+
+        async def app(scope, receive, send):
+            task = asyncio.current_task()
+            seen.append((task, task.get_loop(), task.get_name()))
+            n = int(scope["path"][1:])
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x" * n})
+
+        sizes = [0, 1, 9, 10, 99, 100, 12345, 1000000]
+
+        async def client(port):
+            r, w = await self.connect(port)
+            for n in sizes:
+                w.write(f"GET /{n} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                status, headers, body = await read_response(r)
+                assert status == 200 and headers["content-length"] == str(n)
+                assert body == b"x" * n
+            w.close()
+
+        self.run_client(loop, app, client)
+        assert len(seen) == len(sizes)
+        assert len({id(t) for t, _, _ in seen}) == len(sizes)
+        assert all(task_loop is loop for _, task_loop, _ in seen)
+        if isinstance(loop, engine.Loop) and sys.version_info < (3, 12):
+            assert {name for _, _, name in seen} == {"engine-request"}
+        else:
+            assert all(name.startswith("Task-") for _, _, name in seen)
+
     def test_responses_leave_together_at_the_end_of_the_iteration(self, loop):
         # write batching: what the app sends is held while the loop dispatches the iteration
         # that produced it, and handed to the transport (one write per connection) before the
