@@ -56,6 +56,66 @@ class LoopBehaviour(LoopCase):
         loop.run_forever()
         assert got == ["positional", "keyword", (1, 2, 3), "inside"]
 
+    # --- a loop busy with callbacks still serves fds, signals and other threads -----------------
+    # (engine skips the zero-timeout poll of a busy iteration when it watches no fd but its
+    # own: these would fail if it skipped it when something else was watched)
+
+    def _busy_chain(self, loop, until, limit=100_000):
+        """Keep the loop busy: a callback that reschedules itself until ``until()`` is true
+        (or ``limit`` iterations, then the test fails); returns the iterations it ran."""
+        count = [0]
+
+        def step():
+            count[0] += 1
+            if until() or count[0] >= limit:
+                loop.stop()
+            else:
+                loop.call_soon(step)
+
+        loop.call_soon(step)
+        loop.run_forever()
+        assert count[0] < limit, "the loop never got to the event"
+        return count[0]
+
+    def test_busy_loop_runs_a_reader_added_while_busy_at_the_next_iteration(self, loop):
+        a, b = socket.socketpair()
+        try:
+            got = []
+            started = []
+
+            def start():
+                loop.add_reader(a, lambda: got.append(a.recv(10)))
+                b.send(b"x")
+                started.append(len(started))
+
+            loop.call_soon(start)
+            n = self._busy_chain(loop, lambda: bool(got))
+            assert got == [b"x"]
+            assert n <= 3                     # the poll of the very next iteration sees it
+            loop.remove_reader(a)
+        finally:
+            a.close()
+            b.close()
+
+    def test_busy_loop_runs_call_soon_threadsafe_from_another_thread(self, loop):
+        got = []
+        t = threading.Thread(target=lambda: loop.call_soon_threadsafe(got.append, "t"))
+        loop.call_soon(t.start)
+        self._busy_chain(loop, lambda: bool(got))
+        t.join()
+        assert got == ["t"]
+
+    @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+    def test_busy_loop_runs_a_signal_handler(self, loop):
+        got = []
+        loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+        try:
+            loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+            self._busy_chain(loop, lambda: bool(got))
+            assert got == ["usr1"]
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+
     def test_callbacks_scheduled_during_iteration_run_in_next_one(self, loop):
         order = []
 

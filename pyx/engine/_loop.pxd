@@ -112,6 +112,7 @@ cdef class Loop:
         void *_poller             # eng_poller (opaque here so Cython users need no C headers)
         FdSlot *_fds
         int _fds_cap
+        Py_ssize_t _user_fds      # readers + writers installed but the wake-up and signal fds'
         Ring _ready
         HeapEntry *_heap
         Py_ssize_t _heap_n

@@ -195,6 +195,11 @@ cdef int _dispatch_io(Loop loop, object obj, int revents) except -1:
         loop._report_watcher_error(w, exc)
     return 0
 
+cdef inline int _user_kind(int kind) noexcept:
+    """1 for the registrations of users of the loop, 0 for its own wake-up and signal fds."""
+    return 0 if kind == KIND_WAKEUP or kind == KIND_SIGNALS or kind == KIND_NONE else 1
+
+
 cdef int _dispatch_wakeup(Loop loop, object obj, int revents) except -1:
     eng_wakeup_drain(loop._wake_fds[0])
     loop._wakeup_pending = False
@@ -380,6 +385,7 @@ cdef class Loop:
             free(self._fds)
             self._fds = NULL
             self._fds_cap = 0
+            self._user_fds = 0
         if self._poller != NULL:
             eng_poller_close(<eng_poller*>self._poller)
             free(self._poller)
@@ -582,6 +588,7 @@ cdef class Loop:
                 slot.wkind = old_kind
             Py_DECREF(obj)
             raise
+        self._user_fds += _user_kind(kind) - (_user_kind(old_kind) if old != NULL else 0)
         if old == NULL:
             return None
         result = <object>old
@@ -592,19 +599,23 @@ cdef class Loop:
         """Remove the reader or writer of fd; returns it (or None)."""
         cdef FdSlot *slot
         cdef PyObject *old
+        cdef int old_kind
         if fd >= self._fds_cap:
             return None
         slot = &self._fds[fd]
         if which == ENG_EV_READ:
             old = slot.reader
+            old_kind = slot.rkind
             slot.reader = NULL
             slot.rkind = KIND_NONE
         else:
             old = slot.writer
+            old_kind = slot.wkind
             slot.writer = NULL
             slot.wkind = KIND_NONE
         if old == NULL:
             return None
+        self._user_fds -= _user_kind(old_kind)
         result = <object>old
         Py_DECREF(result)
         try:
@@ -649,11 +660,19 @@ cdef class Loop:
             break
 
         # 2. wait: the one place the GIL is released. A zero-timeout poll cannot block, so it
-        # keeps the GIL (saves a release/re-acquire per busy iteration).
+        # keeps the GIL (saves a release/re-acquire per busy iteration). It is skipped when the
+        # loop watches no fd but its own two and no signal handler is installed: then it cannot
+        # return anything that matters to a loop with work to do (the wake-up fd is written
+        # only to a sleeping loop; bytes on the signal fd are for signal handlers, and Python's
+        # own handlers run from the interpreter), and a busy loop of callbacks, sleep(0)s or
+        # timers saves a system call per iteration. A blocking poll (no work) always polls.
         if timeout_ms == 0:
-            n = eng_poller_wait(<eng_poller*>self._poller, 0)
-            if n > 0:
-                self._had_io = True
+            if self._user_fds == 0 and not self._signal_handlers and not self._signal_watchers:
+                n = 0
+            else:
+                n = eng_poller_wait(<eng_poller*>self._poller, 0)
+                if n > 0:
+                    self._had_io = True
         else:
             self._sleeping = True
             with nogil:
