@@ -77,7 +77,7 @@ class LoopBehaviour(LoopCase):
         assert count[0] < limit, "the loop never got to the event"
         return count[0]
 
-    def test_busy_loop_runs_a_reader_added_while_busy_at_the_next_iteration(self, loop):
+    def test_busy_loop_runs_a_reader_added_while_busy(self, loop):
         a, b = socket.socketpair()
         try:
             got = []
@@ -89,9 +89,8 @@ class LoopBehaviour(LoopCase):
                 started.append(len(started))
 
             loop.call_soon(start)
-            n = self._busy_chain(loop, lambda: bool(got))
-            assert got == [b"x"]
-            assert n <= 3                     # the poll of the very next iteration sees it
+            self._busy_chain(loop, lambda: bool(got))
+            assert got == [b"x"]              # seen while callbacks kept the loop busy
             loop.remove_reader(a)
         finally:
             a.close()
@@ -646,6 +645,119 @@ class LoopBehaviour(LoopCase):
 
         loop.run_until_complete(main())
 
+    # engine keeps a socket's edge-triggered registration between sock_*() calls: whoever
+    # comes next on that fd number must still get what asyncio gives it
+
+    def test_sock_ops_on_a_new_socket_that_reuses_a_closed_ones_fd(self, loop):
+        async def main():
+            for _ in range(3):
+                a, b = socket.socketpair()
+                a.setblocking(False)
+                t = asyncio.ensure_future(loop.sock_recv(a, 10))
+                await asyncio.sleep(0)
+                b.send(b"one")
+                assert await t == b"one"
+                fd = a.fileno()
+                a.close()
+                b.close()
+                c, d = socket.socketpair()        # the lowest free numbers: c takes a's fd
+                c.setblocking(False)
+                assert c.fileno() == fd
+                t = asyncio.ensure_future(loop.sock_recv(c, 10))
+                await asyncio.sleep(0)
+                d.send(b"two")
+                assert await t == b"two"
+                c.close()
+                d.close()
+
+        self.run(loop, main())
+
+    def test_add_reader_after_sock_ops_is_level_triggered(self, loop):
+        # unread data: the reader is called again and again until it is removed
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            try:
+                t = asyncio.ensure_future(loop.sock_recv(a, 3))
+                await asyncio.sleep(0)
+                b.send(b"abc")
+                assert await t == b"abc"
+                calls = []
+                done = loop.create_future()
+
+                def on_readable():
+                    calls.append(1)
+                    if len(calls) == 5:
+                        loop.remove_reader(a)
+                        done.set_result(None)
+
+                b.send(b"unread")
+                loop.add_reader(a, on_readable)
+                await done
+                assert len(calls) == 5
+                assert a.recv(10) == b"unread"
+            finally:
+                a.close()
+                b.close()
+
+        self.run(loop, main())
+
+    def test_transport_after_sock_ops_on_the_same_socket(self, loop):
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            await loop.sock_sendall(b, b"raw")
+            assert await t == b"raw"
+            reader, writer = await asyncio.open_connection(sock=a)
+            await loop.sock_sendall(b, b"line\n")
+            assert await reader.readline() == b"line\n"
+            writer.write(b"back")
+            await writer.drain()
+            assert await loop.sock_recv(b, 10) == b"back"
+            writer.close()
+            await writer.wait_closed()
+            b.close()
+
+        self.run(loop, main())
+
+    def test_sock_ops_after_a_dup_outlives_the_closed_socket(self, loop):
+        # a's file stays open through a2 after a is closed: bytes arriving on it must not
+        # reach the socket that now has a's fd number, nor stop it from getting its own
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            b.send(b"first")
+            assert await t == b"first"
+            a2 = a.dup()
+            fd = a.fileno()
+            a.close()
+            c, d = socket.socketpair()
+            c.setblocking(False)
+            try:
+                assert fd in (c.fileno(), d.fileno())
+                s, peer = (c, d) if c.fileno() == fd else (d, c)
+                s.setblocking(False)
+                t = asyncio.ensure_future(loop.sock_recv(s, 10))
+                await asyncio.sleep(0)
+                b.send(b"to-a2")                  # readable on a2's (and the old a's) file
+                for _ in range(10):
+                    await asyncio.sleep(0)
+                assert not t.done()
+                peer.send(b"mine")
+                assert await t == b"mine"
+                a2.setblocking(True)
+                assert a2.recv(10) == b"to-a2"
+            finally:
+                for x in (a2, b, c, d):
+                    x.close()
+
+        self.run(loop, main())
+
     def test_sock_connect_refused_and_datagrams(self, loop):
         async def main():
             probe = socket.socket()
@@ -952,6 +1064,90 @@ class TestEngineLoop(LoopBehaviour):
         env["ENGINE_BUSY_POLL_US"] = "lots"
         r = subprocess.run([sys.executable, "-c", code], **run)
         assert r.returncode != 0 and "ENGINE_BUSY_POLL_US='lots'" in r.stderr
+
+    def test_poll_gap_setting_and_environment(self, loop):
+        assert loop.get_poll_gap() == 250.0            # the default, microseconds
+        loop.set_poll_gap(0)
+        assert loop.get_poll_gap() == 0.0
+        for bad in (-1, 2e6, float("nan")):
+            with pytest.raises(ValueError):
+                loop.set_poll_gap(bad)
+        code = "import engine; l = engine.new_event_loop(); print(l.get_poll_gap()); l.close()"
+        env = dict(os.environ, ENGINE_POLL_GAP_US="40")
+        run = dict(env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+        out = subprocess.run([sys.executable, "-c", code], check=True, **run).stdout
+        assert out.strip() == "40.0"
+        env["ENGINE_POLL_GAP_US"] = "-5"
+        r = subprocess.run([sys.executable, "-c", code], **run)
+        assert r.returncode != 0 and "ENGINE_POLL_GAP_US='-5'" in r.stderr
+
+    def test_poll_gap_0_polls_in_every_busy_iteration(self, loop):
+        # as asyncio: the poll of the very next iteration sees a reader added while busy
+        loop.set_poll_gap(0)
+        a, b = socket.socketpair()
+        try:
+            got = []
+
+            def start():
+                loop.add_reader(a, lambda: got.append(a.recv(10)))
+                b.send(b"x")
+
+            loop.call_soon(start)
+            assert self._busy_chain(loop, lambda: bool(got)) <= 3
+            assert got == [b"x"]
+            loop.remove_reader(a)
+        finally:
+            a.close()
+            b.close()
+
+    def test_busy_loop_skips_polls_within_the_gap(self, loop):
+        # a reader is watched, but a busy iteration polls only once the gap has passed since
+        # the last poll: with a gap of a whole second, a thousand busy iterations see nothing
+        loop.set_poll_gap(1e6)
+        a, b = socket.socketpair()
+        try:
+            got = []
+            loop.add_reader(a, lambda: got.append(a.recv(10)))
+            b.send(b"x")
+            self._busy_chain(loop, lambda: bool(got))    # the first poll in a second: seen
+            assert got == [b"x"]
+            b.send(b"y")
+            with pytest.raises(AssertionError, match="never got to the event"):
+                self._busy_chain(loop, lambda: len(got) > 1, limit=1000)
+            assert got == [b"x"]
+            loop.set_poll_gap(0)
+            self._busy_chain(loop, lambda: len(got) > 1)
+            assert got == [b"x", b"y"]                  # nothing lost: the next poll has it
+        finally:
+            loop.remove_reader(a)
+            a.close()
+            b.close()
+
+    def test_sock_pingpong_keeps_its_registration(self, loop):
+        # sock_*() waits are edge-triggered and the registration stays between operations:
+        # after the first wait, a ping-pong changes nothing with the kernel
+        async def main():
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+
+            async def echo():
+                for _ in range(200):
+                    await loop.sock_sendall(b, await loop.sock_recv(b, 64))
+
+            task = asyncio.ensure_future(echo())
+            await asyncio.sleep(0)
+            before = loop._stats()["poller_updates"]
+            for i in range(200):
+                await loop.sock_sendall(a, b"%d" % i)
+                assert await loop.sock_recv(a, 64) == b"%d" % i
+            await task
+            updates = loop._stats()["poller_updates"] - before
+            a.close()
+            b.close()
+            return updates
+
+        assert self.run(loop, main()) <= 2
 
     @pytest.mark.parametrize("window", [0, 100, 5000])
     def test_busy_polling_loses_no_event_timer_or_wakeup(self, loop, window):

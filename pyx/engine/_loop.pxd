@@ -12,6 +12,8 @@ cdef struct FdSlot:
     int rkind             # KIND_* of reader
     int wkind             # KIND_* of writer
     int mask              # what is registered with the poller (ENG_EV_*)
+    PyObject *kept        # owned weak reference to the socket whose sock_*() registration is kept
+                          # (edge-triggered) while no operation waits; NULL when none is kept
 
 
 cdef struct HeapEntry:
@@ -134,6 +136,9 @@ cdef class Loop:
         double _busy_poll_max     # adaptive busy polling: the longest window (s; 0 = off)
         double _busy_poll         # the current window (s), grown/shrunk by how waits end
         bint _had_io              # the last poll returned events
+        double _poll_gap          # a busy iteration polls only if the last poll is this old (s)
+        double _last_poll         # eng_monotonic() after the last poll
+        uint64_t _poller_updates  # registrations changed with the kernel (for tests, _stats())
 
         object _thread_id
         object _exception_handler

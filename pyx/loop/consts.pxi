@@ -23,3 +23,4 @@ cdef enum:
 cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block longer than a day
 cdef double BUSY_POLL_DEFAULT_US = 100.0   # the longest busy-poll window by default (microseconds)
 cdef double BUSY_POLL_START = 10e-6        # the first window once polling pays (seconds)
+cdef double POLL_GAP_DEFAULT_US = 250.0    # a busy loop polls at least this often (microseconds)

@@ -11,7 +11,8 @@
 
 cimport cython
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF, Py_CLEAR
+from cpython.weakref cimport PyWeakref_GetObject
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset, memcpy, strerror
@@ -346,6 +347,11 @@ cdef class Loop:
             self.set_busy_poll(BUSY_POLL_DEFAULT_US if env is None else float(env))
         except ValueError as exc:
             raise ValueError(f"ENGINE_BUSY_POLL_US={env!r}: {exc}") from None
+        env = _os.environ.get("ENGINE_POLL_GAP_US")
+        try:
+            self.set_poll_gap(POLL_GAP_DEFAULT_US if env is None else float(env))
+        except ValueError as exc:
+            raise ValueError(f"ENGINE_POLL_GAP_US={env!r}: {exc}") from None
 
         self._fd_set(self._wake_fds[0], ENG_EV_READ, None, KIND_WAKEUP)
         self._fd_set(self._sig_fds[0], ENG_EV_READ, None, KIND_SIGNALS)
@@ -382,6 +388,7 @@ cdef class Loop:
                 if self._fds[fd].writer != NULL:
                     Py_DECREF(<object>self._fds[fd].writer)
                     self._fds[fd].writer = NULL
+                Py_CLEAR(self._fds[fd].kept)
             free(self._fds)
             self._fds = NULL
             self._fds_cap = 0
@@ -551,8 +558,17 @@ cdef class Loop:
             new_mask |= ENG_EV_WRITE
             if slot.wkind == KIND_IO and (<IO>slot.writer).edge:
                 new_mask |= ENG_EV_EDGE
+        if slot.kept != NULL:
+            # a kept sock_*() registration: whatever the kernel has stays, edge-triggered
+            new_mask |= slot.mask
+        elif new_mask and _sockops_only(slot):
+            # sock_*() operations wait edge-triggered: every one tries its syscall before it
+            # waits, so a readiness change it must see always comes after it started waiting,
+            # and the registration can be kept, without a spurious-event storm, once it is done
+            new_mask |= ENG_EV_EDGE
         if new_mask == slot.mask and not force:
             return 0
+        self._poller_updates += 1
         rc = eng_poller_set(<eng_poller*>self._poller, fd, 0 if force else slot.mask, new_mask)
         if rc < 0:
             raise _oserror(rc)
@@ -564,8 +580,18 @@ cdef class Loop:
         cdef FdSlot *slot
         cdef PyObject *old
         cdef int old_kind
+        cdef bint force = False
         self._fd_ensure(fd)
         slot = &self._fds[fd]
+        if slot.kept != NULL:
+            if not (kind == KIND_SOCKOP
+                    and PyWeakref_GetObject(<object>slot.kept) == <PyObject*>(<_SockOp>obj).sock
+                    and (slot.reader == NULL or slot.rkind == KIND_SOCKOP)
+                    and (slot.writer == NULL or slot.wkind == KIND_SOCKOP)):
+                # anyone else: the kept registration may belong to a closed file whose fd
+                # number was reused; register afresh, level-triggered unless asked otherwise
+                Py_CLEAR(slot.kept)
+                force = True
         Py_INCREF(obj)
         if which == ENG_EV_READ:
             old = slot.reader
@@ -578,7 +604,7 @@ cdef class Loop:
             slot.writer = <PyObject*>obj
             slot.wkind = kind
         try:
-            self._fd_apply(fd, old != NULL)
+            self._fd_apply(fd, old != NULL or force)
         except BaseException:
             if which == ENG_EV_READ:
                 slot.reader = old
@@ -618,6 +644,14 @@ cdef class Loop:
         self._user_fds -= _user_kind(old_kind)
         result = <object>old
         Py_DECREF(result)
+        if old_kind == KIND_SOCKOP and (slot.mask & ENG_EV_EDGE) and _sockops_only(slot):
+            # a sock_*() operation is done: keep its edge-triggered registration for the next
+            # one on the same socket (a ping-pong then makes no epoll_ctl at all); a spurious
+            # edge meanwhile finds no one waiting and is dropped
+            if slot.kept == NULL:
+                slot.kept = _weakref_or_null((<_SockOp>result).sock)
+            if slot.kept != NULL:
+                return result
         try:
             self._fd_apply(fd)
         except OSError:
@@ -669,8 +703,15 @@ cdef class Loop:
         if timeout_ms == 0:
             if self._user_fds == 0 and not self._signal_handlers and not self._signal_watchers:
                 n = 0
+            elif ready.count and eng_monotonic() - self._last_poll < self._poll_gap:
+                # callbacks are waiting and the loop polled moments ago: run them first. The
+                # events this poll would return are picked up by a later iteration's poll, at
+                # most _poll_gap after the last one (a busy loop keeps polling that often);
+                # a loop whose queue drains polls at once, as before
+                n = 0
             else:
                 n = eng_poller_wait(<eng_poller*>self._poller, 0)
+                self._last_poll = eng_monotonic()
                 if n > 0:
                     self._had_io = True
         else:
@@ -706,6 +747,7 @@ cdef class Loop:
                             if self._busy_poll < BUSY_POLL_START:
                                 self._busy_poll = 0.0
             self._had_io = n > 0
+            self._last_poll = eng_monotonic()
         if n < 0:
             if n == -EINTR:
                 PyErr_CheckSignals()      # runs Python signal handlers; may raise KeyboardInterrupt
@@ -1379,6 +1421,23 @@ cdef class Loop:
             raise ValueError(f"busy-poll window must be 0..1000000 microseconds, not {max_us}")
         self._busy_poll_max = max_us / 1e6
         self._busy_poll = 0.0
+
+    def set_poll_gap(self, us):
+        """Set how often, at least, a loop with callbacks always ready polls for I/O (microseconds).
+
+        An iteration that has callbacks to run polls only if the last poll is at least this
+        old; otherwise it runs them and leaves the poll to a later iteration. A request/response
+        exchange then costs one poll per wait instead of one per iteration, and a loop kept busy
+        by callbacks still sees I/O within this gap. 0 polls in every iteration, as asyncio
+        does. Default 250 us, or the ENGINE_POLL_GAP_US environment variable."""
+        us = float(us)
+        if not (0.0 <= us <= 1e6):
+            raise ValueError(f"poll gap must be 0..1000000 microseconds, not {us}")
+        self._poll_gap = us / 1e6
+
+    def get_poll_gap(self):
+        """The poll gap in microseconds; see set_poll_gap()."""
+        return self._poll_gap * 1e6
 
     def get_busy_poll(self):
         """The longest busy-poll window in microseconds (0: off); see set_busy_poll()."""
@@ -2353,7 +2412,7 @@ cdef class Loop:
                 if self._fds[fd].reader != NULL or self._fds[fd].writer != NULL:
                     nfds += 1
         return {'ready': self._ready.count, 'timers': self._heap_n - self._heap_cancelled,
-                'fds': nfds,
+                'fds': nfds, 'poller_updates': self._poller_updates,
                 'poll_capacity': (<eng_poller*>self._poller).capacity, 'idle_watchers': len(self._idles)}
 
 

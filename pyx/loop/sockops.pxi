@@ -234,6 +234,22 @@ cdef object _sockop_call(object sock, int op, object arg, object arg2):
 cdef object _NOT_READY = object()
 
 
+cdef inline bint _sockops_only(FdSlot *slot):
+    """Whether nothing but sock_*() operations (or no one) waits on the slot's fd."""
+    return ((slot.reader == NULL or slot.rkind == KIND_SOCKOP)
+            and (slot.writer == NULL or slot.wkind == KIND_SOCKOP))
+
+
+cdef PyObject *_weakref_or_null(object sock):
+    """A new (owned) weak reference to sock, or NULL if sock cannot be weakly referenced."""
+    try:
+        ref = _weakref.ref(sock)
+    except TypeError:
+        return NULL
+    Py_INCREF(ref)
+    return <PyObject*>ref
+
+
 cdef object _sockop_now(Loop loop, object sock, int op, object arg, object arg2):
     """A simple op tried at once, as every loop.sock_* coroutine starts: its result, or
     _NOT_READY when the kernel said EAGAIN (the caller then awaits _sockop_park())."""
