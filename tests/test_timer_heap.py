@@ -218,3 +218,88 @@ def test_scheduling_argument_errors(loop):
             assert "closed" in str(e)
         else:
             raise AssertionError("scheduled on a closed loop")
+
+
+# engine's heap keeps pending timers (and the context copies made for them) out of the cyclic
+# garbage collector's sight; once out of the heap, cycles through them are garbage as usual
+
+
+class _Owner:
+    """The usual pattern: an object keeps its own timer, whose callback is its bound method."""
+
+    def __init__(self, loop, delay, cancel=False):
+        self.timer = loop.call_later(delay, self.on_timer)
+        self.fired = False
+        if cancel:
+            self.timer.cancel()
+
+    def on_timer(self):
+        self.fired = True
+
+
+def _collected(ref):
+    for _ in range(3):
+        gc.collect()
+    return ref() is None
+
+
+@on_both_loops
+def test_cycle_through_a_fired_timer_is_collected(loop):
+    owners = [_Owner(loop, 0.001 * (i % 5)) for i in range(50)]
+    refs = [weakref.ref(o) for o in owners]
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert all(o.fired for o in owners)
+    del owners
+    assert all(_collected(r) for r in refs)
+
+
+@on_both_loops
+def test_cycle_through_a_cancelled_timer_is_collected_after_it_leaves_the_heap(loop):
+    keep = loop.call_later(60, _noop)
+    owners = [_Owner(loop, 30 + i, cancel=True) for i in range(3 * COMPACT_MIN)]
+    refs = [weakref.ref(o) for o in owners]
+    del owners
+    loop.call_soon(loop.stop)
+    loop.run_forever()           # compacted: over half of the heap was cancelled
+    assert all(_collected(r) for r in refs)
+    keep.cancel()
+
+
+@on_both_loops
+def test_cycle_through_a_pending_timer_lives_until_the_loop_is_closed(loop):
+    owner = _Owner(loop, 60)
+    ref = weakref.ref(owner)
+    var = contextvars.ContextVar("var")
+
+    def in_context():
+        var.set(owner)             # the timer's context copy refers to the owner too
+        loop.call_later(60, _noop)
+
+    contextvars.copy_context().run(in_context)
+    del owner
+    assert not _collected(ref)               # the loop's heap still holds it: not garbage
+    assert ref().timer.when() > loop.time()
+    loop.close()
+    assert _collected(ref)                   # dropped by the closed loop: a cycle, collected
+
+
+def test_pending_timers_are_not_scanned_by_the_garbage_collector():
+    import engine
+    loop = engine.new_event_loop()
+    try:
+        h = loop.call_later(60, _noop)
+        assert not gc.is_tracked(h) and not gc.is_tracked(h.get_context())
+        h.cancel()
+        assert not gc.is_tracked(h)              # cancelled, still in the heap
+        loop.call_soon(loop.stop)
+        loop.run_forever()                       # the cancelled head is dropped
+        assert gc.is_tracked(h) and gc.is_tracked(h.get_context())
+        fired = loop.call_later(0, _noop)
+        ctx = contextvars.copy_context()
+        own = loop.call_later(60, _noop, context=ctx)
+        assert gc.is_tracked(ctx)                # a context of the caller's is left alone
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert gc.is_tracked(fired) and gc.is_tracked(fired.get_context())
+        own.cancel()
+    finally:
+        loop.close()

@@ -92,6 +92,16 @@ cdef inline void _handle_init(Handle h, Loop loop, object callback, tuple args,
     h._context = context
 
 
+cdef inline void _gc_retrack(PyObject *p) noexcept:
+    # a TimerHandle leaving the loop's timer heap, and the context copy made for it (see
+    # Loop._heap_push and Loop._timer_at): tracked again by the cyclic garbage collector
+    cdef PyObject *ctx = <PyObject*>(<Handle>p)._context
+    if not PyObject_GC_IsTracked(p):
+        PyObject_GC_Track(<void*>p)
+    if ctx != <PyObject*>None and not PyObject_GC_IsTracked(ctx):
+        PyObject_GC_Track(<void*>ctx)
+
+
 cdef class TimerHandle(Handle):
     """A timed callback (same API as asyncio.TimerHandle)."""
 

@@ -34,7 +34,7 @@ from includes.sysdeps cimport (
     eng_probe_sockopts, eng_field, eng_tcp_info_fields, ENG_MSG_MORE, eng_sendfile)
 from includes.python cimport (
     PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent, PyErr_CheckSignals,
-    PyThread_get_thread_ident)
+    PyThread_get_thread_ident, PyObject_GC_IsTracked, PyObject_GC_Track, PyObject_GC_UnTrack)
 
 import asyncio as _asyncio
 import collections.abc as _abc
@@ -375,6 +375,7 @@ cdef class Loop:
         if self._heap != NULL:
             for i in range(self._heap_n):
                 (<TimerHandle>self._heap[i].timer)._scheduled = False
+                _gc_retrack(self._heap[i].timer)
                 Py_DECREF(<object>self._heap[i].timer)
             self._heap_n = 0
             self._heap_cancelled = 0
@@ -442,6 +443,12 @@ cdef class Loop:
     # TimerHandle objects. cancel() only counts (O(1), as asyncio does): a cancelled timer is
     # dropped when it reaches the top, or all at once (_heap_compact) when they are at least
     # HEAP_COMPACT_MIN and over half of the heap.
+    #
+    # While in the heap, a TimerHandle is not tracked by the cyclic garbage collector: the heap
+    # holds it, so neither it nor anything it refers to can be cyclic garbage, and a program
+    # with many pending timers (one per connection's timeout) then does not have them all
+    # scanned by every collection. Whatever takes it out of the heap tracks it again before
+    # dropping the heap's reference (_heap_pop, _heap_compact, _free_resources).
 
     cdef int _heap_push(self, TimerHandle t) except -1:
         cdef HeapEntry *heap
@@ -458,6 +465,8 @@ cdef class Loop:
         self._seq += 1
         e.timer = <PyObject*>t
         Py_INCREF(t)
+        if PyObject_GC_IsTracked(<PyObject*>t):
+            PyObject_GC_UnTrack(<void*>t)
         self._heap_n += 1
         _sift_up(heap, 0, self._heap_n - 1, e)
         return 0
@@ -466,6 +475,7 @@ cdef class Loop:
         # Removes heap[0] (the heap is not empty) and returns it: the caller owns the reference
         # the heap held, and updates _scheduled / _heap_cancelled.
         cdef PyObject *top = self._heap[0].timer
+        _gc_retrack(top)
         self._heap_n -= 1
         if self._heap_n:
             _sift_down_bottom_up(self._heap, self._heap_n, 0, self._heap[self._heap_n])
@@ -493,6 +503,7 @@ cdef class Loop:
             p = heap[i].timer
             if (<TimerHandle>p)._cancelled:
                 (<TimerHandle>p)._scheduled = False
+                _gc_retrack(p)
                 if k < self._heap_cancelled:
                     PyList_SET_ITEM(dead, k, <object>p)    # steals the heap's reference
                     k += 1
@@ -1019,6 +1030,8 @@ cdef class Loop:
             self._check_callback(callback, method)
         if context is None:
             context = PyContext_CopyCurrent()
+            # the copy is the timer's alone: untracked with it while it is in the heap
+            PyObject_GC_UnTrack(<void*>context)
         t = TimerHandle.new_timer(self, when, callback, args, context)
         if self._debug:
             t._source_traceback = _extract_stack(_sys_getframe(0))
