@@ -10,3 +10,4 @@ cdef extern from "Python.h":
     int PyObject_GC_IsTracked(PyObject *op)
     void PyObject_GC_Track(void *op)
     void PyObject_GC_UnTrack(void *op)
+    object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, PyObject *kwnames)

@@ -34,7 +34,8 @@ from includes.sysdeps cimport (
     eng_probe_sockopts, eng_field, eng_tcp_info_fields, ENG_MSG_MORE, eng_sendfile)
 from includes.python cimport (
     PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent, PyErr_CheckSignals,
-    PyThread_get_thread_ident, PyObject_GC_IsTracked, PyObject_GC_Track, PyObject_GC_UnTrack)
+    PyThread_get_thread_ident, PyObject_GC_IsTracked, PyObject_GC_Track, PyObject_GC_UnTrack,
+    PyObject_Vectorcall)
 
 import asyncio as _asyncio
 import collections.abc as _abc
@@ -82,6 +83,7 @@ cdef object _DEBUG_STACK_DEPTH = _asyncio.constants.DEBUG_STACK_DEPTH
 cdef object _THREAD_JOIN_TIMEOUT = getattr(_asyncio.constants, 'THREAD_JOIN_TIMEOUT', 300)
 cdef object _fmt_cb_source = _format_helpers._format_callback_source
 cdef bint _PY312 = _sys.version_info >= (3, 12)
+cdef tuple _TASK_KWNAMES = ("loop", "name")
 
 BACKEND = ENGINE_BACKEND_NAME.decode()
 DEBUG_BUILD = bool(ENGINE_DEBUG)
@@ -1317,10 +1319,15 @@ cdef class Loop:
         return aio_Future(loop=self)
 
     def create_task(self, coro, *, name=None, context=None):
+        cdef PyObject *argv[3]
         self._check_closed()
         if self._task_factory is None:
             if context is None:
-                task = aio_Task(coro, loop=self, name=name)
+                # Task(coro, loop=self, name=name) by vectorcall: no keyword dict per task
+                argv[0] = <PyObject*>coro
+                argv[1] = <PyObject*>self
+                argv[2] = <PyObject*>name
+                task = PyObject_Vectorcall(aio_Task, argv, 1, <PyObject*>_TASK_KWNAMES)
             else:
                 task = aio_Task(coro, loop=self, name=name, context=context)
             if self._debug and task._source_traceback:
