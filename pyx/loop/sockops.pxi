@@ -145,10 +145,15 @@ cdef class _SockOp:
                     raise OSError(err, f'Connect call failed {self.arg}')
                 result = None
             else:  # OP_SENDALL
-                n = sock.send(self.arg[self.pos:])
-                self.pos += n
-                if self.pos < len(self.arg):
-                    return 0                       # more to send: keep waiting
+                # until done or EAGAIN: the wait is edge-triggered, so it must see the socket
+                # buffer full before it waits again
+                while True:
+                    n = sock.send(self.arg[self.pos:])
+                    self.pos += n
+                    if self.pos >= len(self.arg):
+                        break
+                    if n == 0:
+                        return 0                   # (not for stream sockets) wait
                 result = None
         except (BlockingIOError, InterruptedError):
             return 0                               # spurious wake-up: keep waiting
