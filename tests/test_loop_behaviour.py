@@ -648,25 +648,27 @@ class LoopBehaviour(LoopCase):
     # engine keeps a socket's edge-triggered registration between sock_*() calls: whoever
     # comes next on that fd number must still get what asyncio gives it
 
+    @staticmethod
+    async def _parked_recv(loop, sock, peer, data):
+        """sock_recv(sock) waits (parked in the loop) before peer sends data; returns what it got."""
+        t = asyncio.ensure_future(loop.sock_recv(sock, 10))
+        await asyncio.sleep(0)
+        peer.send(data)
+        return await t
+
     def test_sock_ops_on_a_new_socket_that_reuses_a_closed_ones_fd(self, loop):
         async def main():
             for _ in range(3):
                 a, b = socket.socketpair()
                 a.setblocking(False)
-                t = asyncio.ensure_future(loop.sock_recv(a, 10))
-                await asyncio.sleep(0)
-                b.send(b"one")
-                assert await t == b"one"
+                assert await self._parked_recv(loop, a, b, b"one") == b"one"
                 fd = a.fileno()
                 a.close()
                 b.close()
                 c, d = socket.socketpair()        # the lowest free numbers: c takes a's fd
                 c.setblocking(False)
                 assert c.fileno() == fd
-                t = asyncio.ensure_future(loop.sock_recv(c, 10))
-                await asyncio.sleep(0)
-                d.send(b"two")
-                assert await t == b"two"
+                assert await self._parked_recv(loop, c, d, b"two") == b"two"
                 c.close()
                 d.close()
 
@@ -678,10 +680,7 @@ class LoopBehaviour(LoopCase):
             a, b = socket.socketpair()
             a.setblocking(False)
             try:
-                t = asyncio.ensure_future(loop.sock_recv(a, 3))
-                await asyncio.sleep(0)
-                b.send(b"abc")
-                assert await t == b"abc"
+                assert await self._parked_recv(loop, a, b, b"abc") == b"abc"
                 calls = []
                 done = loop.create_future()
 
@@ -729,10 +728,7 @@ class LoopBehaviour(LoopCase):
         async def main():
             a, b = socket.socketpair()
             a.setblocking(False)
-            t = asyncio.ensure_future(loop.sock_recv(a, 10))
-            await asyncio.sleep(0)
-            b.send(b"first")
-            assert await t == b"first"
+            assert await self._parked_recv(loop, a, b, b"first") == b"first"
             a2 = a.dup()
             fd = a.fileno()
             a.close()
