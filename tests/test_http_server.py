@@ -1,9 +1,11 @@
 """engine's ASGI HTTP/1.1 + WebSocket protocol (engine._asgi), driven over real sockets with raw
 bytes. The protocol is an asyncio.Protocol: every test runs on engine's loop AND asyncio's."""
 import asyncio
+import gc
 import os
 import socket
 import sys
+import weakref
 
 import pytest
 from loop_case import LoopCase
@@ -141,6 +143,32 @@ class HttpBehaviour(LoopCase):
             assert {name for _, _, name in seen} == {"engine-request"}
         else:
             assert all(name.startswith("Task-") for _, _, name in seen)
+
+    def test_a_closed_loop_is_not_kept_alive_by_the_server(self):
+        # nothing of the server's (such as a cache of per-loop task arguments) holds on to a
+        # loop that served requests once it is closed and dropped
+        loop = self.factory()
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def client(port):
+            r, w = await self.connect(port)
+            w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, _headers, body = await read_response(r)
+            assert (status, body) == (200, b"ok")
+            w.close()
+
+        try:
+            self.run_client(loop, app, client)
+        finally:
+            loop.close()
+        ref = weakref.ref(loop)
+        del loop
+        for _ in range(3):
+            gc.collect()
+        assert ref() is None
 
     def test_responses_leave_together_at_the_end_of_the_iteration(self, loop):
         # write batching: what the app sends is held while the loop dispatches the iteration

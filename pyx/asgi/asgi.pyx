@@ -25,7 +25,8 @@
 # Timeouts (keep-alive idle, request header, request body) run on one re-armed loop timer.
 
 cimport cython
-from cpython.object cimport PyObject_Call
+from cpython.object cimport PyObject
+from includes.python cimport PyObject_Vectorcall
 from engine._http cimport HttpParser, response_head, current_date
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from engine._ws cimport FrameParser
@@ -999,26 +1000,24 @@ cdef object _addr(object a):
 
 
 cdef object _start_task(object loop, object coro):
-    global _task_kw
-    cdef dict kw
+    cdef PyObject *argv[3]
     if _EAGER:
         return _Task(coro, loop=loop, eager_start=True)
     if (type(loop) in _PLAIN_LOOPS and (<Loop>loop)._running
             and (<Loop>loop)._task_factory is None):
         # what engine's create_task() would do (no task factory), without its Python-level
-        # call. The loop and a name are passed (one prebuilt keyword dict per loop, which
-        # Task.__init__ only reads): 3.11's Task otherwise finds its loop by
-        # get_event_loop(), a getpid(2) system call per request, and formats a
-        # "Task-<n>" name, some 1,400 instructions per request.
-        kw = _task_kw
-        if kw is None or kw.get("loop") is not loop:
-            kw = {"loop": loop, "name": _REQUEST_TASK_NAME}
-            _task_kw = kw
-        return PyObject_Call(_Task, (coro,), kw)
+        # call: Task(coro, loop=loop, name=...) by vectorcall, no keyword dict. The loop and a
+        # name are passed: 3.11's Task otherwise finds its loop by get_event_loop(), a
+        # getpid(2) system call per request, and formats a "Task-<n>" name, some 1,400
+        # instructions per request.
+        argv[0] = <PyObject*>coro
+        argv[1] = <PyObject*>loop
+        argv[2] = <PyObject*>_REQUEST_TASK_NAME
+        return PyObject_Vectorcall(_Task, argv, 1, <PyObject*>_TASK_KWNAMES)
     return loop.create_task(coro)
 
 
-cdef dict _task_kw = None             # the keywords for the last loop that started a request
+cdef tuple _TASK_KWNAMES = ("loop", "name")
 cdef str _REQUEST_TASK_NAME = "engine-request"
 
 
