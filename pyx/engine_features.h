@@ -25,6 +25,17 @@
 #  error "engine needs epoll or kqueue; neither was found by the build probes"
 #endif
 
+/* io_uring: a second backend, chosen at run time (ENGINE_BACKEND) over the default one. Linux
+ * only, next to epoll, which stays the fallback wherever the kernel refuses a ring. */
+#ifndef ENGINE_USE_IO_URING
+#  if ENGINE_USE_EPOLL && defined(HAVE_LINUX_IO_URING_H) && defined(HAVE_IORING_ENTER_EXT_ARG) \
+      && defined(HAVE_NR_IO_URING_SETUP)
+#    define ENGINE_USE_IO_URING 1
+#  else
+#    define ENGINE_USE_IO_URING 0
+#  endif
+#endif
+
 /* Cross-thread wake-up: eventfd (one fd, 8-byte counter) or a non-blocking pipe. */
 #ifndef ENGINE_USE_EVENTFD
 #  if defined(HAVE_EVENTFD)

@@ -27,6 +27,11 @@ static const eng_probe eng_probe_facts[] = {
 #else
     {"epoll_pwait2", 0},
 #endif
+#if defined(HAVE_LINUX_IO_URING_H) && defined(HAVE_IORING_ENTER_EXT_ARG) && defined(HAVE_NR_IO_URING_SETUP)
+    {"io_uring", 1},
+#else
+    {"io_uring", 0},
+#endif
 #ifdef HAVE_EVENTFD
     {"eventfd", 1},
 #else
@@ -168,6 +173,7 @@ static const eng_probe eng_probe_facts[] = {
 static const eng_probe eng_probe_policy[] = {
     {"epoll", ENGINE_USE_EPOLL},
     {"kqueue", ENGINE_USE_KQUEUE},
+    {"io_uring", ENGINE_USE_IO_URING},
     {"eventfd", ENGINE_USE_EVENTFD},
     {"pipe2", ENGINE_USE_PIPE2},
     {"accept4", ENGINE_USE_ACCEPT4},

@@ -1,5 +1,5 @@
-# The poller contract of pyx/poller/poller.h (one backend compiled in, chosen by
-# engine_features.h). `events` is the backend's event array, opaque here.
+# The poller contract of pyx/poller/poller.h (a default backend compiled in, chosen by
+# engine_features.h, and io_uring chosen at run time where built). `events` is opaque here.
 cdef extern from "poller/poller.h" nogil:
     ctypedef struct eng_poller:
         int fd
@@ -9,7 +9,12 @@ cdef extern from "poller/poller.h" nogil:
     int ENG_EV_WRITE
     int ENG_EV_EDGE
     int ENG_EV_ERROR
-    int eng_poller_open(eng_poller *p, int capacity)
+    int ENG_BACKEND_DEFAULT
+    int ENG_BACKEND_IO_URING
+    int ENGINE_USE_IO_URING
+    int eng_poller_open(eng_poller *p, int capacity, int backend)
+    int eng_poller_kind(eng_poller *p)
+    int eng_poller_holds_files(eng_poller *p)
     int eng_poller_set(eng_poller *p, int fd, int old, int new_)
     int eng_poller_wait(eng_poller *p, int timeout_ms)
     void eng_poller_event(eng_poller *p, int i, int *fd, int *revents)

@@ -27,7 +27,8 @@ cdef extern from "<sched.h>" nogil:
 from includes.poller cimport (
     eng_poller, ENG_EV_READ, ENG_EV_WRITE, ENG_EV_EDGE, ENG_EV_ERROR,
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
-    eng_poller_close)
+    eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
+    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
     eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy,
@@ -85,8 +86,55 @@ cdef object _fmt_cb_source = _format_helpers._format_callback_source
 cdef bint _PY312 = _sys.version_info >= (3, 12)
 cdef tuple _TASK_KWNAMES = ("loop", "name")
 
-BACKEND = ENGINE_BACKEND_NAME.decode()
 DEBUG_BUILD = bool(ENGINE_DEBUG)
+_DEFAULT_BACKEND = ENGINE_BACKEND_NAME.decode()
+IO_URING_BUILT = bool(ENGINE_USE_IO_URING)
+
+# Which poller new loops ask for: ENGINE_BACKEND=epoll|io_uring|auto (the default). `auto` is the
+# default backend (epoll) until the A/B in perf/bench_backends.py shows io_uring ahead on a path
+# (docs/loop.md, "Backends"); io_uring falls back to the default wherever the kernel refuses a ring.
+cdef int _backend_want = ENG_BACKEND_DEFAULT
+
+
+def _backend_choice(value):
+    """ENGINE_BACKEND's value -> the backend new loops ask for ('io_uring' or the default)."""
+    v = (value or 'auto').strip().lower().replace('-', '_')
+    if v in ('io_uring', 'iouring', 'uring'):
+        return 'io_uring'
+    if v in ('auto', '', _DEFAULT_BACKEND):
+        return _DEFAULT_BACKEND
+    raise ValueError(f"ENGINE_BACKEND={value!r}: expected {_DEFAULT_BACKEND}, io_uring or auto")
+
+
+def _probe_backend(name):
+    """The backend a loop asking for `name` gets on this machine (a ring is opened and closed)."""
+    cdef eng_poller p
+    cdef int rc, kind
+    if name != 'io_uring':
+        return _DEFAULT_BACKEND
+    rc = eng_poller_open(&p, 1, ENG_BACKEND_IO_URING)
+    if rc < 0:
+        raise _oserror(rc)
+    kind = eng_poller_kind(&p)
+    eng_poller_close(&p)
+    return 'io_uring' if kind == ENG_BACKEND_IO_URING else _DEFAULT_BACKEND
+
+
+def _set_backend(name):
+    """Loops created from now on ask for `name` ('io_uring', 'epoll', 'auto'); returns what
+    they get (engine.BACKEND is not changed). For tests and benchmarks."""
+    global _backend_want
+    got = _probe_backend(_backend_choice(name))
+    _backend_want = ENG_BACKEND_IO_URING if got == 'io_uring' else ENG_BACKEND_DEFAULT
+    return got
+
+
+try:
+    BACKEND = _set_backend(_os.environ.get('ENGINE_BACKEND'))
+except ValueError as _exc:
+    import warnings as _warnings
+    _warnings.warn(f"{_exc}; using {_DEFAULT_BACKEND}", RuntimeWarning, stacklevel=2)
+    BACKEND = _set_backend('auto')
 
 
 cdef dict _probe_dict(const eng_probe *table):
@@ -307,7 +355,7 @@ cdef class Loop:
         self._heap = NULL
         self._ready.items = NULL
 
-        rc = eng_poller_open(<eng_poller*>self._poller, POLL_EVENTS_INITIAL)
+        rc = eng_poller_open(<eng_poller*>self._poller, POLL_EVENTS_INITIAL, _backend_want)
         if rc < 0:
             raise _oserror(rc)
 
@@ -657,7 +705,8 @@ cdef class Loop:
         self._user_fds -= _user_kind(old_kind)
         result = <object>old
         Py_DECREF(result)
-        if old_kind == KIND_SOCKOP and (slot.mask & ENG_EV_EDGE) and _sockops_only(slot):
+        if old_kind == KIND_SOCKOP and (slot.mask & ENG_EV_EDGE) and _sockops_only(slot) \
+                and not eng_poller_holds_files(<eng_poller*>self._poller):
             # a sock_*() operation is done: keep its edge-triggered registration for the next
             # one on the same socket (a ping-pong then makes no epoll_ctl at all); a spurious
             # edge meanwhile finds no one waiting and is dropped
@@ -2421,8 +2470,10 @@ cdef class Loop:
 
     @property
     def backend(self):
-        """'epoll' or 'kqueue': the poller this build uses."""
-        return BACKEND
+        """'epoll', 'kqueue' or 'io_uring': the poller this loop runs on."""
+        if self._poller != NULL and eng_poller_kind(<eng_poller*>self._poller) == ENG_BACKEND_IO_URING:
+            return 'io_uring'
+        return _DEFAULT_BACKEND
 
     def _stats(self):
         """Internal counters (for tests and debugging)."""

@@ -26,7 +26,7 @@ static int eng_backend_create(void) {
     return fd < 0 ? -errno : fd;
 }
 
-static int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
+static int eng_backend_set(eng_poller *p, int fd, int old, int new_) {
     struct epoll_event ev;
     int old_rw = old & (ENG_EV_READ | ENG_EV_WRITE);
     int new_rw = new_ & (ENG_EV_READ | ENG_EV_WRITE);
@@ -58,12 +58,12 @@ static int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
     return -errno;
 }
 
-static int eng_poller_wait(eng_poller *p, int timeout_ms) {
+static int eng_backend_wait(eng_poller *p, int timeout_ms) {
     int n = epoll_wait(p->fd, p->events, p->capacity, timeout_ms);
     return n < 0 ? -errno : n;
 }
 
-static void eng_poller_event(eng_poller *p, int i, int *fd, int *revents) {
+static void eng_backend_event(eng_poller *p, int i, int *fd, int *revents) {
     uint32_t e = p->events[i].events;
     int r = 0;
     *fd = p->events[i].data.fd;

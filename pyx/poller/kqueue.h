@@ -34,7 +34,7 @@ static int eng_backend_create(void) {
     return fd;
 }
 
-static int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
+static int eng_backend_set(eng_poller *p, int fd, int old, int new_) {
     struct kevent ch[2];
     int n = 0, deletes_only = 1;
     int edge_changed = (old & ENG_EV_EDGE) != (new_ & ENG_EV_EDGE);
@@ -60,7 +60,7 @@ static int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
     return 0;
 }
 
-static int eng_poller_wait(eng_poller *p, int timeout_ms) {
+static int eng_backend_wait(eng_poller *p, int timeout_ms) {
     struct timespec ts, *tsp = NULL;
     int n;
     if (timeout_ms >= 0) {
@@ -72,7 +72,7 @@ static int eng_poller_wait(eng_poller *p, int timeout_ms) {
     return n < 0 ? -errno : n;
 }
 
-static void eng_poller_event(eng_poller *p, int i, int *fd, int *revents) {
+static void eng_backend_event(eng_poller *p, int i, int *fd, int *revents) {
     struct kevent *ev = &p->events[i];
     int r = 0;
     *fd = (int)ev->ident;

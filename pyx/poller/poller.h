@@ -1,6 +1,10 @@
 /* The poller contract. One backend is compiled in, chosen by pyx/engine_features.h from the build probes.
  *
- *   int  eng_poller_open(eng_poller *p, int capacity)          0 or -errno
+ *   int  eng_poller_open(eng_poller *p, int capacity, int backend)
+ *          0 or -errno. backend: ENG_BACKEND_DEFAULT (the compiled-in readiness poller) or
+ *          ENG_BACKEND_IO_URING, which falls back to the default when the kernel refuses io_uring
+ *          (ENOSYS, EPERM from seccomp or kernel.io_uring_disabled, a kernel without EXT_ARG);
+ *          eng_poller_kind(p) says which one opened.
  *   int  eng_poller_set(eng_poller *p, int fd, int old, int new) 0 or -errno
  *          masks are ENG_EV_READ | ENG_EV_WRITE, plus ENG_EV_EDGE for edge-triggered delivery;
  *          `old` is what the caller last registered for fd (0 = nothing), `new` what it wants now
@@ -12,6 +16,10 @@
  *          One fd may be reported more than once in a batch (kqueue reports each filter).
  *   int  eng_poller_grow(eng_poller *p)                         doubles the event array; 0 or -errno
  *   void eng_poller_close(eng_poller *p)
+ *
+ *   int  eng_poller_holds_files(eng_poller *p)
+ *          1 when a registration keeps its file open (io_uring poll requests): the loop must then
+ *          never leave a registration on an fd it is not using.
  *
  * The loop never knows which backend it sits on.
  *
@@ -45,15 +53,31 @@
 #  define ENG_POLLER_EV struct kevent
 #endif
 
+#define ENG_BACKEND_DEFAULT  0
+#define ENG_BACKEND_IO_URING 1
+
+struct eng_uring;
+
 typedef struct eng_poller {
-    int fd;                  /* the epoll or kqueue descriptor, -1 once closed */
+    int fd;                  /* the epoll, kqueue or io_uring descriptor, -1 once closed */
     int capacity;            /* events[] entries */
-    ENG_POLLER_EV *events;   /* filled by eng_poller_wait */
+    ENG_POLLER_EV *events;   /* filled by eng_poller_wait (the default backend's) */
+    struct eng_uring *ur;    /* the ring, when the io_uring backend opened (else NULL) */
 } eng_poller;
 
 static int eng_backend_create(void);   /* in the backend's header */
 
-static int eng_poller_open(eng_poller *p, int capacity) {
+#if ENGINE_USE_IO_URING
+#  include "poller/io_uring.h"
+#endif
+
+static int eng_poller_open(eng_poller *p, int capacity, int backend) {
+    p->ur = NULL;
+#if ENGINE_USE_IO_URING
+    if (backend == ENG_BACKEND_IO_URING && eng_ur_create(p, capacity) == 0) return 0;
+#else
+    (void)backend;
+#endif
     p->fd = eng_backend_create();
     if (p->fd < 0) return p->fd;
     p->capacity = capacity > 0 ? capacity : 64;
@@ -64,7 +88,17 @@ static int eng_poller_open(eng_poller *p, int capacity) {
 
 static int eng_poller_grow(eng_poller *p) {
     int cap = p->capacity * 2;
-    ENG_POLLER_EV *ev = (ENG_POLLER_EV *)realloc(p->events, sizeof(ENG_POLLER_EV) * (size_t)cap);
+    ENG_POLLER_EV *ev;
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) {
+        eng_uev *uev = (eng_uev *)realloc(p->ur->ev, sizeof(eng_uev) * (size_t)cap);
+        if (uev == NULL) return -ENOMEM;
+        p->ur->ev = uev;
+        p->ur->ev_cap = p->capacity = cap;
+        return 0;
+    }
+#endif
+    ev = (ENG_POLLER_EV *)realloc(p->events, sizeof(ENG_POLLER_EV) * (size_t)cap);
     if (ev == NULL) return -ENOMEM;
     p->events = ev;
     p->capacity = cap;
@@ -72,6 +106,15 @@ static int eng_poller_grow(eng_poller *p) {
 }
 
 static void eng_poller_close(eng_poller *p) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) {
+        eng_ur_close(p->ur);
+        p->ur = NULL;
+        p->fd = -1;
+        p->capacity = 0;
+        return;
+    }
+#endif
     if (p->fd >= 0) close(p->fd);
     p->fd = -1;
     free(p->events);
@@ -84,5 +127,39 @@ static void eng_poller_close(eng_poller *p) {
 #elif ENGINE_USE_KQUEUE
 #  include "poller/kqueue.h"
 #endif
+
+/* The contract: the default backend's set/wait/event, or the ring's when it opened. */
+static inline int eng_poller_set(eng_poller *p, int fd, int old, int new_) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_set(p->ur, fd, old, new_);
+#endif
+    return eng_backend_set(p, fd, old, new_);
+}
+
+static inline int eng_poller_wait(eng_poller *p, int timeout_ms) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_wait(p->ur, timeout_ms);
+#endif
+    return eng_backend_wait(p, timeout_ms);
+}
+
+static inline void eng_poller_event(eng_poller *p, int i, int *fd, int *revents) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) {
+        *fd = p->ur->ev[i].fd;
+        *revents = p->ur->ev[i].revents;
+        return;
+    }
+#endif
+    eng_backend_event(p, i, fd, revents);
+}
+
+static inline int eng_poller_kind(eng_poller *p) {
+    return p->ur != NULL ? ENG_BACKEND_IO_URING : ENG_BACKEND_DEFAULT;
+}
+
+static inline int eng_poller_holds_files(eng_poller *p) {
+    return p->ur != NULL;
+}
 
 #endif
