@@ -1143,7 +1143,13 @@ class TestEngineLoop(LoopBehaviour):
             b.close()
             return updates
 
-        assert self.run(loop, main()) <= 2
+        updates = self.run(loop, main())
+        if loop.backend == "io_uring":
+            # by design nothing is kept there (a poll request holds its file open): each wait
+            # is a one-shot request that ends by itself when it fires
+            assert updates > 200
+        else:
+            assert updates <= 2
 
     @pytest.mark.parametrize("window", [0, 100, 5000])
     def test_busy_polling_loses_no_event_timer_or_wakeup(self, loop, window):

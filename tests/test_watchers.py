@@ -449,7 +449,7 @@ def test_policy_and_install():
 
 
 def test_backend_reported(loop):
-    assert engine.BACKEND in ("epoll", "kqueue")
+    assert engine.BACKEND in ("epoll", "kqueue", "io_uring")
     assert loop.backend == engine.BACKEND
 
 

@@ -622,10 +622,12 @@ cdef class Loop:
         if slot.kept != NULL:
             # a kept sock_*() registration: whatever the kernel has stays, edge-triggered
             new_mask |= slot.mask
-        elif new_mask and _sockops_only(slot):
+        elif new_mask and _sockops_only(slot) and not eng_poller_holds_files(<eng_poller*>self._poller):
             # sock_*() operations wait edge-triggered: every one tries its syscall before it
             # waits, so a readiness change it must see always comes after it started waiting,
-            # and the registration can be kept, without a spurious-event storm, once it is done
+            # and the registration can be kept, without a spurious-event storm, once it is done.
+            # Not on io_uring: a kept request would hold the socket's file open after its close;
+            # there a one-shot poll request ends by itself when it fires, so nothing is left
             new_mask |= ENG_EV_EDGE
         if new_mask == slot.mask and not force:
             return 0

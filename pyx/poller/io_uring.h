@@ -13,7 +13,8 @@
  *  - A poll request holds a reference to the file, unlike an epoll registration: closing the fd
  *    does not end it, and the file (a socket's FIN) stays alive until the request completes or is
  *    removed. The loop therefore never keeps a registration it is not using
- *    (eng_poller_holds_files), and removals are submitted with the next wait, in the same iteration.
+ *    (eng_poller_holds_files), and a removal is submitted at once (one io_uring_enter, as epoll
+ *    makes one epoll_ctl), not batched with the next wait.
  *  - Poll requests may complete after a POLL_REMOVE was queued for them (with -ECANCELED, or with
  *    an event that raced it). Every request carries (generation << 32 | fd) as user_data; the
  *    generation is bumped for each new request on an fd, so a completion of an older one is stale
@@ -219,7 +220,9 @@ static int eng_ur_flush(eng_uring *u) {
     n = eng_ur_pending(u);
     __atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
     while (n) {
-        rc = eng_ur_sys_enter(u->ring_fd, n, 0, 0, NULL, 0);
+        /* GETEVENTS with no minimum: under DEFER_TASKRUN a removed request is completed (and
+         * its file released) only by task work run in io_uring_enter; its CQE waits in the ring */
+        rc = eng_ur_sys_enter(u->ring_fd, n, 0, IORING_ENTER_GETEVENTS, NULL, 0);
         if (rc < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EBUSY) return 0;   /* kernel short of memory / CQ backlog */
@@ -367,11 +370,17 @@ static int eng_ur_set(eng_uring *u, int fd, int old, int new_) {
     if (s->armed && (!(old & (ENG_EV_READ | ENG_EV_WRITE)) || s->armed_mask != (uint32_t)new_)) {
         /* a different wish, or a fresh registration: the armed request may even be on a closed
          * file whose number was reused */
+        /* a removal is submitted at once, with whatever else is queued: the request it ends
+         * holds the file, and a socket closed next must be closed for its peer now (as under
+         * epoll, where the close itself drops the registration), not when the loop next waits */
         rc = eng_ur_disarm(u, fd);
+        if (rc == 0) rc = eng_ur_flush(u);
         if (rc < 0) return rc;
     }
     s->want = (uint32_t)(new_rw ? new_ : 0);
     s->dead = 0;
+    /* a new request is only queued: submitted with the next wait, it reports the readiness of
+     * that moment (READ and WRITE together, as epoll would), not of this one */
     if (new_rw && !s->armed) return eng_ur_arm(u, fd);
     return 0;
 }
