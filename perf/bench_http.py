@@ -152,6 +152,9 @@ def tls_files(workdir):
 def start_server(name, port, workdir, cpu, tls=None):
     """Start one server; tls: (certfile, keyfile) to serve HTTPS only."""
     env = dict(os.environ, BENCH_FILE=os.path.join(workdir, "file.bin"))
+    if name in ("engine-epoll", "engine-io_uring"):
+        # engine on the poller backend named (perf/bench_backends.py's A/B)
+        name, env["ENGINE_BACKEND"] = "engine", name.split("-", 1)[1]
     taskset = ["taskset", "-c", str(cpu)]
     py = sys.executable
     bindir = os.path.dirname(py)
@@ -236,9 +239,10 @@ def cpu_times(cpu):
     return None
 
 
-def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None):
+def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None, conns=None):
     path = "/file" if scenario == "file_1m" else "/"
-    conns = 16 if scenario == "file_1m" else 64
+    if conns is None:
+        conns = 16 if scenario == "file_1m" else 64
     scheme = "https" if scenario in TLS_SCENARIOS else "http"
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s",
            "--latency", f"{scheme}://127.0.0.1:{port}{path}"]

@@ -16,7 +16,8 @@ program for every loop, so differences come from the server's loop. Scenarios:
   sendfile          loop.sendfile of a 64 MiB file, repeatedly; client discards   (MiB/s)
   rss_per_conn      server RSS growth per idle connection, 10k connections        (bytes/conn)
 
---impls may add engine-nopoll: engine's loop with busy polling off (set_busy_poll(0)), to show
+--impls may add engine-epoll / engine-io_uring (engine on the poller backend named, whatever
+ENGINE_BACKEND says; perf/bench_backends.py runs that A/B), or engine-nopoll: engine's loop with busy polling off (set_busy_poll(0)), to show
 what the adaptive busy poll adds and what it costs; and engine-pytls: engine's loop with
 asyncio's own pure-Python SSLProtocol (what engine's ssl= ran on before its compiled TLS layer)
 wrapped around the protocols of the TLS scenarios, the other side of that A/B; and
@@ -102,8 +103,15 @@ IDLE_CONNS = 10_000
 
 def new_loop(impl):
     import asyncio
-    if impl in ("engine", "engine-nopoll", "engine-pytls", "engine-tlsmod"):
+    if impl in ("engine", "engine-nopoll", "engine-pytls", "engine-tlsmod", "engine-epoll",
+                "engine-io_uring"):
         import engine
+        if impl in ("engine-epoll", "engine-io_uring"):
+            # the backend named, whatever ENGINE_BACKEND says (io_uring falls back to epoll
+            # where the kernel refuses a ring: the bench then reports which one ran)
+            got = engine._loop._set_backend(impl.split("-", 1)[1])
+            if got != impl.split("-", 1)[1]:
+                raise SystemExit(f"{impl}: this kernel gives {got}")
         loop = engine.new_event_loop()
         if impl == "engine-nopoll":
             loop.set_busy_poll(0)       # engine with its adaptive busy polling turned off
