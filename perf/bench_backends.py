@@ -164,7 +164,7 @@ def run_http(impl, sc, args, trace=False):
         if trace:
             out = os.path.join(args.workdir, "strace.txt")
             st = strace_start(proc.pid, out)
-        secs = 2 if trace else int(args.seconds)
+        secs = 2 if trace else max(1, round(args.seconds))    # wrk takes whole seconds
         cpu0 = N.cpu_seconds(proc.pid)
         res = H.run_wrk(port, scenario, secs, args.client_cpu, args.workdir, conns=conns)
         cpu1 = N.cpu_seconds(proc.pid)
