@@ -372,3 +372,25 @@ def test_bench_quick_subset_writes_valid_results(tmp_path):
     r = run_engine("dashboard", "--results", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (out / "index.html").read_text().count("<svg") == 4     # overview + 3 scenarios
+
+
+def test_bench_backends_script_runs_and_writes_its_document(tmp_path):
+    """perf/bench_backends.py, a tiny real run: the C echo client at 64 connections and the sock_*
+    ping-pong, engine on each backend; the document holds both, with CPU per operation."""
+    import engine._loop as L
+    impls = "engine-epoll,engine-io_uring" if L._probe_backend("io_uring") == "io_uring" \
+        else "engine-epoll"
+    r = subprocess.run([sys.executable, str(REPO / "perf" / "bench_backends.py"), "--scenarios",
+                        "echo_1k_c64,sock_pingpong", "--impls", impls, "--rounds", "1",
+                        "--seconds", "0.3", "--no-strace", "--results", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = list(tmp_path.glob("backends-*.json"))
+    assert len(files) == 1
+    doc = R.load_result(files[0])
+    assert doc["suite"] == "backends" and doc["mode"] == "custom"
+    for sc in ("echo_1k_c64", "sock_pingpong"):
+        assert set(doc["scenarios"][sc]["impls"]) == set(impls.split(","))
+        for impl in impls.split(","):
+            assert doc["scenarios"][sc]["impls"][impl]["value"] > 0
+            assert doc["meta"]["server_cpu_us_per_op_median"][sc][impl] > 0
