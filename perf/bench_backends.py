@@ -102,31 +102,40 @@ def strace_total(st, out):
     return int(m.group(1)), calls
 
 
+def measure(pid, args, trace, load):
+    """Run load(trace) -> (rate, operations, server CPU seconds) against the server `pid`:
+    (rate, CPU us per operation), or under strace (system calls per operation, the count of
+    each call, operations)."""
+    st = out = None
+    if trace:
+        out = os.path.join(args.workdir, "strace.txt")
+        st = strace_start(pid, out)
+    rate, count, cpu = load(trace)
+    if trace:
+        total, calls = strace_total(st, out)
+        return total / max(count, 1), calls, count
+    return rate, cpu * 1e6 / max(count, 1)
+
+
 def run_echo(impl, sc, args, client, path, trace=False):
     size, conns = ECHO[sc]
     proc, port = start_net_server(impl, "proto_echo_1k", args.server_cpu, path)
-    try:
-        st = out = None
-        if trace:
-            out = os.path.join(args.workdir, "strace.txt")
-            st = strace_start(proc.pid, out)
-        secs = 1.0 if trace else args.seconds
-        warm = 0.0 if trace else 0.5
+
+    def load(trace):
+        secs, warm = (1.0, 0.0) if trace else (args.seconds, 0.5)
         t = subprocess.Popen(["taskset", "-c", str(args.client_cpu), client, str(port),
                               str(conns), str(size), str(secs), str(warm)],
                              stdout=subprocess.PIPE, text=True)
         time.sleep(warm)
         cpu0 = N.cpu_seconds(proc.pid)
         stdout, _ = t.communicate(timeout=secs + 120)
-        cpu1 = N.cpu_seconds(proc.pid)
         if t.returncode != 0:
             raise RuntimeError(f"echo_client failed ({impl}, {sc})")
         rate, count = stdout.split()
-        count = int(count)
-        if trace:
-            total, calls = strace_total(st, out)
-            return total / max(count, 1), calls, count
-        return float(rate), (cpu1 - cpu0) * 1e6 / max(count, 1)
+        return float(rate), int(count), N.cpu_seconds(proc.pid) - cpu0
+
+    try:
+        return measure(proc.pid, args, trace, load)
     finally:
         proc.kill()
         proc.wait()
@@ -134,21 +143,14 @@ def run_echo(impl, sc, args, client, path, trace=False):
 
 def run_net(impl, sc, args, path, trace=False):
     proc, port = start_net_server(impl, sc, args.server_cpu, path)
-    try:
-        st = out = None
-        if trace:
-            out = os.path.join(args.workdir, "strace.txt")
-            st = strace_start(proc.pid, out)
-        secs = 1.0 if trace else args.seconds
+
+    def load(trace):
         cpu0, t0 = N.cpu_seconds(proc.pid), time.perf_counter()
-        rate = N.client(sc, port, secs, args.client_cpu, proc)
-        dt = time.perf_counter() - t0
-        cpu1 = N.cpu_seconds(proc.pid)
-        count = rate * dt
-        if trace:
-            total, calls = strace_total(st, out)
-            return total / max(count, 1), calls, count
-        return rate, (cpu1 - cpu0) * 1e6 / max(count, 1)
+        rate = N.client(sc, port, 1.0 if trace else args.seconds, args.client_cpu, proc)
+        return rate, rate * (time.perf_counter() - t0), N.cpu_seconds(proc.pid) - cpu0
+
+    try:
+        return measure(proc.pid, args, trace, load)
     finally:
         proc.kill()
         proc.wait()
@@ -158,21 +160,16 @@ def run_http(impl, sc, args, trace=False):
     scenario, conns = HTTP[sc]
     port = H.free_port()
     proc = H.start_server(impl, port, args.workdir, args.server_cpu)
-    try:
-        H.run_wrk(port, scenario, 1, args.client_cpu, args.workdir, conns=conns)   # warm-up
-        st = out = None
-        if trace:
-            out = os.path.join(args.workdir, "strace.txt")
-            st = strace_start(proc.pid, out)
+
+    def load(trace):
         secs = 2 if trace else max(1, round(args.seconds))    # wrk takes whole seconds
         cpu0 = N.cpu_seconds(proc.pid)
         res = H.run_wrk(port, scenario, secs, args.client_cpu, args.workdir, conns=conns)
-        cpu1 = N.cpu_seconds(proc.pid)
-        count = res["rps"] * secs
-        if trace:
-            total, calls = strace_total(st, out)
-            return total / max(count, 1), calls, count
-        return res["rps"], (cpu1 - cpu0) * 1e6 / max(count, 1)
+        return res["rps"], res["rps"] * secs, N.cpu_seconds(proc.pid) - cpu0
+
+    try:
+        H.run_wrk(port, scenario, 1, args.client_cpu, args.workdir, conns=conns)   # warm-up
+        return measure(proc.pid, args, trace, load)
     finally:
         H.stop_server(proc)
 

@@ -164,32 +164,24 @@ def test_regular_files_are_refused_as_under_epoll(uring_loop):
 
 
 @needs_uring
-def test_a_closed_socket_is_really_closed_after_sock_ops(uring_loop):
-    # a poll request holds its file: a registration left behind after sock_recv() would keep the
-    # socket open in the kernel, and the peer would never see EOF
+@pytest.mark.parametrize("how", ["sock_ops", "transport"])
+def test_the_peer_sees_eof_when_a_socket_is_closed(uring_loop, how):
+    # a poll request holds its file: a request left armed after sock_recv(), or after a
+    # transport let go of its socket, would keep the socket open in the kernel, and the peer
+    # would never see EOF
     a, b = socket.socketpair()
     a.setblocking(False)
 
     async def main():
-        for _ in range(3):
-            uring_loop.call_soon(b.send, b"x")
-            assert await uring_loop.sock_recv(a, 10) == b"x"
-        a.close()
-        b.settimeout(10)
-        return b.recv(10)
-
-    assert uring_loop.run_until_complete(main()) == b""
-    b.close()
-
-
-@needs_uring
-def test_peer_sees_eof_after_transport_close(uring_loop):
-    a, b = socket.socketpair()
-
-    async def main():
-        tr, _ = await uring_loop.connect_accepted_socket(asyncio.Protocol, a)
-        tr.close()
-        await asyncio.sleep(0)           # the transport closes its socket in the next iteration
+        if how == "sock_ops":
+            for _ in range(3):
+                uring_loop.call_soon(b.send, b"x")
+                assert await uring_loop.sock_recv(a, 10) == b"x"
+            a.close()
+        else:
+            tr, _ = await uring_loop.connect_accepted_socket(asyncio.Protocol, a)
+            tr.close()
+            await asyncio.sleep(0)       # the transport closes its socket in the next iteration
         b.settimeout(10)
         return b.recv(10)
 

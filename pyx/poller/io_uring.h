@@ -10,6 +10,8 @@
  *    level-triggered delivery (an fd still ready completes again at once). A multishot request
  *    (IORING_POLL_ADD_MULTI, edge-triggered unless IORING_POLL_ADD_LEVEL) stays armed and posts a
  *    completion per readiness change, flagged IORING_CQE_F_MORE while it stays armed.
+ *    IORING_POLL_ADD_LEVEL does not make a multishot request level-triggered (it reports on
+ *    wake-ups only; reported on the io-uring list in 2022), hence the one-shot re-arm.
  *  - A poll request holds a reference to the file, unlike an epoll registration: closing the fd
  *    does not end it, and the file (a socket's FIN) stays alive until the request completes or is
  *    removed. The loop therefore never keeps a registration it is not using
