@@ -10,8 +10,24 @@ def _info(args: argparse.Namespace) -> int:
 
     print(f"engine {engine.__version__} on Python {sys.version.split()[0]}")
     print(f"poller backend: {engine.BACKEND}")
+    print(f"io_uring: {_io_uring_state()}")
     print(f"debug build: {engine.DEBUG_BUILD}")
     return 0
+
+
+def _io_uring_state() -> str:
+    """Whether ENGINE_BACKEND=io_uring would give io_uring here, and if not, why."""
+    from engine import _loop
+
+    if not _loop.IO_URING_BUILT:
+        return "not built (no usable linux/io_uring.h at build time)"
+    try:
+        got = _loop._probe_backend("io_uring")
+    except OSError as exc:          # a failure that is not a refusal (e.g. ENOMEM)
+        return f"built; opening a ring failed: {exc}"
+    if got == "io_uring":
+        return "available (ENGINE_BACKEND=io_uring selects it)"
+    return "built, but this kernel refuses a ring (loops use epoll)"
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -295,3 +295,17 @@ def test_many_connections_and_a_full_submission_queue(uring_loop):
         return out
 
     assert uring_loop.run_until_complete(main()) == [b"%04d" % i for i in range(n)]
+
+
+@pytest.mark.skipif(not _loop.IO_URING_BUILT, reason="built without io_uring")
+@pytest.mark.parametrize("forbidden", [False, True])
+def test_engine_info_says_whether_io_uring_is_available(forbidden):
+    code = (SECCOMP.format(err="EPERM") if forbidden else "") + \
+        "from engine.__main__ import main\nmain(['info'])\n"
+    p = _run_py(code)
+    assert p.returncode == 0, p.stderr
+    line = [x for x in p.stdout.splitlines() if x.startswith("io_uring: ")]
+    if forbidden or not URING:
+        assert line == ["io_uring: built, but this kernel refuses a ring (loops use epoll)"]
+    else:
+        assert line == ["io_uring: available (ENGINE_BACKEND=io_uring selects it)"]
