@@ -123,6 +123,10 @@ def test_headline_chart(tmp_path):
     doc["geomean"]["engine-nopoll"] = {"value": 1.1, "scenarios": ["call_soon"]}
     assert ("loop", "engine-nopoll") not in {
         (s, p) for s, p, _, _ in dashboard.headline_bars([(d / newest_loop, doc)])}
+    # nor is a suite whose subject is a variant of engine (the io_uring/epoll A/B)
+    variant = dict(doc, suite="backends", subject="engine-io_uring",
+                   peers=["engine-epoll", "uvloop"])
+    assert dashboard.headline_bars([(d / "backends-x.json", variant)]) == []
 
 
 def test_committed_headline_is_small_and_current():

@@ -345,7 +345,8 @@ def _scenario_chart(charts: _Charts, name: str, doc: Doc, hist: History,
 def headline_bars(runs: list[tuple[Path, Doc]]) -> list[tuple[str, str, str, float]]:
     """(suite, peer, results file name, geomean advantage) of the newest full run of each
     suite, for each peer with a geometric mean; variants of the subject itself (e.g.
-    engine-nopoll) are not peers here."""
+    engine-nopoll) are not peers here, and a suite whose subject is a variant of engine (the
+    backends A/B: engine-io_uring) is engine against itself, not part of the headline."""
     bars = []
     order = {"loop": 0, "net": 1, "http": 2}           # bottom of the stack up; others after
     for suite in sorted({doc["suite"] for _, doc in runs}, key=lambda x: (order.get(x, 9), x)):
@@ -353,6 +354,8 @@ def headline_bars(runs: list[tuple[Path, Doc]]) -> list[tuple[str, str, str, flo
         if found is None:
             continue
         path, doc = found
+        if doc["subject"].startswith("engine-"):
+            continue
         for peer in doc["peers"]:
             g = (doc.get("geomean") or {}).get(peer) or {}
             if g.get("value") and not peer.startswith(doc["subject"] + "-"):
