@@ -297,6 +297,240 @@ def test_many_connections_and_a_full_submission_queue(uring_loop):
     assert uring_loop.run_until_complete(main()) == [b"%04d" % i for i in range(n)]
 
 
+def _uring_loop_with(monkeypatch, **env):
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    _loop._set_backend("io_uring")
+    try:
+        return engine.new_event_loop()
+    finally:
+        _loop._set_backend(os.environ.get("ENGINE_BACKEND"))
+
+
+def _pattern(i, n):
+    # a per-connection byte pattern whose every window is distinct: a lost, repeated or
+    # reordered chunk shows up as a mismatch
+    return b"".join(b"%02d:%08d;" % (i, k) for k in range(n // 12 + 1))[:n]
+
+
+@needs_uring
+def test_transports_are_read_by_completion_receives(uring_loop):
+    # a stream transport's reads come from the ring's receive queue (multishot recv into the
+    # provided buffers), not from recv(2); every buffer goes back once its bytes are copied out
+    st0 = uring_loop._ring_stats()
+    assert st0 is not None and st0["free"] == st0["buffers"] > 0
+
+    async def main():
+        async def handle(r, w):
+            while data := await r.read(1 << 20):
+                w.write(data)
+                await w.drain()
+            w.close()
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname()[:2])
+        for size in (1, 1000, st0["buffer_size"], 100_000, 3_000_000):
+            msg = _pattern(size % 97, size)
+            w.write(msg)
+            assert await r.readexactly(size) == msg
+        w.write_eof()
+        assert await r.read() == b""
+        w.close(); await w.wait_closed()
+        srv.close(); await srv.wait_closed()
+
+    uring_loop.run_until_complete(main())
+    st = uring_loop._ring_stats()
+    # both ends of the connection are this loop's transports: every byte crossed the ring twice
+    assert st["bytes"] - st0["bytes"] == 2 * (1 + 1000 + st0["buffer_size"] + 100_000 + 3_000_000)
+    assert st["free"] == st["buffers"]
+
+
+@needs_uring
+def test_io_uring_recv_can_be_turned_off(monkeypatch):
+    loop = _uring_loop_with(monkeypatch, ENGINE_IO_URING_RECV="0")
+    try:
+        assert loop.backend == "io_uring" and loop._ring_stats() is None
+        assert loop.run_until_complete(loop.run_in_executor(None, len, "abc")) == 3
+    finally:
+        loop.close()
+
+
+@needs_uring
+@pytest.mark.parametrize("var,value", [("ENGINE_IO_URING_BUFS", "lots"),
+                                       ("ENGINE_IO_URING_BUFS", "0"),
+                                       ("ENGINE_IO_URING_BUF_SIZE", "64")])
+def test_bad_ring_settings_are_named(monkeypatch, var, value):
+    with pytest.raises(ValueError, match=var):
+        _uring_loop_with(monkeypatch, **{var: value})
+
+
+@needs_uring
+@pytest.mark.parametrize("buffered", [False, True], ids=["Protocol", "BufferedProtocol"])
+def test_buffer_ring_exhaustion_pauses_reading_and_loses_nothing(monkeypatch, buffered):
+    # 8 buffers of 4 KiB for 12 connections whose protocols pause reading at once and resume
+    # one by one: the paused transports' queues hold every buffer, the kernel's receives end
+    # with ENOBUFS, and are armed again as buffers come back. Each connection must still get its
+    # bytes exactly, in order, and every buffer must be back in the ring at the end.
+    loop = _uring_loop_with(monkeypatch, ENGINE_IO_URING_BUFS=8, ENGINE_IO_URING_BUF_SIZE=4096)
+    nconn, size = 12, 300_000
+    results = {}
+    done = loop.create_future()
+
+    class Slow(asyncio.BufferedProtocol if buffered else asyncio.Protocol):
+        def connection_made(self, tr):
+            self.tr, self.data, self.buf = tr, bytearray(), bytearray(1000)
+
+        def _got(self, data):
+            if not self.data:
+                # the first bytes: stop reading for a while (the later the connection, the
+                # longer), holding whatever the kernel receives for it meanwhile
+                self.index = int(data[:2])
+                self.tr.pause_reading()
+                loop.call_later(0.05 * (1 + self.index), self.tr.resume_reading)
+            self.data += data
+
+        def data_received(self, data):
+            self._got(data)
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self._got(bytes(self.buf[:n]))
+
+        def eof_received(self):
+            results[self.index] = bytes(self.data)
+            if len(results) == nconn:
+                done.set_result(None)
+
+    async def main():
+        srv = await loop.create_server(Slow, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()[:2]
+        socks = []
+        for i in range(nconn):
+            c = socket.create_connection(addr)
+            socks.append(c)
+
+        def send_all():
+            for i, c in enumerate(socks):
+                c.sendall(_pattern(i, size))
+                c.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        await asyncio.wait_for(done, 60)
+        sender.join()
+        for c in socks:
+            c.close()
+        srv.close()
+        await srv.wait_closed()
+
+    try:
+        loop.run_until_complete(main())
+        st = loop._ring_stats()
+    finally:
+        loop.close()
+    assert sorted(results) == list(range(nconn))
+    for i in range(nconn):
+        assert results[i] == _pattern(i, size), i
+    assert st["buffers"] == 8 and st["free"] == 8
+    assert st["enobufs"] > 0 and st["rearmed"] > 0
+
+
+@needs_uring
+def test_a_reset_connection_is_reported_as_under_epoll(uring_loop):
+    # the recv request's error (ECONNRESET) is queued after the data: data_received first,
+    # then connection_lost with the error, as asyncio's selector loop reports it
+    got = []
+    lost = uring_loop.create_future()
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            got.append(data)
+
+        def eof_received(self):
+            got.append("eof")
+
+        def connection_lost(self, exc):
+            lost.set_result(exc)
+
+    async def main():
+        srv = await uring_loop.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname()[:2])
+        c.sendall(b"last words")
+        await asyncio.sleep(0.05)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()                                    # RST
+        exc = await asyncio.wait_for(lost, 10)
+        srv.close(); await srv.wait_closed()
+        return exc
+
+    exc = uring_loop.run_until_complete(main())
+    assert got == [b"last words"]
+    assert isinstance(exc, ConnectionResetError)
+    st = uring_loop._ring_stats()
+    assert st["free"] == st["buffers"]
+
+
+@needs_uring
+def test_a_closed_transport_gives_its_queued_buffers_back(uring_loop):
+    # data queued for a paused transport that is then closed: its buffers return to the ring
+    async def main():
+        ready = uring_loop.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.tr = tr
+
+            def data_received(self, data):
+                self.tr.pause_reading()
+                ready.set_result(self.tr)
+
+        srv = await uring_loop.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname()[:2])
+        c.sendall(b"a")
+        tr = await asyncio.wait_for(ready, 10)
+        c.sendall(b"b" * 50_000)
+        await asyncio.sleep(0.1)
+        tr.close()
+        await asyncio.sleep(0.05)
+        c.close()
+        srv.close(); await srv.wait_closed()
+
+    uring_loop.run_until_complete(main())
+    st = uring_loop._ring_stats()
+    assert st["free"] == st["buffers"]
+
+
+@needs_uring
+def test_a_transport_keeps_its_data_when_the_loop_moves_to_another_thread(uring_loop):
+    # a SINGLE_ISSUER ring is rebuilt when another thread runs the loop; what the old ring
+    # received is queued first and the stream goes on, in order
+    async def start():
+        async def handle(r, w):
+            while data := await r.read(65536):
+                w.write(data)
+            w.close()
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname()[:2])
+        return srv, r, w
+
+    async def echo(r, w, msg):
+        w.write(msg)
+        return await r.readexactly(len(msg))
+
+    srv, r, w = uring_loop.run_until_complete(start())
+    assert uring_loop.run_until_complete(echo(r, w, b"main" * 1000)) == b"main" * 1000
+    out = []
+    t = threading.Thread(target=lambda: out.append(
+        uring_loop.run_until_complete(echo(r, w, _pattern(1, 200_000)))))
+    t.start(); t.join(30)
+    assert out == [_pattern(1, 200_000)]
+    assert uring_loop.run_until_complete(echo(r, w, b"back")) == b"back"
+    w.close()
+    srv.close()
+    uring_loop.run_until_complete(srv.wait_closed())
+
+
 @pytest.mark.skipif(not _loop.IO_URING_BUILT, reason="built without io_uring")
 @pytest.mark.parametrize("forbidden", [False, True])
 def test_engine_info_says_whether_io_uring_is_available(forbidden):

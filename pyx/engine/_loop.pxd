@@ -156,6 +156,8 @@ cdef class Loop:
         dict _signal_watchers     # signum -> list of Signal watchers
         list _idles               # active Idle / TimedIdle watchers
         object _rpool             # BufferPool the transports recv(2) into
+        object _ring_pool         # BufferPool whose chunks are the io_uring receive buffers
+        bint _uring_recv          # stream transports read by completion receives (io_uring)
         list _timed_idles         # active TimedIdle watchers
         double _timed_deadline
         list _asyncs              # active Async watchers
@@ -179,6 +181,8 @@ cdef class Loop:
     cdef bint _remove_fd_handle(self, fd, int which) except -1
     cdef object _fd_set(self, int fd, int which, object obj, int kind)
     cdef object _fd_clear(self, int fd, int which)
+    cdef int _fd_forget(self, int fd) except -1
+    cdef int _ring_recv_setup(self, Py_ssize_t n, Py_ssize_t size) except -1
     cdef int _fd_apply(self, int fd, bint force=*) except -1
     # running
     cdef int _run_once(self) except -1
@@ -215,6 +219,7 @@ cdef class _FdTransport:
         bint _paused
         bint _read_registered
         bint _write_registered
+        bint _uring_recv            # read from the poller's receive queue (io_uring), not recv(2)
         bint _protocol_connected
         readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
         int _conn_lost
@@ -228,6 +233,7 @@ cdef class _FdTransport:
     cdef int _on_readable(self) except -1
     cdef int _on_writable(self) except -1
     cdef object _read_chunk(self, bint is_socket)
+    cdef object _read_ring(self)
     cdef int _read_event(self, bint is_socket, str what) except -1
     cdef int _watch(self, int which, bint on) except -1
     cdef int _maybe_pause_protocol(self) except -1
@@ -259,6 +265,7 @@ cdef class SocketTransport(_FdTransport):
                              object extra, object server)
     cdef int _fill_extra(self) except -1
     cdef int _read_buffered(self) except -1
+    cdef Py_ssize_t _read_ring_into(self, object buf) except -2
     cdef int _on_eof(self) except -1
     # write(data) without the Python call: what write() does once sendfile is not in progress
     cdef int _write(self, object data) except -1

@@ -9,6 +9,7 @@ cdef extern from "poller/poller.h" nogil:
     int ENG_EV_WRITE
     int ENG_EV_EDGE
     int ENG_EV_ERROR
+    int ENG_EV_RECV
     int ENG_BACKEND_DEFAULT
     int ENG_BACKEND_IO_URING
     int ENGINE_USE_IO_URING
@@ -20,3 +21,8 @@ cdef extern from "poller/poller.h" nogil:
     void eng_poller_event(eng_poller *p, int i, int *fd, int *revents)
     int eng_poller_grow(eng_poller *p)
     void eng_poller_close(eng_poller *p)
+    int eng_poller_recv_setup(eng_poller *p, char **bufs, unsigned n, unsigned size)
+    ssize_t eng_poller_recv_avail(eng_poller *p, int fd)
+    size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)
+    void eng_poller_recv_forget(eng_poller *p, int fd)
+    void eng_poller_recv_stats(eng_poller *p, unsigned long long *out)

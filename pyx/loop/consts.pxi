@@ -24,3 +24,7 @@ cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block lon
 cdef double BUSY_POLL_DEFAULT_US = 100.0   # the longest busy-poll window by default (microseconds)
 cdef double BUSY_POLL_START = 10e-6        # the first window once polling pays (seconds)
 cdef double POLL_GAP_DEFAULT_US = 250.0    # a busy loop polls at least this often (microseconds)
+# io_uring receive buffers (ENGINE_IO_URING_BUFS / ENGINE_IO_URING_BUF_SIZE): 256 x 16 KiB = 4 MiB
+# per loop; see docs/platforms.md for the measurements behind them
+cdef Py_ssize_t RING_BUFS_DEFAULT = 256
+cdef Py_ssize_t RING_BUF_SIZE_DEFAULT = 16 * 1024

@@ -18,7 +18,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset, memcpy, strerror
 from libc.math cimport ceil
 from libc.stdint cimport uint64_t, int64_t
-from libc.errno cimport errno, EINTR, EAGAIN
+from libc.errno cimport errno, EINTR, EAGAIN, EOPNOTSUPP
 from posix.unistd cimport read, close
 
 cdef extern from "<sched.h>" nogil:
@@ -28,7 +28,8 @@ from includes.poller cimport (
     eng_poller, ENG_EV_READ, ENG_EV_WRITE, ENG_EV_EDGE, ENG_EV_ERROR,
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
     eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
-    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING)
+    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, eng_poller_recv_setup,
+    eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
     eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy,
@@ -104,6 +105,20 @@ def _backend_choice(value):
     if v in ('auto', '', _DEFAULT_BACKEND):
         return _DEFAULT_BACKEND
     raise ValueError(f"ENGINE_BACKEND={value!r}: expected {_DEFAULT_BACKEND}, io_uring or auto")
+
+
+cdef Py_ssize_t _env_int(str name, Py_ssize_t default, Py_ssize_t lo, Py_ssize_t hi) except -1:
+    """An integer setting from the environment, lo..hi (ValueError naming the variable)."""
+    env = _os.environ.get(name)
+    if env is None:
+        return default
+    try:
+        v = int(env)
+    except ValueError:
+        raise ValueError(f"{name}={env!r}: expected an integer") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"{name}={env!r}: expected {lo}..{hi}")
+    return v
 
 
 def _probe_backend(name):
@@ -344,6 +359,11 @@ cdef class Loop:
 
     def __cinit__(self):
         cdef int rc
+        cdef Py_ssize_t ring_bufs = 0, ring_size = 0
+        if _backend_want == ENG_BACKEND_IO_URING and _os.environ.get("ENGINE_IO_URING_RECV", "1") != "0":
+            # read (and refused, naming the variable) before anything is opened
+            ring_bufs = _env_int("ENGINE_IO_URING_BUFS", RING_BUFS_DEFAULT, 1, 32768)
+            ring_size = _env_int("ENGINE_IO_URING_BUF_SIZE", RING_BUF_SIZE_DEFAULT, 512, 1 << 24)
         self._wake_fds[0] = self._wake_fds[1] = -1
         self._sig_fds[0] = self._sig_fds[1] = -1
         self._poller = malloc(sizeof(eng_poller))
@@ -405,6 +425,31 @@ cdef class Loop:
 
         self._fd_set(self._wake_fds[0], ENG_EV_READ, None, KIND_WAKEUP)
         self._fd_set(self._sig_fds[0], ENG_EV_READ, None, KIND_SIGNALS)
+        if ring_bufs and eng_poller_kind(<eng_poller*>self._poller) == ENG_BACKEND_IO_URING:
+            self._ring_recv_setup(ring_bufs, ring_size)
+
+    cdef int _ring_recv_setup(self, Py_ssize_t n, Py_ssize_t size) except -1:
+        # io_uring: stream transports are read by multishot receives into buffers the kernel
+        # takes from a provided-buffer ring, here the chunks of a BufferPool of their own
+        # (docs/platforms.md, "io_uring"). ENGINE_IO_URING_RECV=0 keeps them on poll + recv(2).
+        cdef BufferPool pool
+        cdef char **addrs
+        cdef Py_ssize_t i
+        cdef int rc
+        pool = BufferPool(size, n, 1)
+        addrs = <char**>malloc(sizeof(char*) * n)
+        if addrs == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                addrs[i] = pool._take()
+            rc = eng_poller_recv_setup(<eng_poller*>self._poller, addrs, <unsigned>n, <unsigned>size)
+        finally:
+            free(addrs)
+        if rc == 0:
+            self._ring_pool = pool       # the ring's memory: kept until the poller is closed
+            self._uring_recv = True
+        return 0
 
     def __init__(self):
         pass
@@ -460,7 +505,7 @@ cdef class Loop:
                 f'closed={self.is_closed()} debug={self.get_debug()}>')
 
     def __del__(self):
-        if not self._closed:
+        if not self._closed and self._poller != NULL:   # (NULL: __cinit__ refused its settings)
             _warnings.warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
             if not self._running:
                 self.close()
@@ -615,6 +660,8 @@ cdef class Loop:
             new_mask |= ENG_EV_READ
             if slot.rkind == KIND_IO and (<IO>slot.reader).edge:
                 new_mask |= ENG_EV_EDGE
+            elif slot.rkind == KIND_TRANSPORT and (<_FdTransport>slot.reader)._uring_recv:
+                new_mask |= ENG_EV_RECV
         if slot.writer != NULL:
             new_mask |= ENG_EV_WRITE
             if slot.wkind == KIND_IO and (<IO>slot.writer).edge:
@@ -683,6 +730,13 @@ cdef class Loop:
         result = <object>old
         Py_DECREF(result)
         return result
+
+    cdef int _fd_forget(self, int fd) except -1:
+        """fd's transport is done reading it (closing): what the poller received for it and
+        no one will read is dropped, its buffers reused (io_uring's receive queues)."""
+        if self._uring_recv and self._poller != NULL:
+            eng_poller_recv_forget(<eng_poller*>self._poller, fd)
+        return 0
 
     cdef object _fd_clear(self, int fd, int which):
         """Remove the reader or writer of fd; returns it (or None)."""
@@ -2476,6 +2530,16 @@ cdef class Loop:
         if self._poller != NULL and eng_poller_kind(<eng_poller*>self._poller) == ENG_BACKEND_IO_URING:
             return 'io_uring'
         return _DEFAULT_BACKEND
+
+    def _ring_stats(self):
+        """io_uring receive counters (for tests and benchmarks): None unless this loop reads
+        stream transports by completion receives."""
+        cdef unsigned long long st[8]
+        if not self._uring_recv or self._poller == NULL:
+            return None
+        eng_poller_recv_stats(<eng_poller*>self._poller, st)
+        return {'buffers': st[0], 'buffer_size': st[1], 'free': st[2], 'completions': st[3],
+                'enobufs': st[4], 'bytes': st[5], 'rearmed': st[6]}
 
     def _stats(self):
         """Internal counters (for tests and debugging)."""

@@ -15,7 +15,7 @@
 # runs as the protocol of a SocketTransport and writes to it by _write() directly.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
 
 
@@ -42,6 +42,9 @@ cdef object _AF_UNIX = getattr(_socket, 'AF_UNIX', None)
 cdef Py_ssize_t READ_MAX = 128 * 1024
 cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water mark
 cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
+
+
+cdef object _NOT_QUEUED = object()     # _read_ring: the fd is read by recv(2)
 
 
 cdef inline int _check_bytes_like(object data) except -1:
@@ -115,6 +118,8 @@ cdef class _FdTransport:
     def __del__(self):
         if self._sock is not None:
             _warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            if self._uring_recv and self._loop is not None and not self._loop._closed:
+                self._loop._fd_forget(self._fd)
             self._sock.close()
             self._sock = None
 
@@ -128,10 +133,16 @@ cdef class _FdTransport:
         """One read of up to READ_MAX bytes into a chunk of the loop's buffer pool, copied into
         the bytes object returned (the chunk goes back before any Python code runs): b"" at
         EOF, None when nothing is there (EAGAIN/EINTR); any other error raises its OSError."""
-        cdef BufferPool pool = <BufferPool>self._loop._rpool
-        cdef char *buf = pool._take()
+        cdef BufferPool pool
+        cdef char *buf
         cdef ssize_t n
         cdef int err = 0
+        if self._uring_recv:
+            data = self._read_ring()
+            if data is not _NOT_QUEUED:
+                return data
+        pool = <BufferPool>self._loop._rpool
+        buf = pool._take()
         try:
             if is_socket:
                 n = c_recv(self._fd, buf, READ_MAX, 0)
@@ -147,6 +158,26 @@ cdef class _FdTransport:
         if err == EAGAIN or err == EINTR:
             return None
         raise _oserror(-err)                  # the errno's OSError subclass
+
+    cdef object _read_ring(self):
+        """_read_chunk from the poller's receive queue (io_uring): up to READ_MAX queued bytes
+        copied into the bytes returned, b"" at EOF, None when nothing is queued yet;
+        _NOT_QUEUED when the fd is not read by completion receives."""
+        cdef eng_poller *p = <eng_poller*>self._loop._poller
+        cdef ssize_t n = eng_poller_recv_avail(p, self._fd)
+        if n > 0:
+            if n > READ_MAX:
+                n = READ_MAX
+            data = PyBytes_FromStringAndSize(NULL, n)
+            eng_poller_recv_copy(p, self._fd, PyBytes_AS_STRING(data), <size_t>n)
+            return data
+        if n == 0:
+            return b""
+        if n == -EAGAIN:
+            return None
+        if n == -EOPNOTSUPP:
+            return _NOT_QUEUED
+        raise _oserror(<int>n)
 
     cdef int _read_event(self, bint is_socket, str what) except -1:
         """A readable event of a Protocol-driven transport: read once, hand the bytes to
@@ -347,6 +378,8 @@ cdef class _FdTransport:
             self._watch(ENG_EV_READ, False)
             self._watch(ENG_EV_WRITE, False)
             self._release_waiters()
+            if self._uring_recv:
+                self._loop._fd_forget(self._fd)
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
@@ -368,6 +401,7 @@ cdef class SocketTransport(_FdTransport):
         cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
         t._wbuf = []
         t._init_base(loop, sock, sock.fileno(), protocol)
+        t._uring_recv = loop._uring_recv
         # extra info is looked up when first asked for (and before the socket closes): an
         # idle connection carries no tuples or wrapper objects it may never need
         if extra:
@@ -436,7 +470,12 @@ cdef class SocketTransport(_FdTransport):
             self._fatal_error(exc, 'Fatal error: protocol.get_buffer() call failed.')
             return 0
         try:
-            nbytes = self._sock.recv_into(buf)
+            if self._uring_recv:
+                nbytes = self._read_ring_into(buf)
+                if nbytes < 0:
+                    return 0                     # nothing queued yet
+            else:
+                nbytes = self._sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             return 0
         except (SystemExit, KeyboardInterrupt):
@@ -453,6 +492,29 @@ cdef class SocketTransport(_FdTransport):
         except BaseException as exc:
             self._fatal_error(exc, 'Fatal error: protocol.buffer_updated() call failed.')
         return 0
+
+    cdef Py_ssize_t _read_ring_into(self, object buf) except -2:
+        """recv_into(buf) from the poller's receive queue: bytes copied, 0 at EOF, -1 when
+        nothing is queued yet (recv_into itself when the fd is not read by receives)."""
+        cdef eng_poller *p = <eng_poller*>self._loop._poller
+        cdef ssize_t n = eng_poller_recv_avail(p, self._fd)
+        cdef Py_buffer view
+        if n > 0:
+            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+            try:
+                if n > view.len:
+                    n = view.len
+                eng_poller_recv_copy(p, self._fd, <char*>view.buf, <size_t>n)
+            finally:
+                PyBuffer_Release(&view)
+            return n
+        if n == 0:
+            return 0
+        if n == -EAGAIN:
+            return -1
+        if n == -EOPNOTSUPP:
+            return self._sock.recv_into(buf)
+        raise _oserror(<int>n)
 
     cdef int _on_eof(self) except -1:
         if self._loop._debug:

@@ -68,6 +68,8 @@
 #define ENG_UR_SQ_ENTRIES   256u
 #define ENG_UR_CQ_ENTRIES   4096u
 #define ENG_UR_UD_IGNORE    (~(uint64_t)0)   /* user_data of requests whose completion is dropped */
+#define ENG_UR_UD_RECV      ((uint64_t)1 << 63)   /* tags a recv request's user_data */
+#define ENG_UR_BGID         7                     /* the provided-buffer group of receives */
 
 typedef struct eng_ufd {       /* the ring's view of one fd number */
     uint32_t want;             /* the ENG_EV_* mask the loop wants (0: none) */
@@ -76,7 +78,21 @@ typedef struct eng_ufd {       /* the ring's view of one fd number */
     uint8_t armed;             /* a request of this generation is queued or in the kernel */
     uint8_t rearm;             /* on the re-arm list */
     uint8_t dead;              /* the kernel refused the fd: not re-armed until the next set */
+    /* completion receives (ENG_EV_RECV): a multishot recv request into the provided buffers */
+    uint8_t rarmed;            /* the recv request numbered rseq is queued or in the kernel */
+    uint8_t rstarved;          /* it ended for want of buffers: armed again when one comes back */
+    uint8_t rsig;              /* a READ event for the queue is in the batch being reported */
+    uint8_t rsigq;             /* on the sig list (report the queue at the next wait) */
+    uint8_t reof;              /* the queue ends with end-of-file */
+    int rerr;                  /* ... or with this errno (0: none) */
+    uint32_t rseq;             /* number of the newest recv request on this fd */
+    uint32_t rforget;          /* rseq when the fd was last forgotten: older requests' data is dropped */
+    int qhead, qtail;          /* received buffers (ids), oldest first; -1: none */
+    uint32_t qoff;             /* bytes of the head buffer already taken */
+    size_t qbytes;             /* bytes queued */
 } eng_ufd;
+
+typedef struct eng_ulist { int *v; int n, cap; } eng_ulist;
 
 typedef struct eng_uev { int fd; int revents; } eng_uev;
 
@@ -100,6 +116,21 @@ typedef struct eng_uring {
     int nrearm, rearm_cap;
     eng_uev *ev;               /* the batch eng_poller_event reads */
     int ev_cap;
+    int ev_last;               /* events in the last batch reported */
+    /* provided buffer ring (group ENG_UR_BGID) for multishot receives; recv_on when registered */
+    int recv_on;
+    struct io_uring_buf_ring *br;
+    size_t br_len;
+    unsigned br_entries;       /* a power of two >= nbufs */
+    unsigned short br_tail;
+    char **baddr;              /* buffer id -> its memory (owned by the loop's BufferPool) */
+    unsigned nbufs, bsize;
+    int *bnext;                /* buffer id -> the next id in its fd's queue */
+    unsigned *blen;            /* buffer id -> bytes received into it */
+    uint8_t *bheld;            /* buffer id -> in a queue (not in the kernel's ring) */
+    unsigned bfree;            /* buffers in the kernel's ring */
+    eng_ulist starve, sig;
+    unsigned long long st_cqes, st_enobufs, st_bytes, st_rearms;
 } eng_uring;
 
 static unsigned eng_ur_forks = 0;          /* bumped in every forked child */
@@ -248,6 +279,31 @@ static struct io_uring_sqe *eng_ur_sqe(eng_uring *u) {
 
 static inline uint64_t eng_ur_ud(int fd, uint32_t gen) { return ((uint64_t)gen << 32) | (uint32_t)fd; }
 
+/* What an fd's poll request waits for: its wanted mask, less READ where a recv request serves the
+ * reading (0: no poll request). */
+static inline uint32_t eng_ur_pwant(eng_uring *u, uint32_t want) {
+    if (u->recv_on && (want & ENG_EV_RECV)) want &= ~(uint32_t)ENG_EV_READ;
+    if (!(want & (ENG_EV_READ | ENG_EV_WRITE))) return 0;
+    return want & ~(uint32_t)ENG_EV_RECV;
+}
+
+/* Whether an fd's reading is served by a multishot recv request. */
+static inline int eng_ur_rwant(eng_uring *u, uint32_t want) {
+    return u->recv_on && (want & ENG_EV_RECV) && (want & ENG_EV_READ);
+}
+
+static int eng_ur_lpush(eng_ulist *l, int fd) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        int *v = (int *)realloc(l->v, sizeof(int) * (size_t)cap);
+        if (v == NULL) return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = fd;
+    return 0;
+}
+
 static unsigned eng_ur_pollmask(int mask) {
     unsigned m = 0;
     if (mask & ENG_EV_READ) m |= POLLIN | POLLRDHUP;
@@ -258,17 +314,117 @@ static unsigned eng_ur_pollmask(int mask) {
 /* Queue a poll request for fd's wanted mask (a new generation). 0 or -errno. */
 static int eng_ur_arm(eng_uring *u, int fd) {
     eng_ufd *s = &u->fds[fd];
+    uint32_t pw = eng_ur_pwant(u, s->want);
     struct io_uring_sqe *sqe = eng_ur_sqe(u);
     if (sqe == NULL) return -EAGAIN;
     s->gen++;
     sqe->opcode = IORING_OP_POLL_ADD;
     sqe->fd = fd;
-    sqe->poll32_events = eng_ur_pollmask(s->want);
-    if (s->want & ENG_EV_EDGE) sqe->len = IORING_POLL_ADD_MULTI;
+    sqe->poll32_events = eng_ur_pollmask((int)pw);
+    if (pw & ENG_EV_EDGE) sqe->len = IORING_POLL_ADD_MULTI;
     sqe->user_data = eng_ur_ud(fd, s->gen);
     s->armed = 1;
-    s->armed_mask = s->want;
+    s->armed_mask = pw;
     return 0;
+}
+
+/* --- completion receives -------------------------------------------------------------------------
+ * A stream socket whose reader asks for ENG_EV_RECV (a transport) is read by one multishot
+ * IORING_OP_RECV request with IOSQE_BUFFER_SELECT: the kernel receives into a buffer it takes from
+ * the provided-buffer ring (buffers of the loop's BufferPool) and posts a completion per buffer,
+ * staying armed (IORING_CQE_F_MORE). Completions are queued per fd, in order, and the fd is reported
+ * READ once per batch; the transport copies out of the queue (eng_poller_recv_copy) instead of
+ * calling recv(2), and the buffers go back to the ring as they are emptied.
+ *  - Data is never dropped: a request that was cancelled (pause_reading) may still post data,
+ *    which is queued and reported when reading resumes. Only a forgotten fd's (the transport closed)
+ *    requests are dropped, their buffers returned: a request numbered at or below rforget.
+ *  - When the ring runs out of buffers (every one queued behind paused readers) the kernel ends the
+ *    request with ENOBUFS; the fd is "starved" and armed again once a quarter of the buffers are back.
+ *    Its bytes wait in the socket meanwhile (TCP flow control), so nothing is lost.
+ *  - End of file (res 0) and errors end the request; they are queued after the data, so the
+ *    transport sees them in order. */
+
+static inline uint64_t eng_ur_rud(int fd, uint32_t seq) {
+    return ENG_UR_UD_RECV | ((uint64_t)(seq & 0x7fffffffu) << 32) | (uint32_t)fd;
+}
+
+static int eng_ur_arm_recv(eng_uring *u, int fd) {
+    eng_ufd *s = &u->fds[fd];
+    struct io_uring_sqe *sqe = eng_ur_sqe(u);
+    if (sqe == NULL) return -EAGAIN;
+    s->rseq = (s->rseq + 1) & 0x7fffffffu;
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = fd;
+    sqe->ioprio = IORING_RECV_MULTISHOT;
+    sqe->flags = IOSQE_BUFFER_SELECT;
+    sqe->buf_group = ENG_UR_BGID;
+    sqe->user_data = eng_ur_rud(fd, s->rseq);
+    s->rarmed = 1;
+    return 0;
+}
+
+/* Queue the cancellation of fd's recv request (the caller flushes). 0 or -errno. */
+static int eng_ur_cancel_recv(eng_uring *u, int fd) {
+    eng_ufd *s = &u->fds[fd];
+    struct io_uring_sqe *sqe;
+    if (!s->rarmed) return 0;
+    sqe = eng_ur_sqe(u);
+    if (sqe == NULL) return -EAGAIN;
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = eng_ur_rud(fd, s->rseq);
+    sqe->user_data = ENG_UR_UD_IGNORE;
+    s->rarmed = 0;
+    return 0;
+}
+
+/* Give buffer bid back to the kernel's ring. */
+static void eng_ur_give(eng_uring *u, unsigned bid) {
+    struct io_uring_buf *b = &u->br->bufs[u->br_tail & (u->br_entries - 1)];
+    b->addr = (uint64_t)(uintptr_t)u->baddr[bid];
+    b->len = u->bsize;
+    b->bid = (uint16_t)bid;
+    u->br_tail++;
+    __atomic_store_n(&u->br->tail, u->br_tail, __ATOMIC_RELEASE);
+    u->bheld[bid] = 0;
+    u->bfree++;
+}
+
+static void eng_ur_push_rearm(eng_uring *u, int fd);
+
+/* Starved fds are armed again (at the next wait) once a quarter of the buffers are free. */
+static void eng_ur_unstarve(eng_uring *u) {
+    int i;
+    if (!u->starve.n || u->bfree * 4 < u->nbufs) return;
+    for (i = 0; i < u->starve.n; i++) {
+        int fd = u->starve.v[i];
+        if (fd < u->nfds && u->fds[fd].rstarved) {
+            u->fds[fd].rstarved = 0;
+            eng_ur_push_rearm(u, fd);
+        }
+    }
+    u->starve.n = 0;
+}
+
+static void eng_ur_signal(eng_uring *u, int fd) {
+    eng_ufd *s = &u->fds[fd];
+    if (s->rsigq) return;
+    if (eng_ur_lpush(&u->sig, fd) == 0) s->rsigq = 1;
+}
+
+/* Drop fd's queue, giving its buffers back. */
+static void eng_ur_queue_drop(eng_uring *u, eng_ufd *s) {
+    int bid = s->qhead;
+    while (bid >= 0) {
+        int next = u->bnext[bid];
+        eng_ur_give(u, (unsigned)bid);
+        bid = next;
+    }
+    s->qhead = s->qtail = -1;
+    s->qoff = 0;
+    s->qbytes = 0;
+    s->reof = 0;
+    s->rerr = 0;
 }
 
 /* Queue the removal of fd's armed request; its completions become stale. 0 or -errno. */
@@ -287,8 +443,27 @@ static int eng_ur_disarm(eng_uring *u, int fd) {
     return 0;
 }
 
+static int eng_ur_reap(eng_uring *u, int n);
+static int eng_ur_br_register(eng_uring *u);
+
 static int eng_ur_rebuild(eng_uring *u) {
     int fd, rc;
+    unsigned bid;
+    if (u->nbufs) {
+        if (u->owner_fork == eng_ur_forks) {
+            /* another thread takes over: what the old ring received is queued first (its events
+             * are dropped: poll requests are armed again below, queues are reported) */
+            while (*u->cq_head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE)) eng_ur_reap(u, 0);
+        } else {
+            /* a forked child: the ring and its completions are the parent's */
+            for (fd = 0; fd < u->nfds; fd++) {
+                eng_ufd *s = &u->fds[fd];
+                s->qhead = s->qtail = -1;
+                s->qoff = 0; s->qbytes = 0; s->reof = 0; s->rerr = 0;
+            }
+            memset(u->bheld, 0, u->nbufs);
+        }
+    }
     eng_ur_unmap(u);   /* closing the ring ends every request on it */
     rc = eng_ur_ring_open(u);
     if (rc < 0) return rc;
@@ -299,16 +474,37 @@ static int eng_ur_rebuild(eng_uring *u) {
         u->owner_fork = eng_ur_forks;
     }
     u->nrearm = 0;
+    u->starve.n = 0;
+    u->sig.n = 0;
+    if (u->nbufs) {
+        u->br_tail = 0;
+        u->bfree = 0;
+        memset(u->br, 0, u->br_len);
+        for (bid = 0; bid < u->nbufs; bid++)
+            if (!u->bheld[bid]) eng_ur_give(u, bid);
+        if (eng_ur_br_register(u) < 0) u->recv_on = 0;
+    }
     for (fd = 0; fd < u->nfds; fd++) {
         eng_ufd *s = &u->fds[fd];
         s->armed = 0;
         s->rearm = 0;
-        if ((s->want & (ENG_EV_READ | ENG_EV_WRITE)) && !s->dead) {
+        s->rarmed = 0;
+        s->rstarved = 0;
+        s->rsig = 0;
+        s->rsigq = 0;
+        s->rforget = s->rseq;   /* the old ring's requests are gone with it */
+        if (eng_ur_pwant(u, s->want) && !s->dead) {
             /* queued only: a full SQ is flushed by eng_ur_sqe, which owns the new ring already */
             rc = eng_ur_arm(u, fd);
             if (rc < 0) return rc;
         }
+        if (eng_ur_rwant(u, s->want)) {
+            rc = eng_ur_arm_recv(u, fd);
+            if (rc < 0) return rc;
+            if (s->qbytes || s->reof || s->rerr) eng_ur_signal(u, fd);
+        }
     }
+    u->ev_last = 0;
     return 0;
 }
 
@@ -338,6 +534,13 @@ static void eng_ur_close(eng_uring *u) {
     free(u->fds);
     free(u->rearm);
     free(u->ev);
+    free(u->br);
+    free(u->baddr);
+    free(u->bnext);
+    free(u->blen);
+    free(u->bheld);
+    free(u->starve.v);
+    free(u->sig.v);
     free(u);
 }
 
@@ -350,6 +553,10 @@ static int eng_ur_fds_ensure(eng_uring *u, int fd) {
     fds = (eng_ufd *)realloc(u->fds, sizeof(eng_ufd) * (size_t)n);
     if (fds == NULL) return -ENOMEM;
     memset(fds + u->nfds, 0, sizeof(eng_ufd) * (size_t)(n - u->nfds));
+    {
+        int i;
+        for (i = u->nfds; i < n; i++) fds[i].qhead = fds[i].qtail = -1;
+    }
     u->fds = fds;
     u->nfds = n;
     return 0;
@@ -357,7 +564,8 @@ static int eng_ur_fds_ensure(eng_uring *u, int fd) {
 
 static int eng_ur_set(eng_uring *u, int fd, int old, int new_) {
     int new_rw = new_ & (ENG_EV_READ | ENG_EV_WRITE);
-    int rc;
+    int rc, fresh, flush;
+    uint32_t want, pw;
     eng_ufd *s;
     if (fd < 0) return -EBADF;
     if (!(old & (ENG_EV_READ | ENG_EV_WRITE)) && new_rw) {
@@ -369,21 +577,41 @@ static int eng_ur_set(eng_uring *u, int fd, int old, int new_) {
     rc = eng_ur_fds_ensure(u, fd);
     if (rc < 0) return rc;
     s = &u->fds[fd];
-    if (s->armed && (!(old & (ENG_EV_READ | ENG_EV_WRITE)) || s->armed_mask != (uint32_t)new_)) {
+    want = (uint32_t)(new_rw ? new_ : 0);
+    pw = eng_ur_pwant(u, want);
+    fresh = !(old & (ENG_EV_READ | ENG_EV_WRITE));
+    flush = 0;
+    if (s->armed && (fresh || s->armed_mask != pw)) {
         /* a different wish, or a fresh registration: the armed request may even be on a closed
          * file whose number was reused */
         /* a removal is submitted at once, with whatever else is queued: the request it ends
          * holds the file, and a socket closed next must be closed for its peer now (as under
          * epoll, where the close itself drops the registration), not when the loop next waits */
         rc = eng_ur_disarm(u, fd);
-        if (rc == 0) rc = eng_ur_flush(u);
+        if (rc < 0) return rc;
+        flush = 1;
+    }
+    if (s->rarmed && (fresh || !eng_ur_rwant(u, want))) {
+        rc = eng_ur_cancel_recv(u, fd);   /* what it still posts is queued, not lost */
+        if (rc < 0) return rc;
+        flush = 1;
+    }
+    if (flush) {
+        rc = eng_ur_flush(u);
         if (rc < 0) return rc;
     }
-    s->want = (uint32_t)(new_rw ? new_ : 0);
+    s->want = want;
     s->dead = 0;
+    if (eng_ur_rwant(u, want)) {
+        if (!s->rarmed && !s->rstarved) {
+            rc = eng_ur_arm_recv(u, fd);
+            if (rc < 0) return rc;
+        }
+        if (s->qbytes || s->reof || s->rerr) eng_ur_signal(u, fd);   /* received while paused */
+    }
     /* a new request is only queued: submitted with the next wait, it reports the readiness of
      * that moment (READ and WRITE together, as epoll would), not of this one */
-    if (new_rw && !s->armed) return eng_ur_arm(u, fd);
+    if (pw && !s->armed) return eng_ur_arm(u, fd);
     return 0;
 }
 
@@ -401,6 +629,62 @@ static void eng_ur_push_rearm(eng_uring *u, int fd) {
     s->rearm = 1;
 }
 
+/* A recv request's completion: its buffer queued (or returned), the fd reported. Returns the new n. */
+static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, int n) {
+    int fd = (int)(uint32_t)ud;
+    uint32_t seq = (uint32_t)(ud >> 32) & 0x7fffffffu;
+    uint32_t age;
+    int owned;
+    eng_ufd *s;
+    if (fd < 0 || fd >= u->nfds) {
+        if (flags & IORING_CQE_F_BUFFER) eng_ur_give(u, flags >> IORING_CQE_BUFFER_SHIFT);
+        return n;
+    }
+    s = &u->fds[fd];
+    age = (seq - s->rforget) & 0x7fffffffu;
+    owned = age != 0 && age < 0x40000000u;      /* numbered after the fd was last forgotten */
+    u->st_cqes++;
+    if (flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (owned && res > 0 && bid < u->nbufs) {
+            u->bheld[bid] = 1;
+            u->bfree--;
+            u->blen[bid] = (unsigned)res;
+            u->bnext[bid] = -1;
+            if (s->qtail >= 0) u->bnext[s->qtail] = (int)bid;
+            else { s->qhead = (int)bid; s->qoff = 0; }
+            s->qtail = (int)bid;
+            s->qbytes += (size_t)res;
+            u->st_bytes += (unsigned long long)res;
+        } else if (bid < u->nbufs) {
+            eng_ur_give(u, bid);
+        }
+    }
+    if (!(flags & IORING_CQE_F_MORE) && owned && seq == s->rseq && s->rarmed) {
+        s->rarmed = 0;
+        if (res == -ENOBUFS) {
+            u->st_enobufs++;
+            if (!s->rstarved && eng_ur_lpush(&u->starve, fd) == 0) s->rstarved = 1;
+            eng_ur_unstarve(u);    /* buffers may have come back since the kernel ran short */
+        } else if (res > 0) {
+            eng_ur_push_rearm(u, fd);    /* ended for another reason (CQ overflow): armed again */
+        }
+    }
+    if (!owned) return n;
+    if (res == 0) s->reof = 1;
+    else if (res < 0) {
+        if (res == -ECANCELED || res == -ENOBUFS) return n;
+        if (!s->rerr) s->rerr = -res;
+    }
+    if (eng_ur_rwant(u, s->want) && !s->rsig) {
+        u->ev[n].fd = fd;
+        u->ev[n].revents = ENG_EV_READ;
+        s->rsig = 1;
+        n++;
+    }
+    return n;
+}
+
 /* Move completions into ev[n..ev_cap); the rest stay in the CQ for the next wait. Returns the new n. */
 static int eng_ur_reap(eng_uring *u, int n) {
     unsigned head = *u->cq_head;
@@ -415,6 +699,10 @@ static int eng_ur_reap(eng_uring *u, int n) {
         eng_ufd *s;
         head++;
         if (ud == ENG_UR_UD_IGNORE) continue;
+        if (ud & ENG_UR_UD_RECV) {
+            n = eng_ur_reap_recv(u, ud, res, flags, n);
+            continue;
+        }
         fd = (int)(uint32_t)ud;
         if (fd < 0 || fd >= u->nfds) continue;
         s = &u->fds[fd];
@@ -438,7 +726,8 @@ static int eng_ur_reap(eng_uring *u, int n) {
             if (res & (POLLIN | POLLRDHUP | POLLPRI)) r |= ENG_EV_READ;
             if (res & POLLOUT) r |= ENG_EV_WRITE;
             if (res & (POLLERR | POLLHUP)) r |= ENG_EV_READ | ENG_EV_WRITE | ENG_EV_ERROR;
-            if (!r) continue;
+            if (eng_ur_rwant(u, s->want)) r &= ~ENG_EV_READ;   /* the recv request reports it */
+            if (!(r & (ENG_EV_READ | ENG_EV_WRITE))) continue;
             u->ev[n].fd = fd;
             u->ev[n].revents = r;
             n++;
@@ -452,31 +741,61 @@ static int eng_ur_wait(eng_uring *u, int timeout_ms) {
     struct io_uring_getevents_arg arg;
     struct __kernel_timespec ts;
     unsigned flags, min, submit;
-    int i, n, rc;
+    int i, n = 0, rc;
 
     rc = eng_ur_own(u);
     if (rc < 0) return rc;
+    /* the last batch was handled: its queues may be reported again */
+    for (i = 0; i < u->ev_last; i++) {
+        int fd = u->ev[i].fd;
+        if (fd >= 0 && fd < u->nfds) u->fds[fd].rsig = 0;
+    }
+    u->ev_last = 0;
     /* level-triggered requests that completed last time and are still wanted: armed again now,
-     * after the loop handled their events (an fd still ready completes again at once) */
+     * after the loop handled their events (an fd still ready completes again at once); recv
+     * requests that ended (starved, overflow) likewise */
     for (i = 0; i < u->nrearm; i++) {
         int fd = u->rearm[i];
         eng_ufd *s = &u->fds[fd];
-        s->rearm = 0;
-        if ((s->want & (ENG_EV_READ | ENG_EV_WRITE)) && !s->armed && !s->dead) {
-            rc = eng_ur_arm(u, fd);
-            if (rc < 0) {   /* SQ full and the kernel busy: keep the rest for the next wait */
-                memmove(u->rearm, u->rearm + i, sizeof(int) * (size_t)(u->nrearm - i));
-                u->nrearm -= i;
-                for (i = 0; i < u->nrearm; i++) u->fds[u->rearm[i]].rearm = 1;
-                goto enter;
-            }
+        rc = 0;
+        if (eng_ur_pwant(u, s->want) && !s->armed && !s->dead) rc = eng_ur_arm(u, fd);
+        if (rc == 0 && eng_ur_rwant(u, s->want) && !s->rarmed && !s->rstarved) {
+            rc = eng_ur_arm_recv(u, fd);
+            if (rc == 0) u->st_rearms++;
         }
+        if (rc < 0) {   /* SQ full and the kernel busy: keep the rest for the next wait */
+            memmove(u->rearm, u->rearm + i, sizeof(int) * (size_t)(u->nrearm - i));
+            u->nrearm -= i;
+            goto reported;
+        }
+        s->rearm = 0;
     }
     u->nrearm = 0;
+reported:
+    /* queues left with data (a read took part of one; reading resumed) are reported first */
+    for (i = 0; i < u->sig.n; i++) {
+        int fd = u->sig.v[i];
+        eng_ufd *s;
+        if (fd >= u->nfds) continue;
+        s = &u->fds[fd];
+        if (n == u->ev_cap) {
+            memmove(u->sig.v, u->sig.v + i, sizeof(int) * (size_t)(u->sig.n - i));
+            u->sig.n -= i;
+            goto enter;
+        }
+        s->rsigq = 0;
+        if (eng_ur_rwant(u, s->want) && !s->rsig && (s->qbytes || s->reof || s->rerr)) {
+            u->ev[n].fd = fd;
+            u->ev[n].revents = ENG_EV_READ;
+            s->rsig = 1;
+            n++;
+        }
+    }
+    u->sig.n = 0;
 enter:
-    n = eng_ur_reap(u, 0);
+    n = eng_ur_reap(u, n);
     submit = eng_ur_pending(u);
-    if (n > 0 && !submit) return n;
+    if (n > 0 && !submit) return u->ev_last = n;
     __atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
     flags = IORING_ENTER_GETEVENTS;
     min = (n > 0 || timeout_ms == 0) ? 0 : 1;
@@ -494,9 +813,107 @@ enter:
         int err = errno;
         if (err == ETIME || err == EAGAIN || err == EBUSY) err = 0;
         if (err == EINTR && n == 0) return -EINTR;
-        if (err && err != EINTR) return -err;
+        if (err && err != EINTR) { u->ev_last = n; return -err; }
     }
-    return eng_ur_reap(u, n);
+    return u->ev_last = eng_ur_reap(u, n);
+}
+
+/* --- the completion-receive API of the poller contract -------------------------------------- */
+
+static int eng_ur_br_register(eng_uring *u) {
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)u->br;
+    reg.ring_entries = u->br_entries;
+    reg.bgid = ENG_UR_BGID;
+    if (eng_ur_sys_register(u->ring_fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) return -errno;
+    u->recv_on = (u->setup_flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    return 0;
+}
+
+/* Provide n buffers of `size` bytes (the caller keeps the memory alive until close) and read
+ * stream sockets registered with ENG_EV_RECV by multishot receives. Only on rings with
+ * DEFER_TASKRUN (6.1: multishot recv is 6.0, buffer rings 5.19). 0, or -errno: receives stay off. */
+static int eng_ur_recv_setup(eng_uring *u, char **addrs, unsigned n, unsigned size) {
+    unsigned entries = 1, i;
+    int rc;
+    if (u->nbufs || n == 0 || n > 32768 || size == 0) return -EINVAL;
+    if (!(u->setup_flags & IORING_SETUP_DEFER_TASKRUN)) return -ENOTSUP;
+    while (entries < n) entries <<= 1;
+    u->br_entries = entries;
+    u->br_len = sizeof(struct io_uring_buf) * entries;
+    if (posix_memalign((void **)&u->br, 4096, u->br_len < 4096 ? 4096 : u->br_len) != 0) {
+        u->br = NULL;
+        return -ENOMEM;
+    }
+    memset(u->br, 0, u->br_len);
+    u->baddr = (char **)malloc(sizeof(char *) * n);
+    u->bnext = (int *)malloc(sizeof(int) * n);
+    u->blen = (unsigned *)malloc(sizeof(unsigned) * n);
+    u->bheld = (uint8_t *)calloc(n, 1);
+    if (!u->baddr || !u->bnext || !u->blen || !u->bheld) return -ENOMEM;
+    memcpy(u->baddr, addrs, sizeof(char *) * n);
+    u->nbufs = n;
+    u->bsize = size;
+    u->br_tail = 0;
+    u->bfree = 0;
+    for (i = 0; i < n; i++) eng_ur_give(u, i);
+    rc = eng_ur_br_register(u);
+    if (rc < 0) u->nbufs = 0;
+    return rc;
+}
+
+/* Bytes queued for fd; 0: end of file is next; -errno: that error is next; -EAGAIN: nothing yet;
+ * -ENOTSUP: fd is not read by a recv request (read it with recv(2)). */
+static ssize_t eng_ur_recv_avail(eng_uring *u, int fd) {
+    eng_ufd *s;
+    if (!u->recv_on || fd < 0 || fd >= u->nfds) return -ENOTSUP;
+    s = &u->fds[fd];
+    if (s->qbytes) return (ssize_t)s->qbytes;
+    if (s->rerr) return -s->rerr;
+    if (s->reof) return 0;
+    if (!eng_ur_rwant(u, s->want) && !s->rarmed) return -ENOTSUP;
+    return -EAGAIN;
+}
+
+/* Copy up to cap queued bytes of fd into dst (oldest first), giving emptied buffers back; a queue
+ * left with data is reported again at the next wait. Returns the bytes copied. */
+static size_t eng_ur_recv_copy(eng_uring *u, int fd, char *dst, size_t cap) {
+    eng_ufd *s;
+    size_t done = 0;
+    if (fd < 0 || fd >= u->nfds) return 0;
+    s = &u->fds[fd];
+    while (done < cap && s->qhead >= 0) {
+        int bid = s->qhead;
+        size_t left = u->blen[bid] - s->qoff, k = cap - done;
+        if (k > left) k = left;
+        memcpy(dst + done, u->baddr[bid] + s->qoff, k);
+        done += k;
+        s->qoff += (uint32_t)k;
+        if (s->qoff == u->blen[bid]) {
+            s->qhead = u->bnext[bid];
+            if (s->qhead < 0) s->qtail = -1;
+            s->qoff = 0;
+            eng_ur_give(u, (unsigned)bid);
+        }
+    }
+    s->qbytes -= done;
+    eng_ur_unstarve(u);
+    if ((s->qbytes || s->reof || s->rerr) && eng_ur_rwant(u, s->want)) eng_ur_signal(u, fd);
+    return done;
+}
+
+/* fd's reader is gone (its transport closed): cancel its request, drop its queue. */
+static void eng_ur_recv_forget(eng_uring *u, int fd) {
+    eng_ufd *s;
+    if (!u->nbufs || fd < 0 || fd >= u->nfds) return;
+    s = &u->fds[fd];
+    if (s->rarmed && eng_ur_cancel_recv(u, fd) == 0) (void)eng_ur_flush(u);
+    s->rarmed = 0;
+    s->rforget = s->rseq;
+    s->rstarved = 0;
+    eng_ur_queue_drop(u, s);
+    eng_ur_unstarve(u);
 }
 
 #endif

@@ -17,6 +17,17 @@
  *   int  eng_poller_grow(eng_poller *p)                         doubles the event array; 0 or -errno
  *   void eng_poller_close(eng_poller *p)
  *
+ *   Completion receives (io_uring only; elsewhere setup fails with -ENOTSUP and avail says -ENOTSUP):
+ *   int  eng_poller_recv_setup(eng_poller *p, char **bufs, unsigned n, unsigned size)
+ *          provide n receive buffers; from then on a reader registered with ENG_EV_RECV | ENG_EV_READ
+ *          (a stream socket) is read by the kernel into them and reported READ when data, end of file
+ *          or an error is queued for it.
+ *   ssize_t eng_poller_recv_avail(eng_poller *p, int fd)
+ *          bytes queued; 0 = end of file next; -EAGAIN = nothing yet; -ENOTSUP = read fd yourself;
+ *          other -errno: that error is next.
+ *   size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)   takes queued bytes
+ *   void eng_poller_recv_forget(eng_poller *p, int fd)   the reader is gone: drop its queue
+ *
  *   int  eng_poller_holds_files(eng_poller *p)
  *          1 when a registration keeps its file open (io_uring poll requests): the loop must then
  *          never leave a registration on an fd it is not using.
@@ -38,9 +49,12 @@
 #define ENG_EV_WRITE  2
 #define ENG_EV_EDGE   4
 #define ENG_EV_ERROR  8
+#define ENG_EV_RECV   16   /* a stream socket's reader takes queued receives (io_uring) */
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #if ENGINE_USE_EPOLL
@@ -160,6 +174,50 @@ static inline int eng_poller_kind(eng_poller *p) {
 
 static inline int eng_poller_holds_files(eng_poller *p) {
     return p->ur != NULL;
+}
+
+static inline int eng_poller_recv_setup(eng_poller *p, char **bufs, unsigned n, unsigned size) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_recv_setup(p->ur, bufs, n, size);
+#endif
+    (void)p; (void)bufs; (void)n; (void)size;
+    return -ENOTSUP;
+}
+
+static inline ssize_t eng_poller_recv_avail(eng_poller *p, int fd) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_recv_avail(p->ur, fd);
+#endif
+    (void)p; (void)fd;
+    return -ENOTSUP;
+}
+
+static inline size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_recv_copy(p->ur, fd, dst, cap);
+#endif
+    (void)p; (void)fd; (void)dst; (void)cap;
+    return 0;
+}
+
+static inline void eng_poller_recv_forget(eng_poller *p, int fd) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) eng_ur_recv_forget(p->ur, fd);
+#endif
+    (void)p; (void)fd;
+}
+
+/* out[0..7]: buffers, buffer size, buffers in the kernel's ring, completions, ENOBUFS ends,
+ * bytes received, starved requests armed again, whether receives are on. */
+static inline void eng_poller_recv_stats(eng_poller *p, unsigned long long *out) {
+    memset(out, 0, sizeof(unsigned long long) * 8);
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) {
+        out[0] = p->ur->nbufs; out[1] = p->ur->bsize; out[2] = p->ur->bfree;
+        out[3] = p->ur->st_cqes; out[4] = p->ur->st_enobufs; out[5] = p->ur->st_bytes;
+        out[6] = p->ur->st_rearms; out[7] = (unsigned long long)p->ur->recv_on;
+    }
+#endif
 }
 
 #endif
