@@ -14,7 +14,7 @@ For each (scenario, server): throughput (median of --rounds interleaved rounds),
 time per operation, and, in one more short run under `strace -c -f`, its system calls per
 operation (strace slows the server; only the counts are kept).
 
-    python perf/bench_backends.py [--impls engine-io_uring,engine-epoll,uvloop,rloop]
+    python perf/bench_backends.py [--impls engine-io_uring,engine-epoll,engine-io_uring-poll,uvloop,rloop]
         [--scenarios a,b] [--seconds 3] [--rounds 3] [--no-strace] [--results results/]
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ HTTP = {"http_hello_c64": ("hello", 64), "http_hello_c1000": ("hello", 1000),
         "http_file_1m": ("file_1m", 16)}
 SCENARIOS = list(ECHO) + list(NET) + list(HTTP)
 ENGINES = ("engine-io_uring", "engine-epoll")
+VARIANTS = ENGINES + ("engine-io_uring-poll",)   # -poll: io_uring for readiness only
 
 
 def label(sc):
@@ -175,12 +176,12 @@ def run_http(impl, sc, args, trace=False):
 
 
 def supported(impl, sc):
-    return sc not in HTTP or impl in ENGINES
+    return sc not in HTTP or impl in VARIANTS
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--impls", default="engine-io_uring,engine-epoll,uvloop,rloop")
+    ap.add_argument("--impls", default="engine-io_uring,engine-epoll,engine-io_uring-poll,uvloop,rloop")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=3)

@@ -152,9 +152,12 @@ def tls_files(workdir):
 def start_server(name, port, workdir, cpu, tls=None):
     """Start one server; tls: (certfile, keyfile) to serve HTTPS only."""
     env = dict(os.environ, BENCH_FILE=os.path.join(workdir, "file.bin"))
-    if name in ("engine-epoll", "engine-io_uring"):
-        # engine on the poller backend named (perf/bench_backends.py's A/B)
-        name, env["ENGINE_BACKEND"] = "engine", name.split("-", 1)[1]
+    if name in ("engine-epoll", "engine-io_uring", "engine-io_uring-poll"):
+        # engine on the poller backend named (perf/bench_backends.py's A/B); -poll: io_uring
+        # for readiness only (no completion receives and sends)
+        if name == "engine-io_uring-poll":
+            env["ENGINE_IO_URING_RECV"] = "0"
+        name, env["ENGINE_BACKEND"] = "engine", name.split("-")[1]
     taskset = ["taskset", "-c", str(cpu)]
     py = sys.executable
     bindir = os.path.dirname(py)

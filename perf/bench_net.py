@@ -104,13 +104,18 @@ IDLE_CONNS = 10_000
 def new_loop(impl):
     import asyncio
     if impl in ("engine", "engine-nopoll", "engine-pytls", "engine-tlsmod", "engine-epoll",
-                "engine-io_uring"):
+                "engine-io_uring", "engine-io_uring-poll"):
         import engine
-        if impl in ("engine-epoll", "engine-io_uring"):
+        if impl.startswith(("engine-epoll", "engine-io_uring")):
             # the backend named, whatever ENGINE_BACKEND says (io_uring falls back to epoll
-            # where the kernel refuses a ring: the bench then reports which one ran)
-            got = engine._loop._set_backend(impl.split("-", 1)[1])
-            if got != impl.split("-", 1)[1]:
+            # where the kernel refuses a ring: the bench then reports which one ran);
+            # engine-io_uring-poll: io_uring for readiness only (ENGINE_IO_URING_RECV=0: no
+            # completion receives and sends)
+            want = impl.split("-")[1]
+            if impl == "engine-io_uring-poll":
+                os.environ["ENGINE_IO_URING_RECV"] = "0"
+            got = engine._loop._set_backend(want)
+            if got != want:
                 raise SystemExit(f"{impl}: this kernel gives {got}")
         loop = engine.new_event_loop()
         if impl == "engine-nopoll":

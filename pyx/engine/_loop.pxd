@@ -158,6 +158,7 @@ cdef class Loop:
         object _rpool             # BufferPool the transports recv(2) into
         object _ring_pool         # BufferPool whose chunks are the io_uring receive buffers
         bint _uring_recv          # stream transports read by completion receives (io_uring)
+        bint _uring_send          # ... and written by send requests
         list _timed_idles         # active TimedIdle watchers
         double _timed_deadline
         list _asyncs              # active Async watchers
@@ -220,6 +221,8 @@ cdef class _FdTransport:
         bint _read_registered
         bint _write_registered
         bint _uring_recv            # read from the poller's receive queue (io_uring), not recv(2)
+        bint _uring_send            # written by send requests (io_uring), not send(2)
+        bint _send_inflight         # a send request is in flight (its buffers head _wbuf)
         bint _protocol_connected
         readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
         int _conn_lost
@@ -239,7 +242,7 @@ cdef class _FdTransport:
     cdef int _maybe_pause_protocol(self) except -1
     cdef int _maybe_resume_protocol(self) except -1
     cdef int _tell_protocol(self, bint pause) except -1
-    cdef bint _writes_pending(self)     # close() waits for these to be written
+    cdef int _writes_pending(self) except -1     # close() waits for these to be written
     cdef int _drop_write_buffer(self) except -1
     cdef int _write_after_lost(self, str warning) except -1
     cdef int _fatal_error(self, exc, str message) except -1
@@ -271,6 +274,10 @@ cdef class SocketTransport(_FdTransport):
     cdef int _write(self, object data) except -1
     cdef Py_ssize_t _send_now(self, object data) except -1
     cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1
+    cdef int _submit_send(self) except -1
+    cdef int _send_collect(self) except -1
+    cdef int _consume_sent(self, Py_ssize_t n) except -1
+    cdef int _drained_now(self) except -1
     # write(head), then sendfile(2) of file_fd[offset:offset+count] as far as the kernel takes it
     # now: the file bytes sent (the rest is for loop.sendfile)
     cpdef Py_ssize_t _write_then_sendfile(self, bytes head, int file_fd, Py_ssize_t offset,

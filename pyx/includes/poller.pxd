@@ -1,5 +1,7 @@
 # The poller contract of pyx/poller/poller.h (a default backend compiled in, chosen by
 # engine_features.h, and io_uring chosen at run time where built). `events` is opaque here.
+from posix.uio cimport iovec
+
 cdef extern from "poller/poller.h" nogil:
     ctypedef struct eng_poller:
         int fd
@@ -10,6 +12,7 @@ cdef extern from "poller/poller.h" nogil:
     int ENG_EV_EDGE
     int ENG_EV_ERROR
     int ENG_EV_RECV
+    int ENG_EV_SEND
     int ENG_BACKEND_DEFAULT
     int ENG_BACKEND_IO_URING
     int ENGINE_USE_IO_URING
@@ -26,3 +29,7 @@ cdef extern from "poller/poller.h" nogil:
     size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)
     void eng_poller_recv_forget(eng_poller *p, int fd)
     void eng_poller_recv_stats(eng_poller *p, unsigned long long *out)
+    iovec *eng_poller_send_iov(eng_poller *p, int fd, int n)
+    int eng_poller_send(eng_poller *p, int fd, int n, int msg_flags)
+    int eng_poller_send_result(eng_poller *p, int fd, ssize_t *res)
+    void eng_poller_send_cancel(eng_poller *p, int fd)

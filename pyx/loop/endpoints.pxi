@@ -61,8 +61,8 @@ cdef class DatagramTransport(_FdTransport):
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
         return t
 
-    cdef bint _writes_pending(self):
-        return bool(self._queue)
+    cdef int _writes_pending(self) except -1:
+        return 1 if self._queue else 0
 
     cdef int _on_readable(self) except -1:
         if self._conn_lost:

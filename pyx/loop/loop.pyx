@@ -28,7 +28,8 @@ from includes.poller cimport (
     eng_poller, ENG_EV_READ, ENG_EV_WRITE, ENG_EV_EDGE, ENG_EV_ERROR,
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
     eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
-    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, eng_poller_recv_setup,
+    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, ENG_EV_SEND, eng_poller_recv_setup, eng_poller_send_iov, eng_poller_send,
+    eng_poller_send_result, eng_poller_send_cancel,
     eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
@@ -449,6 +450,7 @@ cdef class Loop:
         if rc == 0:
             self._ring_pool = pool       # the ring's memory: kept until the poller is closed
             self._uring_recv = True
+            self._uring_send = _os.environ.get("ENGINE_IO_URING_SEND", "1") != "0"
         return 0
 
     def __init__(self):
@@ -666,6 +668,8 @@ cdef class Loop:
             new_mask |= ENG_EV_WRITE
             if slot.wkind == KIND_IO and (<IO>slot.writer).edge:
                 new_mask |= ENG_EV_EDGE
+            elif slot.wkind == KIND_TRANSPORT and (<_FdTransport>slot.writer)._uring_send:
+                new_mask |= ENG_EV_SEND
         if slot.kept != NULL:
             # a kept sock_*() registration: whatever the kernel has stays, edge-triggered
             new_mask |= slot.mask

@@ -17,6 +17,7 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.memoryview cimport PyMemoryView_GET_BUFFER
+from posix.uio cimport iovec
 
 
 cdef extern from "sys/socket.h" nogil:
@@ -319,8 +320,8 @@ cdef class _FdTransport:
             self._watch(ENG_EV_WRITE, False)
             self._loop.call_soon(self._call_connection_lost, None)
 
-    cdef bint _writes_pending(self):
-        return False
+    cdef int _writes_pending(self) except -1:
+        return 0
 
     def abort(self):
         self._close_now(None)
@@ -402,6 +403,7 @@ cdef class SocketTransport(_FdTransport):
         t._wbuf = []
         t._init_base(loop, sock, sock.fileno(), protocol)
         t._uring_recv = loop._uring_recv
+        t._uring_send = loop._uring_send
         # extra info is looked up when first asked for (and before the socket closes): an
         # idle connection carries no tuples or wrapper objects it may never need
         if extra:
@@ -445,8 +447,19 @@ cdef class SocketTransport(_FdTransport):
         self._protocol = protocol
         self._protocol_connected = True
 
-    cdef bint _writes_pending(self):
-        return bool(self._wbuf)
+    cdef int _writes_pending(self) except -1:
+        # under completion sends, a send request that completed is accounted for first, and
+        # whoever waits for the rest (close, write_eof, drain) is told through a WRITE event
+        if self._uring_send:
+            self._send_collect()
+            if self._wbuf and not self._write_registered:
+                self._watch(ENG_EV_WRITE, True)
+        return 1 if self._wbuf else 0
+
+    def get_write_buffer_size(self):
+        if self._send_inflight:
+            self._send_collect()
+        return self._wsize
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -542,6 +555,7 @@ cdef class SocketTransport(_FdTransport):
 
     cdef int _write(self, object data) except -1:
         cdef Py_ssize_t n = 0, size
+        cdef Py_buffer view
         size = _bytes_like_size(data)
         if self._eof:
             raise RuntimeError('Cannot call write() after write_eof()')
@@ -549,6 +563,32 @@ cdef class SocketTransport(_FdTransport):
             return 0
         if self._conn_lost:
             self._write_after_lost('socket.send() raised exception.')
+            return 0
+        if self._uring_send:
+            # io_uring: queued, and sent by one send request per connection at a time, submitted
+            # with the iteration's wait (what else was written meanwhile goes in the next one).
+            # Its completion is taken when the transport next writes (or is asked about its
+            # buffer); a WRITE event is asked for only when something waits on it
+            if self._send_inflight:
+                self._send_collect()
+                if self._conn_lost:
+                    return 0
+            try:
+                if type(data) is not bytes:
+                    # a buffer that is not C-contiguous: BufferError, as on the send(2) path
+                    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+                    PyBuffer_Release(&view)
+                self._queue(data, 0, size)
+            except BufferError as exc:
+                self._fatal_error(exc, 'Fatal write error on socket transport')
+                return 0
+            if not self._send_inflight:
+                self._submit_send()
+            elif not self._write_registered:
+                self._watch(ENG_EV_WRITE, True)  # the rest goes once the one in flight is done
+            self._maybe_pause_protocol()
+            if self._protocol_paused and not self._write_registered:
+                self._watch(ENG_EV_WRITE, True)  # resume_writing() comes from its completion
             return 0
         if not self._wbuf:
             try:
@@ -614,19 +654,101 @@ cdef class SocketTransport(_FdTransport):
             for data in list_of_data:
                 self.write(data)
             return
+        if self._send_inflight:
+            self._send_collect()
         was_empty = not self._wbuf
         for data in list_of_data:
             size = _bytes_like_size(data)
             if size:
                 self._queue(data, 0, size)
-        if was_empty and self._wbuf:
-            self._on_writable()              # one sendmsg() for the lot
+        if self._uring_send:
+            if self._wbuf and not self._send_inflight:
+                self._submit_send()
+            elif self._wbuf and not self._write_registered:
+                self._watch(ENG_EV_WRITE, True)
+        elif was_empty and self._wbuf:
+            self._on_writable()                  # one sendmsg() for the lot
             if self._wbuf:
                 self._watch(ENG_EV_WRITE, True)
         self._maybe_pause_protocol()
 
+    cdef int _submit_send(self) except -1:
+        """io_uring: one send request for the queued buffers (up to IOV_MAX_BATCH of them). They
+        stay in _wbuf, alive and unchanged, until its completion comes to _on_writable."""
+        cdef eng_poller *p = <eng_poller*>self._loop._poller
+        cdef Py_ssize_t i, n = len(self._wbuf)
+        cdef iovec *iov
+        cdef Py_buffer *pb
+        cdef int rc
+        if n > IOV_MAX_BATCH:
+            n = IOV_MAX_BATCH
+        iov = eng_poller_send_iov(p, self._fd, <int>n)
+        if iov == NULL:
+            raise MemoryError()
+        for i in range(n):
+            item = self._wbuf[i]
+            if type(item) is bytes:
+                iov[i].iov_base = PyBytes_AS_STRING(item)
+                iov[i].iov_len = <size_t>PyBytes_GET_SIZE(item)
+            else:                                # _queue's memoryviews are C-contiguous bytes
+                pb = PyMemoryView_GET_BUFFER(item)
+                iov[i].iov_base = pb.buf
+                iov[i].iov_len = <size_t>pb.len
+        rc = eng_poller_send(p, self._fd, <int>n, _MSG_NOSIGNAL)
+        if rc < 0:
+            raise _oserror(rc)
+        self._send_inflight = True
+        return 0
+
+    cdef int _send_collect(self) except -1:
+        """io_uring: account for the send request in flight if it completed (the bytes it sent
+        leave _wbuf); an error is fatal, as send(2)'s."""
+        cdef ssize_t res
+        if not self._send_inflight:
+            return 0
+        if not eng_poller_send_result(<eng_poller*>self._loop._poller, self._fd, &res):
+            return 0
+        self._send_inflight = False
+        if self._conn_lost or not self._wbuf:
+            return 0
+        if res == -EAGAIN or res == -EINTR:
+            res = 0
+        if res < 0:
+            self._watch(ENG_EV_WRITE, False)
+            del self._wbuf[:]
+            self._wsize = 0
+            self._fatal_error(_oserror(<int>res), 'Fatal write error on socket transport')
+            return 0
+        return self._consume_sent(res)
+
+    cdef int _consume_sent(self, Py_ssize_t n) except -1:
+        """n bytes of _wbuf's head were sent."""
+        cdef Py_ssize_t ln
+        self._wsize -= n
+        self._sent_total += n
+        while n:
+            first = self._wbuf[0]
+            ln = _bytes_like_size(first)
+            if n >= ln:
+                n -= ln
+                del self._wbuf[0]
+            else:
+                self._wbuf[0] = memoryview(first).cast('B')[n:]
+                n = 0
+        self._maybe_resume_protocol()
+        return 0
+
     cdef int _on_writable(self) except -1:
-        cdef Py_ssize_t n, ln
+        cdef Py_ssize_t n
+        if self._uring_send:
+            # a WRITE event under completion sends: the send request in flight completed
+            self._send_collect()
+            if self._conn_lost or self._send_inflight:
+                return 0
+            if self._wbuf:
+                self._submit_send()              # the rest, and what was written meanwhile
+                return 0
+            return self._drained_now()
         if self._conn_lost or not self._wbuf:
             return 0
         try:
@@ -641,28 +763,22 @@ cdef class SocketTransport(_FdTransport):
             self._wsize = 0
             self._fatal_error(exc, 'Fatal write error on socket transport')
             return 0
-        self._wsize -= n
-        self._sent_total += n
-        while n:
-            first = self._wbuf[0]
-            ln = _bytes_like_size(first)
-            if n >= ln:
-                n -= ln
-                del self._wbuf[0]
-            else:
-                self._wbuf[0] = memoryview(first).cast('B')[n:]
-                n = 0
-        self._maybe_resume_protocol()
+        self._consume_sent(n)
         if not self._wbuf:
-            self._watch(ENG_EV_WRITE, False)
-            if self._empty_waiter is not None:
-                if not self._empty_waiter.done():
-                    self._empty_waiter.set_result(None)
-                self._empty_waiter = None
-            if self._closing:
-                self._call_connection_lost(None)
-            elif self._eof:
-                self._sock.shutdown(_socket.SHUT_WR)
+            self._drained_now()
+        return 0
+
+    cdef int _drained_now(self) except -1:
+        """Everything written is in the kernel: stop watching, wake who waited for it."""
+        self._watch(ENG_EV_WRITE, False)
+        if self._empty_waiter is not None:
+            if not self._empty_waiter.done():
+                self._empty_waiter.set_result(None)
+            self._empty_waiter = None
+        if self._closing:
+            self._call_connection_lost(None)
+        elif self._eof:
+            self._sock.shutdown(_socket.SHUT_WR)
         return 0
 
     # --- loop.sendfile support ------------------------------------------------------------------
@@ -681,6 +797,8 @@ cdef class SocketTransport(_FdTransport):
         cdef Py_ssize_t size = len(head), sent = 0
         if self._sendfile_busy:
             raise RuntimeError('unable to write; sendfile is in progress')
+        if self._send_inflight:
+            self._send_collect()
         if self._wbuf or self._conn_lost or self._eof or self._sock is None or not size:
             self._write(head)
             return 0
@@ -711,7 +829,7 @@ cdef class SocketTransport(_FdTransport):
             fut = self._loop.create_future()
             fut.set_exception(ConnectionError("Connection is closed by peer"))
             return fut
-        if not self._wbuf:
+        if not self._writes_pending():
             fut = self._loop.create_future()
             fut.set_result(None)
             return fut
@@ -739,13 +857,17 @@ cdef class SocketTransport(_FdTransport):
         if self._closing or self._eof:
             return
         self._eof = True
-        if not self._wbuf:
+        if not self._writes_pending():
             self._sock.shutdown(_socket.SHUT_WR)
 
     def can_write_eof(self):
         return True
 
     cdef int _drop_write_buffer(self) except -1:
+        if self._send_inflight:
+            # the kernel must be done with the buffers before they are let go
+            eng_poller_send_cancel(<eng_poller*>self._loop._poller, self._fd)
+            self._send_inflight = False
         del self._wbuf[:]
         self._wsize = 0
         return 0

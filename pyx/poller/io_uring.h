@@ -46,7 +46,9 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <linux/io_uring.h>
 
 #ifndef IORING_SETUP_SUBMIT_ALL
@@ -69,6 +71,8 @@
 #define ENG_UR_CQ_ENTRIES   4096u
 #define ENG_UR_UD_IGNORE    (~(uint64_t)0)   /* user_data of requests whose completion is dropped */
 #define ENG_UR_UD_RECV      ((uint64_t)1 << 63)   /* tags a recv request's user_data */
+#define ENG_UR_UD_SEND      ((uint64_t)1 << 62)   /* tags a send request's user_data */
+#define ENG_UR_SEQ_MASK     0x3fffffffu           /* request numbers: 30 bits, below the tags */
 #define ENG_UR_BGID         7                     /* the provided-buffer group of receives */
 
 typedef struct eng_ufd {       /* the ring's view of one fd number */
@@ -90,6 +94,14 @@ typedef struct eng_ufd {       /* the ring's view of one fd number */
     int qhead, qtail;          /* received buffers (ids), oldest first; -1: none */
     uint32_t qoff;             /* bytes of the head buffer already taken */
     size_t qbytes;             /* bytes queued */
+    /* completion sends (ENG_EV_SEND): one send request at a time, its result kept for the writer */
+    uint8_t sarmed;            /* the send request numbered sseq is queued or in the kernel */
+    uint8_t sdone;             /* its result (sres) waits for eng_poller_send_result */
+    uint32_t sseq;
+    int sres;
+    int siov_cap;
+    struct iovec *siov;        /* the buffers of the send request (the writer keeps them alive) */
+    struct msghdr smsg;
 } eng_ufd;
 
 typedef struct eng_ulist { int *v; int n, cap; } eng_ulist;
@@ -277,14 +289,17 @@ static struct io_uring_sqe *eng_ur_sqe(eng_uring *u) {
     return sqe;
 }
 
-static inline uint64_t eng_ur_ud(int fd, uint32_t gen) { return ((uint64_t)gen << 32) | (uint32_t)fd; }
+static inline uint64_t eng_ur_ud(int fd, uint32_t gen) {
+    return ((uint64_t)(gen & ENG_UR_SEQ_MASK) << 32) | (uint32_t)fd;
+}
 
 /* What an fd's poll request waits for: its wanted mask, less READ where a recv request serves the
  * reading (0: no poll request). */
 static inline uint32_t eng_ur_pwant(eng_uring *u, uint32_t want) {
     if (u->recv_on && (want & ENG_EV_RECV)) want &= ~(uint32_t)ENG_EV_READ;
+    if (u->recv_on && (want & ENG_EV_SEND)) want &= ~(uint32_t)ENG_EV_WRITE;
     if (!(want & (ENG_EV_READ | ENG_EV_WRITE))) return 0;
-    return want & ~(uint32_t)ENG_EV_RECV;
+    return want & ~(uint32_t)(ENG_EV_RECV | ENG_EV_SEND);
 }
 
 /* Whether an fd's reading is served by a multishot recv request. */
@@ -317,7 +332,7 @@ static int eng_ur_arm(eng_uring *u, int fd) {
     uint32_t pw = eng_ur_pwant(u, s->want);
     struct io_uring_sqe *sqe = eng_ur_sqe(u);
     if (sqe == NULL) return -EAGAIN;
-    s->gen++;
+    s->gen = (s->gen + 1) & ENG_UR_SEQ_MASK;
     sqe->opcode = IORING_OP_POLL_ADD;
     sqe->fd = fd;
     sqe->poll32_events = eng_ur_pollmask((int)pw);
@@ -345,14 +360,14 @@ static int eng_ur_arm(eng_uring *u, int fd) {
  *    transport sees them in order. */
 
 static inline uint64_t eng_ur_rud(int fd, uint32_t seq) {
-    return ENG_UR_UD_RECV | ((uint64_t)(seq & 0x7fffffffu) << 32) | (uint32_t)fd;
+    return ENG_UR_UD_RECV | ((uint64_t)(seq & ENG_UR_SEQ_MASK) << 32) | (uint32_t)fd;
 }
 
 static int eng_ur_arm_recv(eng_uring *u, int fd) {
     eng_ufd *s = &u->fds[fd];
     struct io_uring_sqe *sqe = eng_ur_sqe(u);
     if (sqe == NULL) return -EAGAIN;
-    s->rseq = (s->rseq + 1) & 0x7fffffffu;
+    s->rseq = (s->rseq + 1) & ENG_UR_SEQ_MASK;
     sqe->opcode = IORING_OP_RECV;
     sqe->fd = fd;
     sqe->ioprio = IORING_RECV_MULTISHOT;
@@ -438,7 +453,7 @@ static int eng_ur_disarm(eng_uring *u, int fd) {
     sqe->fd = -1;
     sqe->addr = eng_ur_ud(fd, s->gen);
     sqe->user_data = ENG_UR_UD_IGNORE;
-    s->gen++;
+    s->gen = (s->gen + 1) & ENG_UR_SEQ_MASK;
     s->armed = 0;
     return 0;
 }
@@ -493,6 +508,14 @@ static int eng_ur_rebuild(eng_uring *u) {
         s->rsig = 0;
         s->rsigq = 0;
         s->rforget = s->rseq;   /* the old ring's requests are gone with it */
+        if (s->sarmed) {
+            /* a send still in flight waited for room in the socket (a stream send that could
+             * send something completes at once): it sent nothing; the writer sends it again */
+            s->sarmed = 0;
+            s->sdone = 1;
+            s->sres = 0;
+        }
+        if (s->sdone) eng_ur_signal(u, fd);
         if (eng_ur_pwant(u, s->want) && !s->dead) {
             /* queued only: a full SQ is flushed by eng_ur_sqe, which owns the new ring already */
             rc = eng_ur_arm(u, fd);
@@ -531,6 +554,10 @@ static int eng_ur_create(eng_poller *p, int capacity) {
 
 static void eng_ur_close(eng_uring *u) {
     eng_ur_unmap(u);
+    if (u->fds != NULL) {
+        int i;
+        for (i = 0; i < u->nfds; i++) free(u->fds[i].siov);
+    }
     free(u->fds);
     free(u->rearm);
     free(u->ev);
@@ -609,6 +636,7 @@ static int eng_ur_set(eng_uring *u, int fd, int old, int new_) {
         }
         if (s->qbytes || s->reof || s->rerr) eng_ur_signal(u, fd);   /* received while paused */
     }
+    if ((want & ENG_EV_WRITE) && s->sdone) eng_ur_signal(u, fd);   /* a send completed before it asked */
     /* a new request is only queued: submitted with the next wait, it reports the readiness of
      * that moment (READ and WRITE together, as epoll would), not of this one */
     if (pw && !s->armed) return eng_ur_arm(u, fd);
@@ -632,7 +660,7 @@ static void eng_ur_push_rearm(eng_uring *u, int fd) {
 /* A recv request's completion: its buffer queued (or returned), the fd reported. Returns the new n. */
 static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, int n) {
     int fd = (int)(uint32_t)ud;
-    uint32_t seq = (uint32_t)(ud >> 32) & 0x7fffffffu;
+    uint32_t seq = (uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK;
     uint32_t age;
     int owned;
     eng_ufd *s;
@@ -641,8 +669,8 @@ static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, 
         return n;
     }
     s = &u->fds[fd];
-    age = (seq - s->rforget) & 0x7fffffffu;
-    owned = age != 0 && age < 0x40000000u;      /* numbered after the fd was last forgotten */
+    age = (seq - s->rforget) & ENG_UR_SEQ_MASK;
+    owned = age != 0 && age < (ENG_UR_SEQ_MASK >> 1);   /* numbered after the fd was last forgotten */
     u->st_cqes++;
     if (flags & IORING_CQE_F_BUFFER) {
         unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
@@ -703,10 +731,26 @@ static int eng_ur_reap(eng_uring *u, int n) {
             n = eng_ur_reap_recv(u, ud, res, flags, n);
             continue;
         }
+        if (ud & ENG_UR_UD_SEND) {
+            fd = (int)(uint32_t)ud;
+            if (fd < 0 || fd >= u->nfds) continue;
+            s = &u->fds[fd];
+            if (!s->sarmed || s->sseq != ((uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK)) continue;
+            if (flags & IORING_CQE_F_MORE) continue;
+            s->sarmed = 0;
+            s->sdone = 1;
+            s->sres = res;
+            if (s->want & ENG_EV_WRITE) {   /* else the writer takes the result when it next writes */
+                u->ev[n].fd = fd;
+                u->ev[n].revents = ENG_EV_WRITE;
+                n++;
+            }
+            continue;
+        }
         fd = (int)(uint32_t)ud;
         if (fd < 0 || fd >= u->nfds) continue;
         s = &u->fds[fd];
-        if (s->gen != (uint32_t)(ud >> 32) || !s->armed) continue;   /* a removed request's */
+        if (s->gen != ((uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK) || !s->armed) continue;   /* a removed request's */
         if (!(flags & IORING_CQE_F_MORE)) {
             s->armed = 0;
             if (s->want) eng_ur_push_rearm(u, fd);
@@ -788,6 +832,11 @@ reported:
             u->ev[n].fd = fd;
             u->ev[n].revents = ENG_EV_READ;
             s->rsig = 1;
+            n++;
+        }
+        if (s->sdone && (s->want & ENG_EV_WRITE) && n < u->ev_cap) {   /* a completed send, for a writer that asked since */
+            u->ev[n].fd = fd;
+            u->ev[n].revents = ENG_EV_WRITE;
             n++;
         }
     }
@@ -903,6 +952,91 @@ static size_t eng_ur_recv_copy(eng_uring *u, int fd, char *dst, size_t cap) {
     return done;
 }
 
+/* --- completion sends: the writer (a transport) keeps one send request in flight per fd, with the
+ * buffers it queued since; the kernel sends them at the next io_uring_enter (the iteration's
+ * sends go in one system call with its wait) and the result is reported as a WRITE event. The
+ * buffers must stay alive and unchanged until then, or until eng_poller_send_cancel returns. */
+
+/* Room for n iovecs of fd's next send request; NULL: out of memory. */
+static struct iovec *eng_ur_send_iov(eng_uring *u, int fd, int n) {
+    eng_ufd *s;
+    if (fd < 0 || eng_ur_fds_ensure(u, fd) < 0) return NULL;
+    s = &u->fds[fd];
+    if (s->siov_cap < n) {
+        int cap = s->siov_cap ? s->siov_cap : 8;
+        struct iovec *v;
+        while (cap < n) cap *= 2;
+        v = (struct iovec *)realloc(s->siov, sizeof(struct iovec) * (size_t)cap);
+        if (v == NULL) return NULL;
+        s->siov = v;
+        s->siov_cap = cap;
+    }
+    return s->siov;
+}
+
+/* Queue a send of fd's first n iovecs (submitted with the next wait). 0 or -errno. */
+static int eng_ur_send(eng_uring *u, int fd, int n, int msg_flags) {
+    eng_ufd *s;
+    struct io_uring_sqe *sqe;
+    if (!u->recv_on || fd < 0 || fd >= u->nfds || n < 1) return -EINVAL;
+    s = &u->fds[fd];
+    if (s->sarmed || s->sdone) return -EBUSY;
+    sqe = eng_ur_sqe(u);
+    if (sqe == NULL) return -EAGAIN;
+    s->sseq = (s->sseq + 1) & ENG_UR_SEQ_MASK;
+    sqe->fd = fd;
+    sqe->msg_flags = (unsigned)msg_flags;
+    if (n == 1) {
+        sqe->opcode = IORING_OP_SEND;
+        sqe->addr = (uint64_t)(uintptr_t)s->siov[0].iov_base;
+        sqe->len = (unsigned)s->siov[0].iov_len;
+    } else {
+        memset(&s->smsg, 0, sizeof(s->smsg));
+        s->smsg.msg_iov = s->siov;
+        s->smsg.msg_iovlen = (size_t)n;
+        sqe->opcode = IORING_OP_SENDMSG;
+        sqe->addr = (uint64_t)(uintptr_t)&s->smsg;
+        sqe->len = 1;
+    }
+    sqe->user_data = ENG_UR_UD_SEND | ((uint64_t)s->sseq << 32) | (uint32_t)fd;
+    s->sarmed = 1;
+    return 0;
+}
+
+/* 1 and *res (bytes sent or -errno) when fd's send request completed; 0 while it is in flight. */
+static int eng_ur_send_result(eng_uring *u, int fd, ssize_t *res) {
+    eng_ufd *s;
+    if (fd < 0 || fd >= u->nfds) return 0;
+    s = &u->fds[fd];
+    if (!s->sdone) return 0;
+    s->sdone = 0;
+    *res = s->sres;
+    return 1;
+}
+
+/* End fd's send request now (abort, close): when this returns the kernel no longer reads its
+ * buffers. A request not yet submitted is submitted first, so that what the socket takes at once
+ * is sent, as a send(2) made at write() time would have; the rest is cancelled (in the
+ * io_uring_enter made here; a completion it posts is dropped). */
+static void eng_ur_send_cancel(eng_uring *u, int fd) {
+    eng_ufd *s;
+    struct io_uring_sqe *sqe;
+    if (fd < 0 || fd >= u->nfds) return;
+    s = &u->fds[fd];
+    s->sdone = 0;
+    if (!s->sarmed) return;
+    (void)eng_ur_flush(u);
+    sqe = eng_ur_sqe(u);
+    if (sqe != NULL) {
+        sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        sqe->fd = -1;
+        sqe->addr = ENG_UR_UD_SEND | ((uint64_t)s->sseq << 32) | (uint32_t)fd;
+        sqe->user_data = ENG_UR_UD_IGNORE;
+    }
+    (void)eng_ur_flush(u);
+    s->sarmed = 0;
+}
+
 /* fd's reader is gone (its transport closed): cancel its request, drop its queue. */
 static void eng_ur_recv_forget(eng_uring *u, int fd) {
     eng_ufd *s;
@@ -914,6 +1048,7 @@ static void eng_ur_recv_forget(eng_uring *u, int fd) {
     s->rstarved = 0;
     eng_ur_queue_drop(u, s);
     eng_ur_unstarve(u);
+    eng_ur_send_cancel(u, fd);
 }
 
 #endif

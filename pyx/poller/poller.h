@@ -27,6 +27,12 @@
  *          other -errno: that error is next.
  *   size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)   takes queued bytes
  *   void eng_poller_recv_forget(eng_poller *p, int fd)   the reader is gone: drop its queue
+ *   Completion sends (io_uring with receives on): a writer registered with ENG_EV_SEND | ENG_EV_WRITE
+ *   is reported WRITE when its send request completes, not on readiness.
+ *   struct iovec *eng_poller_send_iov(eng_poller *p, int fd, int n)   room for the next send's buffers
+ *   int  eng_poller_send(eng_poller *p, int fd, int n, int msg_flags)   queue it (one at a time per fd)
+ *   int  eng_poller_send_result(eng_poller *p, int fd, ssize_t *res)   1 + bytes sent/-errno when done
+ *   void eng_poller_send_cancel(eng_poller *p, int fd)   end it now; its buffers are free on return
  *
  *   int  eng_poller_holds_files(eng_poller *p)
  *          1 when a registration keeps its file open (io_uring poll requests): the loop must then
@@ -50,11 +56,13 @@
 #define ENG_EV_EDGE   4
 #define ENG_EV_ERROR  8
 #define ENG_EV_RECV   16   /* a stream socket's reader takes queued receives (io_uring) */
+#define ENG_EV_SEND   32   /* a stream socket's writer sends by send requests (io_uring) */
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if ENGINE_USE_EPOLL
@@ -203,6 +211,37 @@ static inline size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size
 static inline void eng_poller_recv_forget(eng_poller *p, int fd) {
 #if ENGINE_USE_IO_URING
     if (p->ur != NULL) eng_ur_recv_forget(p->ur, fd);
+#endif
+    (void)p; (void)fd;
+}
+
+static inline struct iovec *eng_poller_send_iov(eng_poller *p, int fd, int n) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_send_iov(p->ur, fd, n);
+#endif
+    (void)p; (void)fd; (void)n;
+    return NULL;
+}
+
+static inline int eng_poller_send(eng_poller *p, int fd, int n, int msg_flags) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_send(p->ur, fd, n, msg_flags);
+#endif
+    (void)p; (void)fd; (void)n; (void)msg_flags;
+    return -ENOTSUP;
+}
+
+static inline int eng_poller_send_result(eng_poller *p, int fd, ssize_t *res) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_send_result(p->ur, fd, res);
+#endif
+    (void)p; (void)fd; (void)res;
+    return 0;
+}
+
+static inline void eng_poller_send_cancel(eng_poller *p, int fd) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) eng_ur_send_cancel(p->ur, fd);
 #endif
     (void)p; (void)fd;
 }
