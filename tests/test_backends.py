@@ -359,8 +359,21 @@ def test_io_uring_recv_can_be_turned_off(monkeypatch):
                                        ("ENGINE_IO_URING_BUFS", "0"),
                                        ("ENGINE_IO_URING_BUF_SIZE", "64")])
 def test_bad_ring_settings_are_named(monkeypatch, var, value):
-    with pytest.raises(ValueError, match=var):
-        _uring_loop_with(monkeypatch, **{var: value})
+    # refused before anything is opened, and the half-made loop closes nothing of anyone's
+    # (it once closed fd 0, the number its unopened wake-up fds held)
+    import gc
+    r, w = os.pipe()
+    saved = os.dup(0)
+    try:
+        os.dup2(r, 0)                         # fd 0 is ours for the test
+        with pytest.raises(ValueError, match=var):
+            _uring_loop_with(monkeypatch, **{var: value})
+        gc.collect()
+        assert os.fstat(0).st_ino == os.fstat(r).st_ino
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, r, w):
+            os.close(fd)
 
 
 @needs_uring

@@ -33,3 +33,4 @@ cdef extern from "poller/poller.h" nogil:
     int eng_poller_send(eng_poller *p, int fd, int n, int msg_flags)
     int eng_poller_send_result(eng_poller *p, int fd, ssize_t *res)
     void eng_poller_send_cancel(eng_poller *p, int fd)
+    int eng_poller_submits(eng_poller *p)

@@ -29,7 +29,7 @@ from includes.poller cimport (
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
     eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
     ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, ENG_EV_SEND, eng_poller_recv_setup, eng_poller_send_iov, eng_poller_send,
-    eng_poller_send_result, eng_poller_send_cancel,
+    eng_poller_send_result, eng_poller_send_cancel, eng_poller_submits,
     eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
@@ -361,12 +361,13 @@ cdef class Loop:
     def __cinit__(self):
         cdef int rc
         cdef Py_ssize_t ring_bufs = 0, ring_size = 0
-        if _backend_want == ENG_BACKEND_IO_URING and _os.environ.get("ENGINE_IO_URING_RECV", "1") != "0":
-            # read (and refused, naming the variable) before anything is opened
-            ring_bufs = _env_int("ENGINE_IO_URING_BUFS", RING_BUFS_DEFAULT, 1, 32768)
-            ring_size = _env_int("ENGINE_IO_URING_BUF_SIZE", RING_BUF_SIZE_DEFAULT, 512, 1 << 24)
         self._wake_fds[0] = self._wake_fds[1] = -1
         self._sig_fds[0] = self._sig_fds[1] = -1
+        if _backend_want == ENG_BACKEND_IO_URING and _os.environ.get("ENGINE_IO_URING_RECV", "1") != "0":
+            # read (and refused, naming the variable) before anything is opened (and after
+            # the fds above are marked unopened: __dealloc__ closes what is >= 0)
+            ring_bufs = _env_int("ENGINE_IO_URING_BUFS", RING_BUFS_DEFAULT, 1, 32768)
+            ring_size = _env_int("ENGINE_IO_URING_BUF_SIZE", RING_BUF_SIZE_DEFAULT, 512, 1 << 24)
         self._poller = malloc(sizeof(eng_poller))
         if self._poller == NULL:
             raise MemoryError()
@@ -825,11 +826,13 @@ cdef class Loop:
         if timeout_ms == 0:
             if self._user_fds == 0 and not self._signal_handlers and not self._signal_watchers:
                 n = 0
-            elif ready.count and eng_monotonic() - self._last_poll < self._poll_gap:
+            elif (ready.count and eng_monotonic() - self._last_poll < self._poll_gap
+                  and not (self._uring_send and eng_poller_submits(<eng_poller*>self._poller))):
                 # callbacks are waiting and the loop polled moments ago: run them first. The
                 # events this poll would return are picked up by a later iteration's poll, at
                 # most _poll_gap after the last one (a busy loop keeps polling that often);
-                # a loop whose queue drains polls at once, as before
+                # a loop whose queue drains polls at once, as before. Sends waiting in the
+                # ring (io_uring) are not held back: they go with a poll now
                 n = 0
             else:
                 n = eng_poller_wait(<eng_poller*>self._poller, 0)

@@ -246,6 +246,15 @@ static inline void eng_poller_send_cancel(eng_poller *p, int fd) {
     (void)p; (void)fd;
 }
 
+/* 1 when requests wait in the ring for the next io_uring_enter (sends written this iteration). */
+static inline int eng_poller_submits(eng_poller *p) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_pending(p->ur) != 0;
+#endif
+    (void)p;
+    return 0;
+}
+
 /* out[0..7]: buffers, buffer size, buffers in the kernel's ring, completions, ENOBUFS ends,
  * bytes received, starved requests armed again, whether receives are on. */
 static inline void eng_poller_recv_stats(eng_poller *p, unsigned long long *out) {
