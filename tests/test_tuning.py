@@ -366,10 +366,16 @@ class TransportTuning(LoopCase):
             writer.close()
             server.close()
             await server.wait_closed()
-            return counts
-        counts = self.run_in_runner(main())
+            ring = getattr(loop, "_ring_stats", lambda: None)()
+            return counts, bool(ring and ring["sends"])
+        counts, batched = self.run_in_runner(main())
         assert counts[True] == 30
-        assert counts[False] >= 2 * 30 - 3
+        if batched:
+            # io_uring's completion sends: the writes of one iteration leave in one request,
+            # corked or not
+            assert counts[False] == 30
+        else:
+            assert counts[False] >= 2 * 30 - 3
 
     def test_targets_transport_asyncio_server_and_server_handle(self):
         async def main():

@@ -159,6 +159,7 @@ cdef class Loop:
         object _ring_pool         # BufferPool whose chunks are the io_uring receive buffers
         bint _uring_recv          # stream transports read by completion receives (io_uring)
         bint _uring_send          # ... and written by send requests
+        list _send_pending        # transports whose writes go in a send request before the poll
         list _timed_idles         # active TimedIdle watchers
         double _timed_deadline
         list _asyncs              # active Async watchers
@@ -183,6 +184,7 @@ cdef class Loop:
     cdef object _fd_set(self, int fd, int which, object obj, int kind)
     cdef object _fd_clear(self, int fd, int which)
     cdef int _fd_forget(self, int fd) except -1
+    cdef int _flush_sends(self) except -1
     cdef int _ring_recv_setup(self, Py_ssize_t n, Py_ssize_t size) except -1
     cdef int _fd_apply(self, int fd, bint force=*) except -1
     # running
@@ -223,6 +225,7 @@ cdef class _FdTransport:
         bint _uring_recv            # read from the poller's receive queue (io_uring), not recv(2)
         bint _uring_send            # written by send requests (io_uring), not send(2)
         bint _send_inflight         # a send request is in flight (its buffers head _wbuf)
+        bint _send_queued           # on the loop's list of sends to submit before it polls
         bint _protocol_connected
         readonly bint _protocol_paused     # read by loop.sendfile's fallback (as asyncio's)
         int _conn_lost
@@ -275,6 +278,7 @@ cdef class SocketTransport(_FdTransport):
     cdef Py_ssize_t _send_now(self, object data) except -1
     cdef int _queue(self, object data, Py_ssize_t start, Py_ssize_t size) except -1
     cdef int _submit_send(self) except -1
+    cdef int _send_soon(self) except -1
     cdef int _send_collect(self) except -1
     cdef int _consume_sent(self, Py_ssize_t n) except -1
     cdef int _drained_now(self) except -1

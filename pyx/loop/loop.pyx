@@ -405,6 +405,7 @@ cdef class Loop:
         self._signal_watchers = {}
         self._idles = []
         self._rpool = BufferPool(128 * 1024, 1, 16)   # transports.pxi READ_MAX
+        self._send_pending = []
         self._timed_idles = []
         self._asyncs = []
         self._prepoll = []
@@ -736,6 +737,22 @@ cdef class Loop:
         Py_DECREF(result)
         return result
 
+    cdef int _flush_sends(self) except -1:
+        cdef list todo = self._send_pending
+        cdef SocketTransport t
+        self._send_pending = []
+        for t in todo:
+            t._send_queued = False
+            if t._send_inflight or not t._wbuf or t._conn_lost or self._poller == NULL:
+                continue
+            try:
+                t._submit_send()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                t._fatal_error(exc, 'Fatal write error on socket transport')
+        return 0
+
     cdef int _fd_forget(self, int fd) except -1:
         """fd's transport is done reading it (closing): what the poller received for it and
         no one will read is dropped, its buffers reused (io_uring's receive queues)."""
@@ -793,6 +810,10 @@ cdef class Loop:
         cdef PyObject *p
         cdef Handle h
         cdef TimerHandle t
+
+        # 0. io_uring: the sends written since the last poll, one request per connection
+        if self._send_pending:
+            self._flush_sends()
 
         # 1. how long may we block? (the next deadline is that of a live timer)
         if self._heap_cancelled:
@@ -2546,7 +2567,7 @@ cdef class Loop:
             return None
         eng_poller_recv_stats(<eng_poller*>self._poller, st)
         return {'buffers': st[0], 'buffer_size': st[1], 'free': st[2], 'completions': st[3],
-                'enobufs': st[4], 'bytes': st[5], 'rearmed': st[6]}
+                'enobufs': st[4], 'bytes': st[5], 'rearmed': st[6], 'sends': self._uring_send}
 
     def _stats(self):
         """Internal counters (for tests and debugging)."""

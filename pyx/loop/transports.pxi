@@ -165,7 +165,10 @@ cdef class _FdTransport:
         copied into the bytes returned, b"" at EOF, None when nothing is queued yet;
         _NOT_QUEUED when the fd is not read by completion receives."""
         cdef eng_poller *p = <eng_poller*>self._loop._poller
-        cdef ssize_t n = eng_poller_recv_avail(p, self._fd)
+        cdef ssize_t n
+        if p == NULL:                            # the loop is closed
+            return _NOT_QUEUED
+        n = eng_poller_recv_avail(p, self._fd)
         if n > 0:
             if n > READ_MAX:
                 n = READ_MAX
@@ -280,6 +283,9 @@ cdef class _FdTransport:
         if self._wsize <= self._high or self._protocol_paused:
             return 0
         self._protocol_paused = True
+        if self._send_inflight and not self._write_registered:
+            # io_uring: resume_writing() comes from the completion of the send in flight
+            self._watch(ENG_EV_WRITE, True)
         return self._tell_protocol(True)
 
     cdef int _maybe_resume_protocol(self) except -1:
@@ -510,8 +516,11 @@ cdef class SocketTransport(_FdTransport):
         """recv_into(buf) from the poller's receive queue: bytes copied, 0 at EOF, -1 when
         nothing is queued yet (recv_into itself when the fd is not read by receives)."""
         cdef eng_poller *p = <eng_poller*>self._loop._poller
-        cdef ssize_t n = eng_poller_recv_avail(p, self._fd)
+        cdef ssize_t n
         cdef Py_buffer view
+        if p == NULL:                            # the loop is closed
+            return self._sock.recv_into(buf)
+        n = eng_poller_recv_avail(p, self._fd)
         if n > 0:
             PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
             try:
@@ -564,7 +573,7 @@ cdef class SocketTransport(_FdTransport):
         if self._conn_lost:
             self._write_after_lost('socket.send() raised exception.')
             return 0
-        if self._uring_send:
+        if self._uring_send and self._loop._poller != NULL:
             # io_uring: queued, and sent by one send request per connection at a time, submitted
             # with the iteration's wait (what else was written meanwhile goes in the next one).
             # Its completion is taken when the transport next writes (or is asked about its
@@ -583,12 +592,10 @@ cdef class SocketTransport(_FdTransport):
                 self._fatal_error(exc, 'Fatal write error on socket transport')
                 return 0
             if not self._send_inflight:
-                self._submit_send()
+                self._send_soon()
             elif not self._write_registered:
                 self._watch(ENG_EV_WRITE, True)  # the rest goes once the one in flight is done
             self._maybe_pause_protocol()
-            if self._protocol_paused and not self._write_registered:
-                self._watch(ENG_EV_WRITE, True)  # resume_writing() comes from its completion
             return 0
         if not self._wbuf:
             try:
@@ -661,9 +668,9 @@ cdef class SocketTransport(_FdTransport):
             size = _bytes_like_size(data)
             if size:
                 self._queue(data, 0, size)
-        if self._uring_send:
+        if self._uring_send and self._loop._poller != NULL:
             if self._wbuf and not self._send_inflight:
-                self._submit_send()
+                self._send_soon()
             elif self._wbuf and not self._write_registered:
                 self._watch(ENG_EV_WRITE, True)
         elif was_empty and self._wbuf:
@@ -671,6 +678,14 @@ cdef class SocketTransport(_FdTransport):
             if self._wbuf:
                 self._watch(ENG_EV_WRITE, True)
         self._maybe_pause_protocol()
+
+    cdef int _send_soon(self) except -1:
+        """io_uring: the queued buffers leave in one send request built just before the loop
+        next polls (Loop._flush_sends), with everything else written until then."""
+        if not self._send_queued:
+            self._send_queued = True
+            self._loop._send_pending.append(self)
+        return 0
 
     cdef int _submit_send(self) except -1:
         """io_uring: one send request for the queued buffers (up to IOV_MAX_BATCH of them). They
@@ -698,6 +713,8 @@ cdef class SocketTransport(_FdTransport):
         if rc < 0:
             raise _oserror(rc)
         self._send_inflight = True
+        if self._protocol_paused and not self._write_registered:
+            self._watch(ENG_EV_WRITE, True)      # resume_writing() comes from its completion
         return 0
 
     cdef int _send_collect(self) except -1:
@@ -705,6 +722,10 @@ cdef class SocketTransport(_FdTransport):
         leave _wbuf); an error is fatal, as send(2)'s."""
         cdef ssize_t res
         if not self._send_inflight:
+            return 0
+        if self._loop._poller == NULL:
+            # the loop closed, and its ring with it: the request ended there
+            self._send_inflight = False
             return 0
         if not eng_poller_send_result(<eng_poller*>self._loop._poller, self._fd, &res):
             return 0
@@ -740,7 +761,7 @@ cdef class SocketTransport(_FdTransport):
 
     cdef int _on_writable(self) except -1:
         cdef Py_ssize_t n
-        if self._uring_send:
+        if self._uring_send and self._loop._poller != NULL:
             # a WRITE event under completion sends: the send request in flight completed
             self._send_collect()
             if self._conn_lost or self._send_inflight:
@@ -864,9 +885,18 @@ cdef class SocketTransport(_FdTransport):
         return True
 
     cdef int _drop_write_buffer(self) except -1:
+        if (self._uring_send and self._wbuf and not self._send_inflight
+                and self._loop._poller != NULL):
+            # abort(): what write() was given goes with what the socket takes at once, as it
+            # would have under send(2) at write() time; the rest is dropped
+            try:
+                self._submit_send()
+            except (MemoryError, OSError):
+                pass
         if self._send_inflight:
             # the kernel must be done with the buffers before they are let go
-            eng_poller_send_cancel(<eng_poller*>self._loop._poller, self._fd)
+            if self._loop._poller != NULL:
+                eng_poller_send_cancel(<eng_poller*>self._loop._poller, self._fd)
             self._send_inflight = False
         del self._wbuf[:]
         self._wsize = 0
