@@ -35,12 +35,17 @@ cdef object _set_reuseport = _base_events._set_reuseport
 cdef int _LOG_CONNLOST_WRITES = _asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef double _ACCEPT_RETRY_DELAY = _asyncio.constants.ACCEPT_RETRY_DELAY
 cdef int _MSG_NOSIGNAL = getattr(_socket, 'MSG_NOSIGNAL', 0)
+cdef int _MSG_WAITALL = getattr(_socket, 'MSG_WAITALL', 0)
 cdef object _AF_UNIX = getattr(_socket, 'AF_UNIX', None)
 # bytes asked of recv() per readable event. 128 KiB, not asyncio's 256 KiB: measured with
 # perf/bench_net.py proto_echo_100k (interleaved with uvloop), 256 KiB reads made the kernel's
 # copy into the buffer ~3x slower per byte (perf: _copy_to_iter; cache misses), 0.58x uvloop;
 # 64 KiB needs two reads per 100 KiB message, 0.95x; 128 KiB 1.06x. 1 KiB messages: no change.
 cdef Py_ssize_t READ_MAX = 128 * 1024
+# bytes taken from io_uring's receive queue per readable event: under 128 KiB, glibc's mmap
+# threshold (a bytes object of READ_MAX would be mmap'd and page-faulted in for every read; the
+# queue often holds that much, where one recv(2) returns less); see docs/pages/platforms.md
+cdef Py_ssize_t READ_RING_MAX = 64 * 1024
 cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water mark
 cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
 
@@ -170,8 +175,8 @@ cdef class _FdTransport:
             return _NOT_QUEUED
         n = eng_poller_recv_avail(p, self._fd)
         if n > 0:
-            if n > READ_MAX:
-                n = READ_MAX
+            if n > READ_RING_MAX:
+                n = READ_RING_MAX
             data = PyBytes_FromStringAndSize(NULL, n)
             eng_poller_recv_copy(p, self._fd, PyBytes_AS_STRING(data), <size_t>n)
             return data
@@ -709,7 +714,9 @@ cdef class SocketTransport(_FdTransport):
                 pb = PyMemoryView_GET_BUFFER(item)
                 iov[i].iov_base = pb.buf
                 iov[i].iov_len = <size_t>pb.len
-        rc = eng_poller_send(p, self._fd, <int>n, _MSG_NOSIGNAL)
+        # MSG_WAITALL: io_uring retries a short send of a stream socket until all is sent, so
+        # a completion is all or an error, never a remainder that would wait for a next write
+        rc = eng_poller_send(p, self._fd, <int>n, _MSG_NOSIGNAL | _MSG_WAITALL)
         if rc < 0:
             raise _oserror(rc)
         self._send_inflight = True
