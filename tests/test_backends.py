@@ -544,6 +544,50 @@ def test_a_transport_keeps_its_data_when_the_loop_moves_to_another_thread(uring_
     uring_loop.run_until_complete(srv.wait_closed())
 
 
+@needs_uring
+def test_sendfile_between_writes_of_a_paused_protocol(uring_loop, tmp_path):
+    # CPython's test_sendfile_pre_and_post_data, the case that once hung on io_uring: the
+    # prefix's send completion is taken when loop.sendfile() asks for the drain, with the
+    # transport still registered for WRITE; the sendfile takes the writer slot, and the
+    # suffix written after it must still reach the peer before the transport closes
+    data = b"x" * (256 * 1024 + 1)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    got = bytearray()
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.done = uring_loop.create_future()
+
+        def data_received(self, d):
+            got.extend(d)
+
+        def connection_lost(self, exc):
+            self.done.set_result(None)
+
+    sink = Sink()
+
+    async def main():
+        srv = await uring_loop.create_server(lambda: sink, "127.0.0.1", 0)
+        tr, _ = await uring_loop.create_connection(asyncio.Protocol,
+                                                   *srv.sockets[0].getsockname()[:2])
+        tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        tr.set_write_buffer_limits(high=4096)       # the prefix pauses the protocol
+        tr.write(b"PREFIX__" * 1024)
+        await asyncio.sleep(0)          # resumed in the iteration whose poll completes the send
+        with open(path, "rb") as f:
+            sent = await uring_loop.sendfile(tr, f)
+        tr.write(b"--SUFFIX" * 1024)
+        tr.close()
+        await asyncio.wait_for(sink.done, 10)
+        srv.close()
+        await srv.wait_closed()
+        return sent
+
+    assert uring_loop.run_until_complete(main()) == len(data)
+    assert got == b"PREFIX__" * 1024 + data + b"--SUFFIX" * 1024
+
+
 @pytest.mark.skipif(not _loop.IO_URING_BUILT, reason="built without io_uring")
 @pytest.mark.parametrize("forbidden", [False, True])
 def test_engine_info_says_whether_io_uring_is_available(forbidden):

@@ -1841,6 +1841,11 @@ cdef class Loop:
         transport._sendfile_busy = True
         try:
             await transport._drained()
+            if transport._write_registered and not transport._wbuf:
+                # io_uring: the drain was seen by the transport itself (its send completion
+                # taken when asked), with its WRITE registration still in place; the sendfile
+                # is about to take the writer slot, so the transport lets go of it now
+                transport._watch(ENG_EV_WRITE, False)
             return await self._sock_sendfile_native(transport._sock, file, offset, count,
                                                     transport)
         finally:
