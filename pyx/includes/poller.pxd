@@ -34,3 +34,4 @@ cdef extern from "poller/poller.h" nogil:
     int eng_poller_send_result(eng_poller *p, int fd, ssize_t *res)
     void eng_poller_send_cancel(eng_poller *p, int fd)
     int eng_poller_submits(eng_poller *p)
+    int eng_poller_sent(eng_poller *p, int **fds)

@@ -142,6 +142,7 @@ typedef struct eng_uring {
     uint8_t *bheld;            /* buffer id -> in a queue (not in the kernel's ring) */
     unsigned bfree;            /* buffers in the kernel's ring */
     eng_ulist starve, sig;
+    eng_ulist sent;            /* fds whose send completed unasked in the last wait (no WRITE event) */
     unsigned long long st_cqes, st_enobufs, st_bytes, st_rearms;
 } eng_uring;
 
@@ -568,6 +569,7 @@ static void eng_ur_close(eng_uring *u) {
     free(u->bheld);
     free(u->starve.v);
     free(u->sig.v);
+    free(u->sent.v);
     free(u);
 }
 
@@ -740,10 +742,14 @@ static int eng_ur_reap(eng_uring *u, int n) {
             s->sarmed = 0;
             s->sdone = 1;
             s->sres = res;
-            if (s->want & ENG_EV_WRITE) {   /* else the writer takes the result when it next writes */
+            if (s->want & ENG_EV_WRITE) {
                 u->ev[n].fd = fd;
                 u->ev[n].revents = ENG_EV_WRITE;
                 n++;
+            } else {
+                /* the writer takes the result when it next writes, or when the loop goes over
+                 * this list after the wait (eng_poller_sent): its buffers are freed while hot */
+                (void)eng_ur_lpush(&u->sent, fd);
             }
             continue;
         }
@@ -789,6 +795,7 @@ static int eng_ur_wait(eng_uring *u, int timeout_ms) {
 
     rc = eng_ur_own(u);
     if (rc < 0) return rc;
+    u->sent.n = 0;
     /* the last batch was handled: its queues may be reported again */
     for (i = 0; i < u->ev_last; i++) {
         int fd = u->ev[i].fd;

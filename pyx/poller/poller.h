@@ -246,6 +246,17 @@ static inline void eng_poller_send_cancel(eng_poller *p, int fd) {
     (void)p; (void)fd;
 }
 
+/* The fds whose send request completed in the last wait without a WRITE event (their writers
+ * did not ask): *fds points at them, valid until the next wait. */
+static inline int eng_poller_sent(eng_poller *p, int **fds) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) { *fds = p->ur->sent.v; return p->ur->sent.n; }
+#endif
+    (void)p;
+    *fds = NULL;
+    return 0;
+}
+
 /* 1 when requests wait in the ring for the next io_uring_enter (sends written this iteration). */
 static inline int eng_poller_submits(eng_poller *p) {
 #if ENGINE_USE_IO_URING
