@@ -588,6 +588,40 @@ def test_sendfile_between_writes_of_a_paused_protocol(uring_loop, tmp_path):
     assert got == b"PREFIX__" * 1024 + data + b"--SUFFIX" * 1024
 
 
+@needs_uring
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.parametrize("then", ["stop", "close"])
+def test_writes_leave_when_the_loop_stops_or_closes(uring_loop, then):
+    # a write waits for the loop's next poll on io_uring; a loop that stops (or closes) before
+    # polling again submits it then, so the peer gets it as under send(2) at write() time
+    a, b = socket.socketpair()
+    b.settimeout(10)
+
+    async def connect():
+        tr, _ = await uring_loop.create_connection(asyncio.Protocol, sock=a)
+        return tr
+
+    tr = uring_loop.run_until_complete(connect())
+
+    async def write_last():
+        tr.write(b"last words")                 # the task's last act: the loop stops next
+
+    if then == "stop":
+        uring_loop.run_until_complete(write_last())
+    else:
+        tr.write(b"last words")                 # outside the running loop, then close it
+        uring_loop.close()
+    try:
+        assert b.recv(100) == b"last words"      # the loop does not run again
+    finally:
+        if then == "stop":
+            tr.close()
+            uring_loop.run_until_complete(asyncio.sleep(0))
+        else:
+            a.close()                            # the transport of a closed loop is left as is
+        b.close()
+
+
 @pytest.mark.skipif(not _loop.IO_URING_BUILT, reason="built without io_uring")
 @pytest.mark.parametrize("forbidden", [False, True])
 def test_engine_info_says_whether_io_uring_is_available(forbidden):

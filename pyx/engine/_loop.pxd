@@ -186,6 +186,7 @@ cdef class Loop:
     cdef int _fd_forget(self, int fd) except -1
     cdef int _flush_sends(self) except -1
     cdef int _take_sent(self) except -1
+    cdef int _submit_sends_now(self) except -1
     cdef int _ring_recv_setup(self, Py_ssize_t n, Py_ssize_t size) except -1
     cdef int _fd_apply(self, int fd, bint force=*) except -1
     # running

@@ -35,3 +35,4 @@ cdef extern from "poller/poller.h" nogil:
     void eng_poller_send_cancel(eng_poller *p, int fd)
     int eng_poller_submits(eng_poller *p)
     int eng_poller_sent(eng_poller *p, int **fds)
+    void eng_poller_submit(eng_poller *p)

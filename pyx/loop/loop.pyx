@@ -29,7 +29,7 @@ from includes.poller cimport (
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
     eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
     ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, ENG_EV_SEND, eng_poller_recv_setup, eng_poller_send_iov, eng_poller_send,
-    eng_poller_send_result, eng_poller_send_cancel, eng_poller_submits, eng_poller_sent,
+    eng_poller_send_result, eng_poller_send_cancel, eng_poller_submits, eng_poller_sent, eng_poller_submit,
     eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
@@ -737,6 +737,17 @@ cdef class Loop:
         Py_DECREF(result)
         return result
 
+    cdef int _submit_sends_now(self) except -1:
+        # io_uring: the loop stops (or closes) with writes not yet sent: they are submitted
+        # now, so that what write() was given leaves as it would have under send(2) at write()
+        # time, even if the loop never polls again (what the socket does not take at once
+        # waits in the kernel's request, sent while the ring lives)
+        if self._send_pending:
+            self._flush_sends()
+        if self._poller != NULL:
+            eng_poller_submit(<eng_poller*>self._poller)
+        return 0
+
     cdef int _take_sent(self) except -1:
         # io_uring: send requests that completed with no one waiting: their transports account
         # for them now, before this iteration's reads, so the buffers they held are freed (and
@@ -1277,6 +1288,8 @@ cdef class Loop:
                 if self._stopping:
                     break
         finally:
+            if self._uring_send:
+                self._submit_sends_now()
             self._stopping = False
             self._running = False
             self._thread_id = None
@@ -1341,6 +1354,8 @@ cdef class Loop:
                 for sig, lst in list(self._signal_watchers.items()):
                     for w in list(lst):
                         (<Signal>w).stop()
+        if self._uring_send:
+            self._submit_sends_now()
         self._closed = True
         for lst in (self._idles, self._timed_idles, self._asyncs):
             for w in list(lst):

@@ -257,6 +257,14 @@ static inline int eng_poller_sent(eng_poller *p, int **fds) {
     return 0;
 }
 
+/* Submit what waits in the ring now, without waiting for anything. */
+static inline void eng_poller_submit(eng_poller *p) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) (void)eng_ur_flush(p->ur);
+#endif
+    (void)p;
+}
+
 /* 1 when requests wait in the ring for the next io_uring_enter (sends written this iteration). */
 static inline int eng_poller_submits(eng_poller *p) {
 #if ENGINE_USE_IO_URING
