@@ -307,6 +307,16 @@ def _uring_loop_with(monkeypatch, **env):
         _loop._set_backend(os.environ.get("ENGINE_BACKEND"))
 
 
+def _recv_exactly(sock, n):
+    out = bytearray()
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
 def _pattern(i, n):
     # a per-connection byte pattern whose every window is distinct: a lost, repeated or
     # reordered chunk shows up as a mismatch
@@ -619,6 +629,52 @@ def test_writes_leave_when_the_loop_stops_or_closes(uring_loop, then):
             uring_loop.run_until_complete(asyncio.sleep(0))
         else:
             a.close()                            # the transport of a closed loop is left as is
+        b.close()
+
+
+def test_large_writes_go_at_once_and_keep_their_order(uring_loop):
+    # a large write to a transport with nothing queued or in flight is sent by send(2) at once
+    # (nothing left in the write buffer, no loop iteration needed); small ones wait for the
+    # iteration's send request. Mixed, the peer gets every byte in write() order
+    a, b = socket.socketpair()
+    b.settimeout(10)
+
+    async def connect():
+        tr, _ = await uring_loop.create_connection(asyncio.Protocol, sock=a)
+        return tr
+
+    tr = uring_loop.run_until_complete(connect())
+    try:
+        big = _pattern(3, 64 * 1024)
+        tr.write(big)
+        assert tr.get_write_buffer_size() == 0             # sent within write()
+        assert _recv_exactly(b, len(big)) == big
+        tr.write(b"small")
+        assert tr.get_write_buffer_size() == 5             # waits for the send request
+        tr.write(big)                                      # queued behind it, not sent first
+        assert tr.get_write_buffer_size() == 5 + len(big)
+        tr.write(bytearray(big))                           # a writable buffer: copied when queued
+        want = b"small" + big + big
+        uring_loop.run_until_complete(asyncio.sleep(0.01))
+        assert _recv_exactly(b, len(want)) == want
+        # a large write the socket cannot take whole: the rest follows by the ring, in order
+        parts = [_pattern(i, 1 << 20) for i in range(4)]
+
+        async def write_all():
+            for part in parts:
+                tr.write(part)
+            while tr.get_write_buffer_size():
+                await asyncio.sleep(0.001)
+
+        got = bytearray()
+        reader = threading.Thread(target=lambda: got.extend(_recv_exactly(b, 4 << 20)))
+        reader.start()
+        uring_loop.run_until_complete(asyncio.wait_for(write_all(), 30))
+        reader.join(30)
+        assert bytes(got) == b"".join(parts)
+    finally:
+        tr.close()
+        uring_loop.run_until_complete(asyncio.sleep(0))
         b.close()
 
 
