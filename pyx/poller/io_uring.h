@@ -364,6 +364,19 @@ static inline uint64_t eng_ur_rud(int fd, uint32_t seq) {
     return ENG_UR_UD_RECV | ((uint64_t)(seq & ENG_UR_SEQ_MASK) << 32) | (uint32_t)fd;
 }
 
+/* user_data of fd's send request number seq */
+static inline uint64_t eng_ur_sud(int fd, uint32_t seq) {
+    return ENG_UR_UD_SEND | ((uint64_t)seq << 32) | (uint32_t)fd;
+}
+
+/* sqe: cancel the request whose user_data is target; its own completion is ignored */
+static inline void eng_ur_prep_cancel(struct io_uring_sqe *sqe, uint64_t target) {
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = target;
+    sqe->user_data = ENG_UR_UD_IGNORE;
+}
+
 static int eng_ur_arm_recv(eng_uring *u, int fd) {
     eng_ufd *s = &u->fds[fd];
     struct io_uring_sqe *sqe = eng_ur_sqe(u);
@@ -386,10 +399,7 @@ static int eng_ur_cancel_recv(eng_uring *u, int fd) {
     if (!s->rarmed) return 0;
     sqe = eng_ur_sqe(u);
     if (sqe == NULL) return -EAGAIN;
-    sqe->opcode = IORING_OP_ASYNC_CANCEL;
-    sqe->fd = -1;
-    sqe->addr = eng_ur_rud(fd, s->rseq);
-    sqe->user_data = ENG_UR_UD_IGNORE;
+    eng_ur_prep_cancel(sqe, eng_ur_rud(fd, s->rseq));
     s->rarmed = 0;
     return 0;
 }
@@ -1005,7 +1015,7 @@ static int eng_ur_send(eng_uring *u, int fd, int n, int msg_flags) {
         sqe->addr = (uint64_t)(uintptr_t)&s->smsg;
         sqe->len = 1;
     }
-    sqe->user_data = ENG_UR_UD_SEND | ((uint64_t)s->sseq << 32) | (uint32_t)fd;
+    sqe->user_data = eng_ur_sud(fd, s->sseq);
     s->sarmed = 1;
     return 0;
 }
@@ -1034,12 +1044,7 @@ static void eng_ur_send_cancel(eng_uring *u, int fd) {
     if (!s->sarmed) return;
     (void)eng_ur_flush(u);
     sqe = eng_ur_sqe(u);
-    if (sqe != NULL) {
-        sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        sqe->fd = -1;
-        sqe->addr = ENG_UR_UD_SEND | ((uint64_t)s->sseq << 32) | (uint32_t)fd;
-        sqe->user_data = ENG_UR_UD_IGNORE;
-    }
+    if (sqe != NULL) eng_ur_prep_cancel(sqe, eng_ur_sud(fd, s->sseq));
     (void)eng_ur_flush(u);
     s->sarmed = 0;
 }
