@@ -307,6 +307,19 @@ def _uring_loop_with(monkeypatch, **env):
         _loop._set_backend(os.environ.get("ENGINE_BACKEND"))
 
 
+def _transport_and_peer(loop):
+    """A socketpair: one end under a transport of loop (a plain Protocol), the other a blocking
+    socket with a 10 s timeout for the test to read."""
+    a, b = socket.socketpair()
+    b.settimeout(10)
+
+    async def connect():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        return tr
+
+    return a, b, loop.run_until_complete(connect())
+
+
 def _recv_exactly(sock, n):
     out = bytearray()
     while len(out) < n:
@@ -604,14 +617,7 @@ def test_sendfile_between_writes_of_a_paused_protocol(uring_loop, tmp_path):
 def test_writes_leave_when_the_loop_stops_or_closes(uring_loop, then):
     # a write waits for the loop's next poll on io_uring; a loop that stops (or closes) before
     # polling again submits it then, so the peer gets it as under send(2) at write() time
-    a, b = socket.socketpair()
-    b.settimeout(10)
-
-    async def connect():
-        tr, _ = await uring_loop.create_connection(asyncio.Protocol, sock=a)
-        return tr
-
-    tr = uring_loop.run_until_complete(connect())
+    a, b, tr = _transport_and_peer(uring_loop)
 
     async def write_last():
         tr.write(b"last words")                 # the task's last act: the loop stops next
@@ -636,14 +642,7 @@ def test_large_writes_go_at_once_and_keep_their_order(uring_loop):
     # a large write to a transport with nothing queued or in flight is sent by send(2) at once
     # (nothing left in the write buffer, no loop iteration needed); small ones wait for the
     # iteration's send request. Mixed, the peer gets every byte in write() order
-    a, b = socket.socketpair()
-    b.settimeout(10)
-
-    async def connect():
-        tr, _ = await uring_loop.create_connection(asyncio.Protocol, sock=a)
-        return tr
-
-    tr = uring_loop.run_until_complete(connect())
+    _, b, tr = _transport_and_peer(uring_loop)
     try:
         big = _pattern(3, 64 * 1024)
         tr.write(big)
