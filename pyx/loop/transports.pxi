@@ -51,8 +51,8 @@ cdef Py_ssize_t READ_RING_MAX = 128 * 1024 - 1024
 # large write the copy dominates the system call, and the object is released when write()
 # returns instead of living until the completion (perf/bench_backends.py echo_100k_c64: with
 # 64 connections' worth of 100 KiB objects alive across an iteration, glibc trimmed and regrew
-# its heap every iteration, page-faulting it in again: 66 us of server CPU per message, 34 us
-# with direct sends; epoll 22 us)
+# its heap every iteration, page-faulting it in again: 66 us of server CPU per message before,
+# 32 us with direct sends; epoll 20 us. results/backends-20261204T203232Z-2ae39e3.json)
 cdef Py_ssize_t URING_SEND_DIRECT_MIN = 16 * 1024
 cdef Py_ssize_t WRITE_HIGH_DEFAULT = 64 * 1024  # asyncio's default high-water mark
 cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
