@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import new_event_loop
@@ -69,6 +69,21 @@ _WORKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # blocked from before fork() until the worker's loop handles them, so that a signal sent to a
 # worker that is still starting waits for its handlers instead of killing it
 _FORK_BLOCKED = (*_SUPERVISOR_SIGNALS, signal.SIGQUIT)
+
+
+@contextlib.contextmanager
+def _signals_held(sigs: Iterable[int]) -> Any:
+    """Block sigs in this thread while their handlers are changed. A signal caught by the old
+    Python-level handler just before the change, and not yet run, would otherwise meet the new
+    disposition (SIG_IGN or SIG_DFL) when the interpreter next checks, and CPython reports that
+    as "Signal N ignored due to race condition" on stderr. Blocked, it waits in the kernel;
+    signal.signal() runs what was caught before the block while the old handler is still there,
+    and on unblock the kernel applies the new disposition (SIG_IGN discards it)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclasses.dataclass
@@ -194,13 +209,14 @@ async def _worker_main(spec: _Spec, sockets: list[ListenerItem], *, in_process: 
     finally:
         if ready_fd is not None:
             os.close(ready_fd)
-        for sig in _WORKER_SIGNALS:
-            loop.remove_signal_handler(sig)
-            if not in_process or (signals_seen and sig != signal.SIGQUIT):
-                # drained: a late SIGTERM (the supervisor forwarding a group Ctrl-C) or SIGINT
-                # must not kill this process with the default action or a KeyboardInterrupt
-                # on its way out; it was told to stop and is exiting anyway
-                signal.signal(sig, signal.SIG_IGN)
+        with _signals_held(_WORKER_SIGNALS):
+            for sig in _WORKER_SIGNALS:
+                loop.remove_signal_handler(sig)
+                if not in_process or (signals_seen and sig != signal.SIGQUIT):
+                    # drained: a late SIGTERM (the supervisor forwarding a group Ctrl-C) or
+                    # SIGINT must not kill this process with the default action or a
+                    # KeyboardInterrupt on its way out; it was told to stop and is exiting
+                    signal.signal(sig, signal.SIG_IGN)
         if in_process:
             loop.remove_signal_handler(signal.SIGHUP)
         if alive_fd is not None:
@@ -384,12 +400,13 @@ class _Supervisor:
         try:
             yield
         finally:
-            signal.set_wakeup_fd(old_wakeup)
             stopped_by_signal = self.draining and self.stop_signal
-            for sig, prev in previous.items():
-                if stopped_by_signal and sig in (signal.SIGTERM, signal.SIGINT):
-                    prev = signal.SIG_IGN      # told to stop already: a late repeat is moot
-                signal.signal(sig, prev)
+            with _signals_held(previous):
+                signal.set_wakeup_fd(old_wakeup)
+                for sig, prev in previous.items():
+                    if stopped_by_signal and sig in (signal.SIGTERM, signal.SIGINT):
+                        prev = signal.SIG_IGN  # told to stop already: a late repeat is moot
+                    signal.signal(sig, prev)
 
     def _close_listeners(self) -> None:
         for bound in self.bound:
