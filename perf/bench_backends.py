@@ -40,10 +40,11 @@ ECHO = {f"echo_{k}_c{c}": (size, c) for k, size in (("1k", 1024), ("100k", 100 *
         for c in (1, 64, 1000)}
 NET = ("streams_pingpong", "sock_pingpong")
 HTTP = {"http_hello_c64": ("hello", 64), "http_hello_c1000": ("hello", 1000),
-        "http_file_1m": ("file_1m", 16)}
+        "http_close_c64": ("hello_close", 64), "http_file_1m": ("file_1m", 16)}
 SCENARIOS = list(ECHO) + list(NET) + list(HTTP)
 ENGINES = ("engine-io_uring", "engine-epoll")
-VARIANTS = ENGINES + ("engine-io_uring-poll",)   # -poll: io_uring for readiness only
+# -poll: io_uring for readiness only; -noaccept: without accept requests
+VARIANTS = ENGINES + ("engine-io_uring-poll", "engine-io_uring-noaccept")
 
 
 def label(sc):
@@ -52,6 +53,7 @@ def label(sc):
         return f"Protocol echo {size // 1024} KiB, {c} conn"
     if sc in HTTP:
         return {"http_hello_c64": "HTTP hello, wrk -c64", "http_hello_c1000": "HTTP hello, wrk -c1000",
+                "http_close_c64": "HTTP hello, a connection per request, wrk -c64",
                 "http_file_1m": "HTTP 1 MiB file, wrk -c16"}[sc]
     return N.LABELS[sc]
 

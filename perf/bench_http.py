@@ -152,11 +152,13 @@ def tls_files(workdir):
 def start_server(name, port, workdir, cpu, tls=None):
     """Start one server; tls: (certfile, keyfile) to serve HTTPS only."""
     env = dict(os.environ, BENCH_FILE=os.path.join(workdir, "file.bin"))
-    if name in ("engine-epoll", "engine-io_uring", "engine-io_uring-poll"):
+    if name in ("engine-epoll", "engine-io_uring", "engine-io_uring-poll", "engine-io_uring-noaccept"):
         # engine on the poller backend named (perf/bench_backends.py's A/B); -poll: io_uring
-        # for readiness only (no completion receives and sends)
+        # for readiness only (no completion receives and sends); -noaccept: without accept requests
         if name == "engine-io_uring-poll":
             env["ENGINE_IO_URING_RECV"] = "0"
+        elif name == "engine-io_uring-noaccept":
+            env["ENGINE_IO_URING_ACCEPT"] = "0"
         name, env["ENGINE_BACKEND"] = "engine", name.split("-")[1]
     taskset = ["taskset", "-c", str(cpu)]
     py = sys.executable
@@ -251,6 +253,8 @@ def run_wrk(port, scenario, duration, cpu, workdir, server_cpu=None, conns=None)
            "--latency", f"{scheme}://127.0.0.1:{port}{path}"]
     if scenario == "pipelined":
         cmd[5:5] = ["-s", os.path.join(workdir, "pipeline.lua")]
+    elif scenario == "hello_close":      # a new connection per request: the accept path
+        cmd[5:5] = ["-H", "Connection: close"]
     before = cpu_times(server_cpu) if server_cpu is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     after = cpu_times(server_cpu) if server_cpu is not None else None

@@ -104,7 +104,7 @@ IDLE_CONNS = 10_000
 def new_loop(impl):
     import asyncio
     if impl in ("engine", "engine-nopoll", "engine-pytls", "engine-tlsmod", "engine-epoll",
-                "engine-io_uring", "engine-io_uring-poll"):
+                "engine-io_uring", "engine-io_uring-poll", "engine-io_uring-noaccept"):
         import engine
         if impl.startswith(("engine-epoll", "engine-io_uring")):
             # the backend named, whatever ENGINE_BACKEND says (io_uring falls back to epoll
@@ -114,6 +114,8 @@ def new_loop(impl):
             want = impl.split("-")[1]
             if impl == "engine-io_uring-poll":
                 os.environ["ENGINE_IO_URING_RECV"] = "0"
+            elif impl == "engine-io_uring-noaccept":
+                os.environ["ENGINE_IO_URING_ACCEPT"] = "0"     # no accept requests
             got = engine._loop._set_backend(want)
             if got != want:
                 raise SystemExit(f"{impl}: this kernel gives {got}")

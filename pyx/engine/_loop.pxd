@@ -159,6 +159,7 @@ cdef class Loop:
         object _ring_pool         # BufferPool whose chunks are the io_uring receive buffers
         bint _uring_recv          # stream transports read by completion receives (io_uring)
         bint _uring_send          # ... and written by send requests
+        bint _uring_accept        # servers accept by multishot accept requests (io_uring)
         list _send_pending        # transports whose writes go in a send request before the poll
         list _timed_idles         # active TimedIdle watchers
         double _timed_deadline
@@ -185,6 +186,9 @@ cdef class Loop:
     cdef object _fd_clear(self, int fd, int which)
     cdef int _fd_forget(self, int fd) except -1
     cdef int _flush_sends(self) except -1
+    cdef _accept_failed(self, exc, protocol_factory, sock, server, backlog)
+    cdef _accepted(self, conn, addr, protocol_factory, server)
+    cdef tuple _adopt(self, sock, int fd)
     cdef int _take_sent(self) except -1
     cdef int _submit_sends_now(self) except -1
     cdef int _ring_recv_setup(self, Py_ssize_t n, Py_ssize_t size) except -1

@@ -13,6 +13,7 @@ cdef extern from "poller/poller.h" nogil:
     int ENG_EV_ERROR
     int ENG_EV_RECV
     int ENG_EV_SEND
+    int ENG_EV_ACCEPT
     int ENG_BACKEND_DEFAULT
     int ENG_BACKEND_IO_URING
     int ENGINE_USE_IO_URING
@@ -28,6 +29,7 @@ cdef extern from "poller/poller.h" nogil:
     ssize_t eng_poller_recv_avail(eng_poller *p, int fd)
     size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)
     void eng_poller_recv_forget(eng_poller *p, int fd)
+    int eng_poller_accept_next(eng_poller *p, int lfd)
     void eng_poller_recv_stats(eng_poller *p, unsigned long long *out)
     iovec *eng_poller_send_iov(eng_poller *p, int fd, int n)
     int eng_poller_send(eng_poller *p, int fd, int n, int msg_flags)

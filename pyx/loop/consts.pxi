@@ -18,7 +18,8 @@ cdef enum:
     KIND_SIGNALS = 4       # the signal wake-up pipe (signal.set_wakeup_fd)
     KIND_SOCKOP = 5        # a pending loop.sock_*() operation: retried at once
     KIND_TRANSPORT = 6     # a stream transport: read/write handlers called at once
-    KIND_COUNT = 7
+    KIND_ACCEPT = 7        # a server's accept handle on a ring's accept request (io_uring)
+    KIND_COUNT = 8
 
 cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600.0   # as asyncio: never block longer than a day
 cdef double BUSY_POLL_DEFAULT_US = 100.0   # the longest busy-poll window by default (microseconds)

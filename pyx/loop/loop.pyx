@@ -28,7 +28,7 @@ from includes.poller cimport (
     eng_poller, ENG_EV_READ, ENG_EV_WRITE, ENG_EV_EDGE, ENG_EV_ERROR,
     eng_poller_open, eng_poller_set, eng_poller_wait, eng_poller_event, eng_poller_grow,
     eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
-    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, ENG_EV_SEND, eng_poller_recv_setup, eng_poller_send_iov, eng_poller_send,
+    ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, ENG_EV_SEND, ENG_EV_ACCEPT, eng_poller_accept_next, eng_poller_recv_setup, eng_poller_send_iov, eng_poller_send,
     eng_poller_send_result, eng_poller_send_cancel, eng_poller_submits, eng_poller_sent, eng_poller_submit,
     eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats)
 from includes.sysdeps cimport (
@@ -283,6 +283,7 @@ _FD_DISPATCH[<int>KIND_WAKEUP] = _dispatch_wakeup
 _FD_DISPATCH[<int>KIND_SIGNALS] = _dispatch_signals
 _FD_DISPATCH[<int>KIND_SOCKOP] = _dispatch_sockop
 _FD_DISPATCH[<int>KIND_TRANSPORT] = _dispatch_transport
+_FD_DISPATCH[<int>KIND_ACCEPT] = _dispatch_handle
 
 
 # --- heap helpers ---------------------------------------------------------------------------------
@@ -453,6 +454,7 @@ cdef class Loop:
             self._ring_pool = pool       # the ring's memory: kept until the poller is closed
             self._uring_recv = True
             self._uring_send = _os.environ.get("ENGINE_IO_URING_SEND", "1") != "0"
+            self._uring_accept = _os.environ.get("ENGINE_IO_URING_ACCEPT", "1") != "0"
         return 0
 
     def __init__(self):
@@ -666,6 +668,8 @@ cdef class Loop:
                 new_mask |= ENG_EV_EDGE
             elif slot.rkind == KIND_TRANSPORT and (<_FdTransport>slot.reader)._uring_recv:
                 new_mask |= ENG_EV_RECV
+            elif slot.rkind == KIND_ACCEPT:
+                new_mask |= ENG_EV_ACCEPT
         if slot.writer != NULL:
             new_mask |= ENG_EV_WRITE
             if slot.wkind == KIND_IO and (<IO>slot.writer).edge:
@@ -1392,7 +1396,7 @@ cdef class Loop:
             return False
         kind = self._fds[ifd].rkind if which == ENG_EV_READ else self._fds[ifd].wkind
         # a pending sock_*() operation is a reader/writer too, as in asyncio
-        if kind != KIND_HANDLE and kind != KIND_SOCKOP:
+        if kind != KIND_HANDLE and kind != KIND_SOCKOP and kind != KIND_ACCEPT:
             return False
         old = self._fd_clear(ifd, which)
         if isinstance(old, Handle):
@@ -2006,15 +2010,34 @@ cdef class Loop:
     # --- stream transports and servers (transports.pxi) -------------------------------------------
 
     def _start_accepting(self, protocol_factory, sock, server, backlog):
-        h = Handle.new(self, self._accept_connection, (protocol_factory, sock, server, backlog),
-                       PyContext_CopyCurrent())
-        old = self._fd_set(sock.fileno(), ENG_EV_READ, h, KIND_HANDLE)
+        # io_uring: a multishot accept request accepts, and the handle takes what it queued
+        # (docs/platforms.md, "Completion accepts"); elsewhere readiness and accept4(2)
+        cdef bint ring = self._uring_accept and sock.type == _SOCK_STREAM
+        h = Handle.new(self, self._accept_queued if ring else self._accept_connection,
+                       (protocol_factory, sock, server, backlog), PyContext_CopyCurrent())
+        old = self._fd_set(sock.fileno(), ENG_EV_READ, h, KIND_ACCEPT if ring else KIND_HANDLE)
         if isinstance(old, Handle):
             (<Handle>old).cancel()
 
     def _stop_accepting(self, sock):
+        cdef int fd = sock.fileno()
+        cdef int nfd
+        cdef tuple args = None
         if not self._closed:
-            self._remove_fd_handle(sock.fileno(), ENG_EV_READ)
+            if fd < self._fds_cap and self._fds[fd].rkind == KIND_ACCEPT:
+                args = (<Handle>self._fds[fd].reader)._args
+            self._remove_fd_handle(fd, ENG_EV_READ)
+            if args is not None:
+                # what the ring accepted before the close is served, not reset: on a listening
+                # socket shared with other processes (worker recycling) accept4(2) would have
+                # left it to them
+                while True:
+                    nfd = eng_poller_accept_next(<eng_poller*>self._poller, fd)
+                    if nfd < 0:
+                        break
+                    conn, addr = self._adopt(sock, nfd)
+                    self._accepted(conn, addr, args[0], args[2])
+            self._fd_forget(fd)
         sock.close()
 
     def _resume_accepting(self, protocol_factory, sock, server, backlog):
@@ -2029,33 +2052,71 @@ cdef class Loop:
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:
-                if exc.errno in (_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM):
-                    # out of fds/memory: stop accepting for a moment instead of spinning
-                    self.call_exception_handler({
-                        'message': 'socket.accept() out of system resource',
-                        'exception': exc, 'socket': _TransportSocket(sock)})
-                    self._remove_fd_handle(sock.fileno(), ENG_EV_READ)
-                    self.call_later(_ACCEPT_RETRY_DELAY, self._resume_accepting,
-                                    protocol_factory, sock, server, backlog)
-                    return
-                raise
-            try:
-                protocol = protocol_factory()
-            except (SystemExit, KeyboardInterrupt):
-                conn.close()
-                raise
-            except BaseException as exc:
-                conn.close()
-                self.call_exception_handler({
-                    'message': 'Error on transport creation for incoming connection',
-                    'exception': exc})
-                continue
-            if server._ssl_context is not None:
-                self.create_task(self._accept_tls(conn, addr, protocol, server))
-            else:
-                SocketTransport.new(self, conn, protocol, None, {'peername': addr}, server)
+                self._accept_failed(exc, protocol_factory, sock, server, backlog)
+                return
+            self._accepted(conn, addr, protocol_factory, server)
 
-    async def _accept_tls(self, conn, addr, protocol, server):
+    def _accept_queued(self, protocol_factory, sock, server, backlog):
+        # io_uring: the sockets the listener's accept request queued, already non-blocking (so
+        # the socket object is made with no system call). The request gets no address (one
+        # buffer would serve every completion): getpeername(2) asks for it now, since asyncio's
+        # transports have it from accept, still there after the peer has gone
+        cdef int lfd = sock.fileno()
+        cdef int fd
+        for _ in range(backlog):
+            fd = eng_poller_accept_next(<eng_poller*>self._poller, lfd)
+            if fd < 0:
+                if fd == -EAGAIN:
+                    return
+                if fd == -EOPNOTSUPP:    # the ring lost its receives: readiness and accept4(2)
+                    self._accept_connection(protocol_factory, sock, server, backlog)
+                    return
+                exc = _oserror(fd)
+                if not isinstance(exc, (BlockingIOError, InterruptedError, ConnectionAbortedError)):
+                    self._accept_failed(exc, protocol_factory, sock, server, backlog)
+                return
+            conn, addr = self._adopt(sock, fd)
+            self._accepted(conn, addr, protocol_factory, server)
+
+    cdef tuple _adopt(self, sock, int fd):
+        conn = _socket.socket(sock.family, sock.type | _SOCK_NONBLOCK, sock.proto, fd)
+        try:
+            addr = conn.getpeername()
+        except OSError:
+            addr = None          # reset already: the transport meets it when it reads
+        return conn, addr
+
+    cdef _accept_failed(self, exc, protocol_factory, sock, server, backlog):
+        if exc.errno in (_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM):
+            # out of fds/memory: stop accepting for a moment instead of spinning
+            self.call_exception_handler({
+                'message': 'socket.accept() out of system resource',
+                'exception': exc, 'socket': _TransportSocket(sock)})
+            self._remove_fd_handle(sock.fileno(), ENG_EV_READ)
+            self.call_later(_ACCEPT_RETRY_DELAY, self._resume_accepting,
+                            protocol_factory, sock, server, backlog)
+            return
+        raise exc
+
+    cdef _accepted(self, conn, addr, protocol_factory, server):
+        try:
+            protocol = protocol_factory()
+        except (SystemExit, KeyboardInterrupt):
+            conn.close()
+            raise
+        except BaseException as exc:
+            conn.close()
+            self.call_exception_handler({
+                'message': 'Error on transport creation for incoming connection',
+                'exception': exc})
+            return
+        extra = None if addr is None else {'peername': addr}
+        if server._ssl_context is not None:
+            self.create_task(self._accept_tls(conn, extra, protocol, server))
+        else:
+            SocketTransport.new(self, conn, protocol, None, extra, server)
+
+    async def _accept_tls(self, conn, extra, protocol, server):
         # asyncio's semantics: a failed handshake closes the connection; it is reported to the
         # exception handler only in debug mode (SSLProtocol logs it itself).
         waiter = aio_Future(loop=self)
@@ -2063,7 +2124,7 @@ cdef class Loop:
         try:
             transport = self._make_ssl_transport(
                 conn, protocol, server._ssl_context, waiter, server_side=True,
-                extra={'peername': addr}, server=server,
+                extra=extra, server=server,
                 ssl_handshake_timeout=server._ssl_handshake_timeout,
                 ssl_shutdown_timeout=server._ssl_shutdown_timeout)
             await _connected(waiter, transport, protocol)
@@ -2602,12 +2663,13 @@ cdef class Loop:
     def _ring_stats(self):
         """io_uring receive counters (for tests and benchmarks): None unless this loop reads
         stream transports by completion receives."""
-        cdef unsigned long long st[8]
+        cdef unsigned long long st[10]
         if not self._uring_recv or self._poller == NULL:
             return None
         eng_poller_recv_stats(<eng_poller*>self._poller, st)
         return {'buffers': st[0], 'buffer_size': st[1], 'free': st[2], 'completions': st[3],
-                'enobufs': st[4], 'bytes': st[5], 'rearmed': st[6], 'sends': self._uring_send}
+                'enobufs': st[4], 'bytes': st[5], 'rearmed': st[6], 'sends': self._uring_send,
+                'accepts': st[8] if self._uring_accept else None, 'accept_queue_full': st[9]}
 
     def _stats(self):
         """Internal counters (for tests and debugging)."""

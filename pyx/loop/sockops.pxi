@@ -35,6 +35,7 @@ cdef object _AF_INET6 = getattr(_socket, 'AF_INET6', None)
 cdef object _SOL_SOCKET = _socket.SOL_SOCKET
 cdef object _SO_ERROR = _socket.SO_ERROR
 cdef object _SOCK_STREAM = _socket.SOCK_STREAM
+cdef object _SOCK_NONBLOCK = getattr(_socket, 'SOCK_NONBLOCK', 0)
 cdef object _SendfileNotAvailableError = _asyncio.SendfileNotAvailableError
 cdef object _io_UnsupportedOperation = __import__('io').UnsupportedOperation
 cdef object _FALLBACK_BLOCK = getattr(_asyncio.constants, 'SENDFILE_FALLBACK_READBUFFER_SIZE',

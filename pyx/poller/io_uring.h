@@ -63,6 +63,9 @@
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #  define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
+#ifndef IORING_ACCEPT_MULTISHOT
+#  define IORING_ACCEPT_MULTISHOT (1U << 0)
+#endif
 #ifndef IORING_FEAT_EXT_ARG
 #  define IORING_FEAT_EXT_ARG (1U << 8)
 #endif
@@ -72,8 +75,10 @@
 #define ENG_UR_UD_IGNORE    (~(uint64_t)0)   /* user_data of requests whose completion is dropped */
 #define ENG_UR_UD_RECV      ((uint64_t)1 << 63)   /* tags a recv request's user_data */
 #define ENG_UR_UD_SEND      ((uint64_t)1 << 62)   /* tags a send request's user_data */
+#define ENG_UR_UD_ACCEPT    (ENG_UR_UD_RECV | ENG_UR_UD_SEND)   /* both tags: an accept request's */
 #define ENG_UR_SEQ_MASK     0x3fffffffu           /* request numbers: 30 bits, below the tags */
 #define ENG_UR_BGID         7                     /* the provided-buffer group of receives */
+#define ENG_UR_ACCEPT_QMAX  1024   /* default of accept_qmax */
 
 typedef struct eng_ufd {       /* the ring's view of one fd number */
     uint32_t want;             /* the ENG_EV_* mask the loop wants (0: none) */
@@ -91,6 +96,13 @@ typedef struct eng_ufd {       /* the ring's view of one fd number */
     int rerr;                  /* ... or with this errno (0: none) */
     uint32_t rseq;             /* number of the newest recv request on this fd */
     uint32_t rforget;          /* rseq when the fd was last forgotten: older requests' data is dropped */
+    /* completion accepts (ENG_EV_ACCEPT, a listening socket): the r-request above is a multishot
+     * accept instead (rarmed, rseq, rforget, rsig, rsigq and rerr serve both), and what it
+     * accepts waits here, oldest first */
+    uint8_t racc;              /* the fd's r-request is an accept request */
+    uint8_t afull;             /* the queue reached accept_qmax: armed again once emptied */
+    int *aq;                   /* accepted fds: a circular queue of acap */
+    int ahead, an, acap;
     int qhead, qtail;          /* received buffers (ids), oldest first; -1: none */
     uint32_t qoff;             /* bytes of the head buffer already taken */
     size_t qbytes;             /* bytes queued */
@@ -137,13 +149,15 @@ typedef struct eng_uring {
     unsigned short br_tail;
     char **baddr;              /* buffer id -> its memory (owned by the loop's BufferPool) */
     unsigned nbufs, bsize;
+    int accept_qmax;           /* accepted sockets queued per listener before its request is
+                                * cancelled (ENGINE_IO_URING_ACCEPT_QUEUE, default ENG_UR_ACCEPT_QMAX) */
     int *bnext;                /* buffer id -> the next id in its fd's queue */
     unsigned *blen;            /* buffer id -> bytes received into it */
     uint8_t *bheld;            /* buffer id -> in a queue (not in the kernel's ring) */
     unsigned bfree;            /* buffers in the kernel's ring */
     eng_ulist starve, sig;
     eng_ulist sent;            /* fds whose send completed unasked in the last wait (no WRITE event) */
-    unsigned long long st_cqes, st_enobufs, st_bytes, st_rearms;
+    unsigned long long st_cqes, st_enobufs, st_bytes, st_rearms, st_accepts, st_accfull;
 } eng_uring;
 
 static unsigned eng_ur_forks = 0;          /* bumped in every forked child */
@@ -297,15 +311,20 @@ static inline uint64_t eng_ur_ud(int fd, uint32_t gen) {
 /* What an fd's poll request waits for: its wanted mask, less READ where a recv request serves the
  * reading (0: no poll request). */
 static inline uint32_t eng_ur_pwant(eng_uring *u, uint32_t want) {
-    if (u->recv_on && (want & ENG_EV_RECV)) want &= ~(uint32_t)ENG_EV_READ;
+    if (u->recv_on && (want & (ENG_EV_RECV | ENG_EV_ACCEPT))) want &= ~(uint32_t)ENG_EV_READ;
     if (u->recv_on && (want & ENG_EV_SEND)) want &= ~(uint32_t)ENG_EV_WRITE;
     if (!(want & (ENG_EV_READ | ENG_EV_WRITE))) return 0;
-    return want & ~(uint32_t)(ENG_EV_RECV | ENG_EV_SEND);
+    return want & ~(uint32_t)(ENG_EV_RECV | ENG_EV_SEND | ENG_EV_ACCEPT);
 }
 
 /* Whether an fd's reading is served by a multishot recv request. */
 static inline int eng_ur_rwant(eng_uring *u, uint32_t want) {
     return u->recv_on && (want & ENG_EV_RECV) && (want & ENG_EV_READ);
+}
+
+/* Whether a listening fd's accepting is served by a multishot accept request. */
+static inline int eng_ur_awant(eng_uring *u, uint32_t want) {
+    return u->recv_on && (want & ENG_EV_ACCEPT) && (want & ENG_EV_READ);
 }
 
 static int eng_ur_lpush(eng_ulist *l, int fd) {
@@ -389,7 +408,70 @@ static int eng_ur_arm_recv(eng_uring *u, int fd) {
     sqe->buf_group = ENG_UR_BGID;
     sqe->user_data = eng_ur_rud(fd, s->rseq);
     s->rarmed = 1;
+    s->racc = 0;
     return 0;
+}
+
+/* --- completion accepts ----------------------------------------------------------------------
+ * A listening socket whose reader asks for ENG_EV_ACCEPT (a server's) is served by one multishot
+ * IORING_OP_ACCEPT request: the kernel accepts (SOCK_NONBLOCK | SOCK_CLOEXEC, no address: one
+ * buffer would be overwritten by every completion) and posts each new fd; they are queued per
+ * listener and the listener is reported READ once per batch, and the loop takes them with
+ * eng_poller_accept_next instead of calling accept4(2).
+ *  - An fd is never leaked: what a forgotten listener's request posts (after the server closed)
+ *    is closed here, and so is what is still queued when it is forgotten.
+ *  - An error (EMFILE...) ends the request and is queued after the fds: the loop meets it where
+ *    accept4(2) would have raised it, and the request is armed again when the loop takes it (if
+ *    the loop still wants to accept).
+ *  - A request that accepted is cancelled (what it accepted meanwhile still counts) and a new
+ *    one armed at the next wait: accept requests wait exclusively, and one that stayed armed
+ *    would keep its place at the head of the socket's wait queue and take every connection
+ *    from the other processes sharing the socket (gunicorn's workers). Renewed per batch, the
+ *    processes take turns, as they do under epoll.
+ *  - A queue of accept_qmax fds is not renewed (the kernel's backlog holds what comes, as
+ *    when a loop does not call accept4): armed again once the loop emptied it. */
+
+static inline uint64_t eng_ur_aud(int fd, uint32_t seq) {
+    return ENG_UR_UD_ACCEPT | ((uint64_t)(seq & ENG_UR_SEQ_MASK) << 32) | (uint32_t)fd;
+}
+
+static int eng_ur_arm_accept(eng_uring *u, int fd) {
+    eng_ufd *s = &u->fds[fd];
+    struct io_uring_sqe *sqe = eng_ur_sqe(u);
+    if (sqe == NULL) return -EAGAIN;
+    s->rseq = (s->rseq + 1) & ENG_UR_SEQ_MASK;
+    sqe->opcode = IORING_OP_ACCEPT;
+    sqe->fd = fd;
+    sqe->ioprio = IORING_ACCEPT_MULTISHOT;
+    sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+    sqe->user_data = eng_ur_aud(fd, s->rseq);
+    s->rarmed = 1;
+    s->racc = 1;
+    return 0;
+}
+
+/* Arm fd's accept request unless one is armed, an error waits for the loop, or the queue is full
+ * (then it is armed again once the loop has emptied it). 0 or -errno. */
+static int eng_ur_accept_arm_if(eng_uring *u, int fd) {
+    eng_ufd *s = &u->fds[fd];
+    if (s->rarmed || s->afull || s->rerr) return 0;
+    if (s->an >= u->accept_qmax) {
+        s->afull = 1;
+        u->st_accfull++;
+        return 0;
+    }
+    return eng_ur_arm_accept(u, fd);
+}
+
+/* Close every accepted fd queued for s. */
+static void eng_ur_accept_drop(eng_ufd *s) {
+    while (s->an) {
+        close(s->aq[s->ahead]);
+        s->ahead = (s->ahead + 1) % s->acap;
+        s->an--;
+    }
+    s->ahead = 0;
+    s->afull = 0;
 }
 
 /* Queue the cancellation of fd's recv request (the caller flushes). 0 or -errno. */
@@ -399,7 +481,7 @@ static int eng_ur_cancel_recv(eng_uring *u, int fd) {
     if (!s->rarmed) return 0;
     sqe = eng_ur_sqe(u);
     if (sqe == NULL) return -EAGAIN;
-    eng_ur_prep_cancel(sqe, eng_ur_rud(fd, s->rseq));
+    eng_ur_prep_cancel(sqe, s->racc ? eng_ur_aud(fd, s->rseq) : eng_ur_rud(fd, s->rseq));
     s->rarmed = 0;
     return 0;
 }
@@ -486,6 +568,7 @@ static int eng_ur_rebuild(eng_uring *u) {
                 eng_ufd *s = &u->fds[fd];
                 s->qhead = s->qtail = -1;
                 s->qoff = 0; s->qbytes = 0; s->reof = 0; s->rerr = 0;
+                eng_ur_accept_drop(s);   /* this process's copies of what the parent accepted */
             }
             memset(u->bheld, 0, u->nbufs);
         }
@@ -537,6 +620,11 @@ static int eng_ur_rebuild(eng_uring *u) {
             if (rc < 0) return rc;
             if (s->qbytes || s->reof || s->rerr) eng_ur_signal(u, fd);
         }
+        if (eng_ur_awant(u, s->want)) {
+            rc = eng_ur_accept_arm_if(u, fd);
+            if (rc < 0) return rc;
+            if (s->an || s->rerr) eng_ur_signal(u, fd);
+        }
     }
     u->ev_last = 0;
     return 0;
@@ -567,7 +655,11 @@ static void eng_ur_close(eng_uring *u) {
     eng_ur_unmap(u);
     if (u->fds != NULL) {
         int i;
-        for (i = 0; i < u->nfds; i++) free(u->fds[i].siov);
+        for (i = 0; i < u->nfds; i++) {
+            free(u->fds[i].siov);
+            eng_ur_accept_drop(&u->fds[i]);
+            free(u->fds[i].aq);
+        }
     }
     free(u->fds);
     free(u->rearm);
@@ -630,7 +722,7 @@ static int eng_ur_set(eng_uring *u, int fd, int old, int new_) {
         if (rc < 0) return rc;
         flush = 1;
     }
-    if (s->rarmed && (fresh || !eng_ur_rwant(u, want))) {
+    if (s->rarmed && (fresh || !(s->racc ? eng_ur_awant(u, want) : eng_ur_rwant(u, want)))) {
         rc = eng_ur_cancel_recv(u, fd);   /* what it still posts is queued, not lost */
         if (rc < 0) return rc;
         flush = 1;
@@ -647,6 +739,11 @@ static int eng_ur_set(eng_uring *u, int fd, int old, int new_) {
             if (rc < 0) return rc;
         }
         if (s->qbytes || s->reof || s->rerr) eng_ur_signal(u, fd);   /* received while paused */
+    }
+    if (eng_ur_awant(u, want)) {
+        rc = eng_ur_accept_arm_if(u, fd);
+        if (rc < 0) return rc;
+        if (s->an || s->rerr) eng_ur_signal(u, fd);   /* accepted while paused */
     }
     if ((want & ENG_EV_WRITE) && s->sdone) eng_ur_signal(u, fd);   /* a send completed before it asked */
     /* a new request is only queued: submitted with the next wait, it reports the readiness of
@@ -725,6 +822,58 @@ static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, 
     return n;
 }
 
+/* An accept request's completion: the new fd queued (or closed), the listener reported. Returns the new n. */
+static int eng_ur_reap_accept(eng_uring *u, uint64_t ud, int res, unsigned flags, int n) {
+    int fd = (int)(uint32_t)ud;
+    uint32_t seq = (uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK;
+    uint32_t age;
+    eng_ufd *s;
+    if (fd < 0 || fd >= u->nfds) {
+        if (res >= 0) close(res);
+        return n;
+    }
+    s = &u->fds[fd];
+    age = (seq - s->rforget) & ENG_UR_SEQ_MASK;
+    if (!(age != 0 && age < (ENG_UR_SEQ_MASK >> 1))) {   /* the listener was forgotten since */
+        if (res >= 0) close(res);
+        return n;
+    }
+    if (!(flags & IORING_CQE_F_MORE) && seq == s->rseq && s->rarmed) {
+        s->rarmed = 0;
+        if (res >= 0 && !s->afull) eng_ur_push_rearm(u, fd);   /* ended for another reason (CQ overflow) */
+    }
+    if (res >= 0) {
+        if (s->an == s->acap) {
+            int cap = s->acap ? s->acap * 2 : 16, i;
+            int *q = (int *)malloc(sizeof(int) * (size_t)cap);
+            if (q == NULL) { close(res); return n; }   /* the peer sees a reset; cannot happen in practice */
+            for (i = 0; i < s->an; i++) q[i] = s->aq[(s->ahead + i) % s->acap];
+            free(s->aq);
+            s->aq = q;
+            s->acap = cap;
+            s->ahead = 0;
+        }
+        s->aq[(s->ahead + s->an) % s->acap] = res;
+        s->an++;
+        u->st_accepts++;
+        /* the request accepted what was waiting: it is replaced by a new one at the next wait,
+         * which queues behind the other processes' requests on a shared listening socket (an
+         * accept request waits exclusively: the first in the socket's queue gets every
+         * connection, and a multishot one never leaves its place) */
+        if (s->rarmed && eng_ur_cancel_recv(u, fd) == 0) eng_ur_push_rearm(u, fd);
+    } else {
+        if (res == -ECANCELED) return n;
+        if (!s->rerr) s->rerr = -res;
+    }
+    if (eng_ur_awant(u, s->want) && !s->rsig) {
+        u->ev[n].fd = fd;
+        u->ev[n].revents = ENG_EV_READ;
+        s->rsig = 1;
+        n++;
+    }
+    return n;
+}
+
 /* Move completions into ev[n..ev_cap); the rest stay in the CQ for the next wait. Returns the new n. */
 static int eng_ur_reap(eng_uring *u, int n) {
     unsigned head = *u->cq_head;
@@ -739,6 +888,10 @@ static int eng_ur_reap(eng_uring *u, int n) {
         eng_ufd *s;
         head++;
         if (ud == ENG_UR_UD_IGNORE) continue;
+        if ((ud & ENG_UR_UD_ACCEPT) == ENG_UR_UD_ACCEPT) {
+            n = eng_ur_reap_accept(u, ud, res, flags, n);
+            continue;
+        }
         if (ud & ENG_UR_UD_RECV) {
             n = eng_ur_reap_recv(u, ud, res, flags, n);
             continue;
@@ -824,6 +977,7 @@ static int eng_ur_wait(eng_uring *u, int timeout_ms) {
             rc = eng_ur_arm_recv(u, fd);
             if (rc == 0) u->st_rearms++;
         }
+        if (rc == 0 && eng_ur_awant(u, s->want)) rc = eng_ur_accept_arm_if(u, fd);
         if (rc < 0) {   /* SQ full and the kernel busy: keep the rest for the next wait */
             memmove(u->rearm, u->rearm + i, sizeof(int) * (size_t)(u->nrearm - i));
             u->nrearm -= i;
@@ -845,7 +999,8 @@ reported:
             goto enter;
         }
         s->rsigq = 0;
-        if (eng_ur_rwant(u, s->want) && !s->rsig && (s->qbytes || s->reof || s->rerr)) {
+        if (!s->rsig && ((eng_ur_rwant(u, s->want) && (s->qbytes || s->reof || s->rerr)) ||
+                         (eng_ur_awant(u, s->want) && (s->an || s->rerr)))) {
             u->ev[n].fd = fd;
             u->ev[n].revents = ENG_EV_READ;
             s->rsig = 1;
@@ -921,6 +1076,10 @@ static int eng_ur_recv_setup(eng_uring *u, char **addrs, unsigned n, unsigned si
     memcpy(u->baddr, addrs, sizeof(char *) * n);
     u->nbufs = n;
     u->bsize = size;
+    {
+        const char *q = getenv("ENGINE_IO_URING_ACCEPT_QUEUE");
+        u->accept_qmax = q != NULL && atoi(q) > 0 ? atoi(q) : ENG_UR_ACCEPT_QMAX;
+    }
     u->br_tail = 0;
     u->bfree = 0;
     for (i = 0; i < n; i++) eng_ur_give(u, i);
@@ -1059,8 +1218,39 @@ static void eng_ur_recv_forget(eng_uring *u, int fd) {
     s->rforget = s->rseq;
     s->rstarved = 0;
     eng_ur_queue_drop(u, s);
+    eng_ur_accept_drop(s);
     eng_ur_unstarve(u);
     eng_ur_send_cancel(u, fd);
+}
+
+/* The next fd accepted for listening fd lfd (non-blocking, close-on-exec; the caller owns it);
+ * -EAGAIN: none yet; -ENOTSUP: lfd is not served by an accept request (call accept4(2));
+ * another -errno: the error accept4(2) would have met (the request is armed again at the next
+ * wait if the listener still wants it). */
+static int eng_ur_accept_next(eng_uring *u, int lfd) {
+    eng_ufd *s;
+    int fd;
+    if (!u->recv_on || lfd < 0 || lfd >= u->nfds) return -ENOTSUP;
+    s = &u->fds[lfd];
+    if (s->an) {
+        fd = s->aq[s->ahead];
+        s->ahead = (s->ahead + 1) % s->acap;
+        s->an--;
+        if (s->an) eng_ur_signal(u, lfd);   /* the rest are reported again at the next wait */
+        else if (s->afull) {
+            s->afull = 0;
+            eng_ur_push_rearm(u, lfd);
+        }
+        return fd;
+    }
+    if (s->rerr) {
+        int err = s->rerr;
+        s->rerr = 0;
+        if (eng_ur_awant(u, s->want)) eng_ur_push_rearm(u, lfd);
+        return -err;
+    }
+    if (!eng_ur_awant(u, s->want) && !(s->rarmed && s->racc)) return -ENOTSUP;
+    return -EAGAIN;
 }
 
 #endif

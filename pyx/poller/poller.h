@@ -26,7 +26,14 @@
  *          bytes queued; 0 = end of file next; -EAGAIN = nothing yet; -ENOTSUP = read fd yourself;
  *          other -errno: that error is next.
  *   size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)   takes queued bytes
- *   void eng_poller_recv_forget(eng_poller *p, int fd)   the reader is gone: drop its queue
+ *   void eng_poller_recv_forget(eng_poller *p, int fd)   the reader is gone: drop its queue (or
+ *          close the accepted fds queued for a listener)
+ *   Completion accepts (io_uring with receives on): a listening socket's reader registered with
+ *   ENG_EV_ACCEPT | ENG_EV_READ is served by a multishot accept request, reported READ when fds
+ *   (or an error) are queued for it.
+ *   int  eng_poller_accept_next(eng_poller *p, int lfd)   the next accepted fd (non-blocking,
+ *          close-on-exec, owned by the caller); -EAGAIN = none yet; -ENOTSUP = call accept4(2)
+ *          yourself; other -errno: the error accept4(2) would have met.
  *   Completion sends (io_uring with receives on): a writer registered with ENG_EV_SEND | ENG_EV_WRITE
  *   is reported WRITE when its send request completes, not on readiness.
  *   struct iovec *eng_poller_send_iov(eng_poller *p, int fd, int n)   room for the next send's buffers
@@ -57,6 +64,7 @@
 #define ENG_EV_ERROR  8
 #define ENG_EV_RECV   16   /* a stream socket's reader takes queued receives (io_uring) */
 #define ENG_EV_SEND   32   /* a stream socket's writer sends by send requests (io_uring) */
+#define ENG_EV_ACCEPT 64   /* a listening socket's reader takes queued accepted sockets (io_uring) */
 
 #include <errno.h>
 #include <stdlib.h>
@@ -208,6 +216,14 @@ static inline size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size
     return 0;
 }
 
+static inline int eng_poller_accept_next(eng_poller *p, int lfd) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_accept_next(p->ur, lfd);
+#endif
+    (void)p; (void)lfd;
+    return -ENOTSUP;
+}
+
 static inline void eng_poller_recv_forget(eng_poller *p, int fd) {
 #if ENGINE_USE_IO_URING
     if (p->ur != NULL) eng_ur_recv_forget(p->ur, fd);
@@ -277,12 +293,13 @@ static inline int eng_poller_submits(eng_poller *p) {
 /* out[0..7]: buffers, buffer size, buffers in the kernel's ring, completions, ENOBUFS ends,
  * bytes received, starved requests armed again, whether receives are on. */
 static inline void eng_poller_recv_stats(eng_poller *p, unsigned long long *out) {
-    memset(out, 0, sizeof(unsigned long long) * 8);
+    memset(out, 0, sizeof(unsigned long long) * 10);
 #if ENGINE_USE_IO_URING
     if (p->ur != NULL) {
         out[0] = p->ur->nbufs; out[1] = p->ur->bsize; out[2] = p->ur->bfree;
         out[3] = p->ur->st_cqes; out[4] = p->ur->st_enobufs; out[5] = p->ur->st_bytes;
         out[6] = p->ur->st_rearms; out[7] = (unsigned long long)p->ur->recv_on;
+        out[8] = p->ur->st_accepts; out[9] = p->ur->st_accfull;
     }
 #endif
 }
