@@ -766,11 +766,25 @@ static void eng_ur_push_rearm(eng_uring *u, int fd) {
     s->rearm = 1;
 }
 
+/* Whether request number seq of s was made after s was last forgotten (its completions count). */
+static inline int eng_ur_owned(eng_ufd *s, uint32_t seq) {
+    uint32_t age = (seq - s->rforget) & ENG_UR_SEQ_MASK;
+    return age != 0 && age < (ENG_UR_SEQ_MASK >> 1);
+}
+
+/* Report fd READ in the batch being reaped, once per batch. Returns the new n. */
+static inline int eng_ur_report_read(eng_uring *u, eng_ufd *s, int fd, int n) {
+    if (s->rsig) return n;
+    u->ev[n].fd = fd;
+    u->ev[n].revents = ENG_EV_READ;
+    s->rsig = 1;
+    return n + 1;
+}
+
 /* A recv request's completion: its buffer queued (or returned), the fd reported. Returns the new n. */
 static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, int n) {
     int fd = (int)(uint32_t)ud;
     uint32_t seq = (uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK;
-    uint32_t age;
     int owned;
     eng_ufd *s;
     if (fd < 0 || fd >= u->nfds) {
@@ -778,8 +792,7 @@ static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, 
         return n;
     }
     s = &u->fds[fd];
-    age = (seq - s->rforget) & ENG_UR_SEQ_MASK;
-    owned = age != 0 && age < (ENG_UR_SEQ_MASK >> 1);   /* numbered after the fd was last forgotten */
+    owned = eng_ur_owned(s, seq);
     u->st_cqes++;
     if (flags & IORING_CQE_F_BUFFER) {
         unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
@@ -813,31 +826,19 @@ static int eng_ur_reap_recv(eng_uring *u, uint64_t ud, int res, unsigned flags, 
         if (res == -ECANCELED || res == -ENOBUFS) return n;
         if (!s->rerr) s->rerr = -res;
     }
-    if (eng_ur_rwant(u, s->want) && !s->rsig) {
-        u->ev[n].fd = fd;
-        u->ev[n].revents = ENG_EV_READ;
-        s->rsig = 1;
-        n++;
-    }
-    return n;
+    return eng_ur_rwant(u, s->want) ? eng_ur_report_read(u, s, fd, n) : n;
 }
 
 /* An accept request's completion: the new fd queued (or closed), the listener reported. Returns the new n. */
 static int eng_ur_reap_accept(eng_uring *u, uint64_t ud, int res, unsigned flags, int n) {
     int fd = (int)(uint32_t)ud;
     uint32_t seq = (uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK;
-    uint32_t age;
     eng_ufd *s;
-    if (fd < 0 || fd >= u->nfds) {
+    if (fd < 0 || fd >= u->nfds || !eng_ur_owned(&u->fds[fd], seq)) {   /* forgotten since */
         if (res >= 0) close(res);
         return n;
     }
     s = &u->fds[fd];
-    age = (seq - s->rforget) & ENG_UR_SEQ_MASK;
-    if (!(age != 0 && age < (ENG_UR_SEQ_MASK >> 1))) {   /* the listener was forgotten since */
-        if (res >= 0) close(res);
-        return n;
-    }
     if (!(flags & IORING_CQE_F_MORE) && seq == s->rseq && s->rarmed) {
         s->rarmed = 0;
         if (res >= 0 && !s->afull) eng_ur_push_rearm(u, fd);   /* ended for another reason (CQ overflow) */
@@ -865,13 +866,7 @@ static int eng_ur_reap_accept(eng_uring *u, uint64_t ud, int res, unsigned flags
         if (res == -ECANCELED) return n;
         if (!s->rerr) s->rerr = -res;
     }
-    if (eng_ur_awant(u, s->want) && !s->rsig) {
-        u->ev[n].fd = fd;
-        u->ev[n].revents = ENG_EV_READ;
-        s->rsig = 1;
-        n++;
-    }
-    return n;
+    return eng_ur_awant(u, s->want) ? eng_ur_report_read(u, s, fd, n) : n;
 }
 
 /* Move completions into ev[n..ev_cap); the rest stay in the CQ for the next wait. Returns the new n. */
@@ -999,13 +994,9 @@ reported:
             goto enter;
         }
         s->rsigq = 0;
-        if (!s->rsig && ((eng_ur_rwant(u, s->want) && (s->qbytes || s->reof || s->rerr)) ||
-                         (eng_ur_awant(u, s->want) && (s->an || s->rerr)))) {
-            u->ev[n].fd = fd;
-            u->ev[n].revents = ENG_EV_READ;
-            s->rsig = 1;
-            n++;
-        }
+        if ((eng_ur_rwant(u, s->want) && (s->qbytes || s->reof || s->rerr)) ||
+            (eng_ur_awant(u, s->want) && (s->an || s->rerr)))
+            n = eng_ur_report_read(u, s, fd, n);
         if (s->sdone && (s->want & ENG_EV_WRITE) && n < u->ev_cap) {   /* a completed send, for a writer that asked since */
             u->ev[n].fd = fd;
             u->ev[n].revents = ENG_EV_WRITE;
