@@ -13,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -849,3 +850,42 @@ def test_sockets_accepted_for_a_closed_server_are_closed(uring_loop):
     finally:
         for c in conns:
             c.close()
+
+
+@needs_uring
+def test_a_connection_accepted_just_before_the_server_closes_is_served(uring_loop):
+    # the kernel accepts for the ring's request in any io_uring_enter, also in one the loop
+    # makes between two waits (here the removal of a reader); a server closed right after must
+    # still serve what that accepted, not close it when the completion is reaped later
+    made = []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, tr):
+            made.append(tr)
+
+    async def main():
+        srv = await uring_loop.create_server(Keep, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        r, w = os.pipe()
+        uring_loop.add_reader(r, lambda: None)
+        await asyncio.sleep(0.01)                          # the accept request and the poll armed
+        c = socket.create_connection(addr, timeout=10)     # accepted by the kernel ...
+        time.sleep(0.05)
+        uring_loop.remove_reader(r)                        # ... in this call's io_uring_enter
+        srv.close()
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        for tr in made:
+            tr.close()
+        await srv.wait_closed()
+        os.close(r)
+        os.close(w)
+        return c
+
+    c = uring_loop.run_until_complete(main())
+    try:
+        assert len(made) == 1
+        assert made[0].get_extra_info("peername") == c.getsockname()
+        assert c.recv(10) == b""
+    finally:
+        c.close()

@@ -418,8 +418,10 @@ static int eng_ur_arm_recv(eng_uring *u, int fd) {
  * buffer would be overwritten by every completion) and posts each new fd; they are queued per
  * listener and the listener is reported READ once per batch, and the loop takes them with
  * eng_poller_accept_next instead of calling accept4(2).
- *  - An fd is never leaked: what a forgotten listener's request posts (after the server closed)
- *    is closed here, and so is what is still queued when it is forgotten.
+ *  - Nothing accepted is lost when a server closes: the loop takes what is queued (and what
+ *    completions not yet reaped carry, eng_ur_accept_collect) before it forgets the listener and
+ *    serves it; only what the request posts after that is closed here (the peer sees the
+ *    connection closed, as for a connection left in a closed listener's backlog).
  *  - An error (EMFILE...) ends the request and is queued after the fds: the loop meets it where
  *    accept4(2) would have raised it, and the request is armed again when the loop takes it (if
  *    the loop still wants to accept).
@@ -766,6 +768,23 @@ static void eng_ur_push_rearm(eng_uring *u, int fd) {
     s->rearm = 1;
 }
 
+/* Queue accepted fd at the tail of s's accept queue. 0 or -ENOMEM. */
+static int eng_ur_aq_push(eng_ufd *s, int fd) {
+    if (s->an == s->acap) {
+        int cap = s->acap ? s->acap * 2 : 16, i;
+        int *q = (int *)malloc(sizeof(int) * (size_t)cap);
+        if (q == NULL) return -ENOMEM;
+        for (i = 0; i < s->an; i++) q[i] = s->aq[(s->ahead + i) % s->acap];
+        free(s->aq);
+        s->aq = q;
+        s->acap = cap;
+        s->ahead = 0;
+    }
+    s->aq[(s->ahead + s->an) % s->acap] = fd;
+    s->an++;
+    return 0;
+}
+
 /* Whether request number seq of s was made after s was last forgotten (its completions count). */
 static inline int eng_ur_owned(eng_ufd *s, uint32_t seq) {
     uint32_t age = (seq - s->rforget) & ENG_UR_SEQ_MASK;
@@ -844,18 +863,7 @@ static int eng_ur_reap_accept(eng_uring *u, uint64_t ud, int res, unsigned flags
         if (res >= 0 && !s->afull) eng_ur_push_rearm(u, fd);   /* ended for another reason (CQ overflow) */
     }
     if (res >= 0) {
-        if (s->an == s->acap) {
-            int cap = s->acap ? s->acap * 2 : 16, i;
-            int *q = (int *)malloc(sizeof(int) * (size_t)cap);
-            if (q == NULL) { close(res); return n; }   /* the peer sees a reset; cannot happen in practice */
-            for (i = 0; i < s->an; i++) q[i] = s->aq[(s->ahead + i) % s->acap];
-            free(s->aq);
-            s->aq = q;
-            s->acap = cap;
-            s->ahead = 0;
-        }
-        s->aq[(s->ahead + s->an) % s->acap] = res;
-        s->an++;
+        if (eng_ur_aq_push(s, res) < 0) { close(res); return n; }   /* the peer sees a reset; cannot happen in practice */
         u->st_accepts++;
         /* the request accepted what was waiting: it is replaced by a new one at the next wait,
          * which queues behind the other processes' requests on a shared listening socket (an
@@ -1214,6 +1222,27 @@ static void eng_ur_recv_forget(eng_uring *u, int fd) {
     eng_ur_send_cancel(u, fd);
 }
 
+/* The listener stopped accepting (paused, or its server closing): completions of its request
+ * that a system call since the last wait posted (a flush runs the kernel's task work, where the
+ * request accepts) are not reaped yet; their fds are queued now, the completions left to be
+ * ignored, so that the loop serves them rather than the reaper closing them after the listener
+ * is forgotten. Only this thread posts to the ring (DEFER_TASKRUN), so the CQ holds still. */
+static void eng_ur_accept_collect(eng_uring *u, int lfd, eng_ufd *s) {
+    unsigned head = *u->cq_head;
+    unsigned tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+    unsigned mask = *u->cq_mask;
+    for (; head != tail; head++) {
+        struct io_uring_cqe *cqe = &u->cqes[head & mask];
+        uint64_t ud = cqe->user_data;
+        if (ud == ENG_UR_UD_IGNORE || (ud & ENG_UR_UD_ACCEPT) != ENG_UR_UD_ACCEPT) continue;
+        if ((int)(uint32_t)ud != lfd || cqe->res < 0) continue;
+        if (!eng_ur_owned(s, (uint32_t)(ud >> 32) & ENG_UR_SEQ_MASK)) continue;
+        if (eng_ur_aq_push(s, cqe->res) < 0) continue;   /* left to the reaper, which closes it */
+        u->st_accepts++;
+        cqe->user_data = ENG_UR_UD_IGNORE;   /* (the request was cancelled: nothing else to see) */
+    }
+}
+
 /* The next fd accepted for listening fd lfd (non-blocking, close-on-exec; the caller owns it);
  * -EAGAIN: none yet; -ENOTSUP: lfd is not served by an accept request (call accept4(2));
  * another -errno: the error accept4(2) would have met (the request is armed again at the next
@@ -1223,6 +1252,7 @@ static int eng_ur_accept_next(eng_uring *u, int lfd) {
     int fd;
     if (!u->recv_on || lfd < 0 || lfd >= u->nfds) return -ENOTSUP;
     s = &u->fds[lfd];
+    if (!s->an && s->racc && !eng_ur_awant(u, s->want)) eng_ur_accept_collect(u, lfd, s);
     if (s->an) {
         fd = s->aq[s->ahead];
         s->ahead = (s->ahead + 1) % s->acap;
