@@ -104,7 +104,8 @@ IDLE_CONNS = 10_000
 def new_loop(impl):
     import asyncio
     if impl in ("engine", "engine-nopoll", "engine-pytls", "engine-tlsmod", "engine-epoll",
-                "engine-io_uring", "engine-io_uring-poll", "engine-io_uring-noaccept"):
+                "engine-io_uring", "engine-io_uring-poll", "engine-io_uring-noaccept",
+                "engine-io_uring-views", "engine-epoll-views"):
         import engine
         if impl.startswith(("engine-epoll", "engine-io_uring")):
             # the backend named, whatever ENGINE_BACKEND says (io_uring falls back to epoll
@@ -147,6 +148,10 @@ def serve(impl, scenario, cpu, path):
     asyncio.set_event_loop(loop)
 
     class Echo(asyncio.Protocol):
+        # engine-*-views: the protocol takes memoryviews (on io_uring, the kernel's receive
+        # buffers lent without a copy; write() queues a read-only view without one either)
+        data_received_memoryview = impl.endswith("-views")
+
         def connection_made(self, t):
             self.t = t
 

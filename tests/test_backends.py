@@ -889,3 +889,138 @@ def test_a_connection_accepted_just_before_the_server_closes_is_served(uring_loo
         assert c.recv(10) == b""
     finally:
         c.close()
+
+
+# --- protocols that take memoryviews: io_uring's receive buffers lent, no copy ----------------
+
+class _Viewer(asyncio.Protocol):
+    """data_received_memoryview = True: keeps a slice of the first view (which must keep its
+    bytes), the first view itself (which must be released after the call), and a copy of all."""
+    data_received_memoryview = True
+
+    def __init__(self, done, echo=False):
+        self.done, self.echo = done, echo
+        self.got, self.kinds, self.first, self.first_slice = bytearray(), set(), None, None
+
+    def connection_made(self, tr):
+        self.tr = tr
+
+    def data_received(self, data):
+        self.kinds.add((type(data).__name__, data.readonly))
+        if self.first is None:
+            self.first, self.first_slice = data, data[:12]
+            self.first_bytes = bytes(data[:12])
+        self.got += data
+        if self.echo:
+            self.tr.write(data)              # a read-only view: queued without a copy
+
+    def eof_received(self):
+        self.done.set_result(None)
+
+
+def _viewer_run(loop, size, echo):
+    payload = _pattern(5, size)
+
+    async def main():
+        done = loop.create_future()
+        proto = _Viewer(done, echo)
+        a, b = socket.socketpair()
+        b.settimeout(10)
+        await loop.create_connection(lambda: proto, sock=a)
+        echoed = bytearray()
+
+        def peer():
+            b.sendall(payload)
+            b.shutdown(socket.SHUT_WR)
+            if echo:
+                echoed.extend(_recv_exactly(b, size))
+
+        t = threading.Thread(target=peer)
+        t.start()
+        await asyncio.wait_for(done, 20)
+        await asyncio.to_thread(t.join, 20)
+        proto.tr.close()
+        b.close()
+        await asyncio.sleep(0)
+        return proto, bytes(echoed)
+
+    return payload, loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("backend", ["epoll", "io_uring"])
+@pytest.mark.parametrize("echo", [False, True], ids=["keep-a-slice", "write-it-back"])
+def test_a_protocol_can_take_memoryviews(backend, echo):
+    if backend == "io_uring" and not URING:
+        pytest.skip("io_uring not built or refused by this kernel")
+    _loop._set_backend(backend)
+    try:
+        loop = engine.new_event_loop()
+    finally:
+        _loop._set_backend(os.environ.get("ENGINE_BACKEND"))
+    try:
+        payload, (proto, echoed) = _viewer_run(loop, 600_000, echo)
+        assert bytes(proto.got) == payload
+        assert proto.kinds == {("memoryview", True)}
+        with pytest.raises(ValueError):              # the view itself: only for the call
+            bytes(proto.first)
+        assert bytes(proto.first_slice) == proto.first_bytes == payload[:12]   # kept, intact
+        if echo:
+            assert echoed == payload
+        stats = loop._ring_stats()
+        if stats is not None:
+            # every buffer back in the kernel's ring (kept ones replaced), none lost
+            assert stats["free"] == stats["buffers"]
+            assert stats["pool_in_use"] == stats["buffers"] + 1   # + the chunk the slice keeps
+            proto.first_slice.release()
+            assert loop._ring_stats()["pool_in_use"] == stats["buffers"]
+    finally:
+        loop.close()
+
+
+@needs_uring
+def test_a_switch_to_a_protocol_taking_bytes_gets_bytes(uring_loop):
+    # set_protocol() inside data_received: what is still queued goes to the new protocol, as
+    # bytes, in order
+    payload = _pattern(7, 300_000)
+    got, kinds = bytearray(), []
+
+    class Later(asyncio.Protocol):
+        def data_received(self, data):
+            kinds.append(type(data))
+            got.extend(data)
+
+        def eof_received(self):
+            done.set_result(None)
+
+    class First(asyncio.Protocol):
+        data_received_memoryview = True
+
+        def connection_made(self, tr):
+            self.tr = tr
+
+        def data_received(self, data):
+            kinds.append(type(data))
+            got.extend(data)
+            self.tr.set_protocol(Later())
+
+    async def main():
+        nonlocal done
+        done = uring_loop.create_future()
+        a, b = socket.socketpair()
+        tr, _ = await uring_loop.create_connection(First, sock=a)
+
+        def peer():
+            b.sendall(payload)
+            b.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=peer)
+        t.start()
+        await asyncio.wait_for(done, 10)
+        await asyncio.to_thread(t.join, 10)
+        tr.close()
+        b.close()
+
+    done = None
+    uring_loop.run_until_complete(main())
+    assert bytes(got) == payload
+    assert kinds[0] is memoryview and set(kinds[1:]) == {bytes}

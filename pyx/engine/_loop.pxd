@@ -230,6 +230,7 @@ cdef class _FdTransport:
         bint _write_registered
         bint _uring_recv            # read from the poller's receive queue (io_uring), not recv(2)
         bint _uring_send            # written by send requests (io_uring), not send(2)
+        bint _lend                  # the protocol takes memoryviews (data_received_memoryview)
         bint _send_inflight         # a send request is in flight (its buffers head _wbuf)
         bint _send_queued           # on the loop's list of sends to submit before it polls
         bint _protocol_connected
@@ -246,6 +247,8 @@ cdef class _FdTransport:
     cdef int _on_writable(self) except -1
     cdef object _read_chunk(self, bint is_socket)
     cdef object _read_ring(self)
+    cdef int _read_lent(self) except -2
+    cdef int _give_lent(self, object lent, unsigned bid) except -1
     cdef int _read_event(self, bint is_socket, str what) except -1
     cdef int _watch(self, int which, bint on) except -1
     cdef int _maybe_pause_protocol(self) except -1

@@ -29,6 +29,8 @@ cdef extern from "poller/poller.h" nogil:
     ssize_t eng_poller_recv_avail(eng_poller *p, int fd)
     size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)
     void eng_poller_recv_forget(eng_poller *p, int fd)
+    size_t eng_poller_recv_lend(eng_poller *p, int fd, char **ptr, unsigned *bid)
+    char *eng_poller_recv_return(eng_poller *p, unsigned bid, char *swap)
     int eng_poller_accept_next(eng_poller *p, int lfd)
     void eng_poller_recv_stats(eng_poller *p, unsigned long long *out)
     iovec *eng_poller_send_iov(eng_poller *p, int fd, int n)

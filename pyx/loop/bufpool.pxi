@@ -80,6 +80,9 @@ cdef class BufferPool:
             self._peak = self._in_use
         return self._free[self._nfree]
 
+    cdef inline bint _can_take(self) noexcept:
+        return self._nfree > 0 or self._nslabs < self.max_slabs
+
     cdef void _give(self, char *chunk) noexcept:
         self._free[self._nfree] = chunk
         self._nfree += 1
@@ -156,3 +159,36 @@ cdef class PooledBuffer:
         if self._ptr != NULL and self._pool is not None:
             self._pool._give(self._ptr)
             self._ptr = NULL
+
+
+@cython.final
+@cython.no_gc_clear
+cdef class _LentBuffer:
+    """Received bytes lent to a protocol that takes memoryviews (``data_received_memoryview``):
+    the read-only view handed to data_received() is of this object. When the call returns, the
+    transport asks whether a view is still alive (a slice kept, a write() queued without a
+    copy): if not, the memory goes straight back to the kernel's ring; if so, it is kept (the
+    ring gets other memory instead) and given to its pool when the last view goes."""
+    cdef:
+        char *_ptr            # the bytes lent
+        Py_ssize_t _size
+        Py_ssize_t _exports
+        char *_chunk          # the pool chunk they lie in, once kept (NULL: not ours to free)
+        BufferPool _pool
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if self._ptr == NULL:
+            raise ValueError("the received data was only lent for the data_received() call")
+        PyBuffer_FillInfo(view, self, self._ptr, self._size, 1, flags)
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self._exports -= 1
+        if self._exports == 0 and self._chunk != NULL:
+            self._pool._give(self._chunk)
+            self._chunk = NULL
+            self._ptr = NULL
+
+    def __dealloc__(self):
+        if self._chunk != NULL and self._pool is not None:
+            self._pool._give(self._chunk)

@@ -29,3 +29,6 @@ cdef double POLL_GAP_DEFAULT_US = 250.0    # a busy loop polls at least this oft
 # per loop; see docs/platforms.md for the measurements behind them
 cdef Py_ssize_t RING_BUFS_DEFAULT = 256
 cdef Py_ssize_t RING_BUF_SIZE_DEFAULT = 16 * 1024
+# slabs of 16 buffers the ring's pool may add for buffers kept by the views a protocol with
+# data_received_memoryview = True holds on to (64 x 16: 1,024 buffers; past that, copies)
+cdef Py_ssize_t RING_LEND_SLABS = 64

@@ -30,7 +30,7 @@ from includes.poller cimport (
     eng_poller_close, eng_poller_kind, eng_poller_holds_files, ENG_BACKEND_DEFAULT,
     ENG_BACKEND_IO_URING, ENGINE_USE_IO_URING, ENG_EV_RECV, ENG_EV_SEND, ENG_EV_ACCEPT, eng_poller_accept_next, eng_poller_recv_setup, eng_poller_send_iov, eng_poller_send,
     eng_poller_send_result, eng_poller_send_cancel, eng_poller_submits, eng_poller_sent, eng_poller_submit,
-    eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats)
+    eng_poller_recv_avail, eng_poller_recv_copy, eng_poller_recv_forget, eng_poller_recv_stats, eng_poller_recv_lend, eng_poller_recv_return)
 from includes.sysdeps cimport (
     ENGINE_BACKEND_NAME, ENGINE_DEBUG, eng_monotonic, eng_pipe, eng_wakeup_open, eng_wakeup_send,
     eng_wakeup_drain, eng_close_wakeup, eng_probe, eng_probe_facts, eng_probe_policy,
@@ -440,7 +440,9 @@ cdef class Loop:
         cdef char **addrs
         cdef Py_ssize_t i
         cdef int rc
-        pool = BufferPool(size, n, 1)
+        # slabs of 16 chunks, and room for RING_LEND_SLABS more: the memory put in the kernel's
+        # place when a protocol keeps a view of a buffer lent to it (transports.pxi, _read_lent)
+        pool = BufferPool(size, 16, (n + 15) // 16 + RING_LEND_SLABS)
         addrs = <char**>malloc(sizeof(char*) * n)
         if addrs == NULL:
             raise MemoryError()
@@ -2669,7 +2671,8 @@ cdef class Loop:
         eng_poller_recv_stats(<eng_poller*>self._poller, st)
         return {'buffers': st[0], 'buffer_size': st[1], 'free': st[2], 'completions': st[3],
                 'enobufs': st[4], 'bytes': st[5], 'rearmed': st[6], 'sends': self._uring_send,
-                'accepts': st[8] if self._uring_accept else None, 'accept_queue_full': st[9]}
+                'accepts': st[8] if self._uring_accept else None, 'accept_queue_full': st[9],
+                'pool_in_use': self._ring_pool.stats()['in_use']}
 
     def _stats(self):
         """Internal counters (for tests and debugging)."""

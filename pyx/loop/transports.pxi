@@ -16,7 +16,7 @@
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
-from cpython.memoryview cimport PyMemoryView_GET_BUFFER
+from cpython.memoryview cimport PyMemoryView_GET_BUFFER, PyMemoryView_FromObject
 from posix.uio cimport iovec
 
 
@@ -59,6 +59,26 @@ cdef Py_ssize_t IOV_MAX_BATCH = 512             # buffers per sendmsg() call
 
 
 cdef object _NOT_QUEUED = object()     # _read_ring: the fd is read by recv(2)
+
+
+cdef int _release_view(object view) except -1:
+    """Release a memoryview lent to data_received(): what the protocol kept of it (a slice, a
+    write() queued without a copy) holds the memory itself; a buffer exported from the view
+    (numpy.frombuffer...) makes release() refuse, and then that view stays."""
+    try:
+        view.release()
+    except BufferError:
+        pass
+    return 0
+
+
+cdef inline bint _is_lent_view(object data):
+    """A view of a receive buffer lent to a protocol (data_received_memoryview): queued for the
+    iteration's send request rather than sent at once, so that the pieces a protocol echoes
+    leave together, from the buffers themselves (no copy, and no heap churn: the memory is
+    the ring's pool's)."""
+    return (type(data) is memoryview
+            and type(<object>PyMemoryView_GET_BUFFER(data).obj) is _LentBuffer)
 
 
 cdef inline int _check_bytes_like(object data) except -1:
@@ -201,7 +221,16 @@ cdef class _FdTransport:
         data_received(); returns 1 at EOF (the caller decides what EOF means), else 0.
         Under io_uring's completion receives, what is queued is all handed over in this event
         (in READ_RING_MAX pieces, while the protocol keeps reading): the buffers holding it go
-        back to the kernel at once, instead of starving the ring across iterations."""
+        back to the kernel at once, instead of starving the ring across iterations.
+        A protocol with data_received_memoryview = True gets a read-only memoryview, released
+        when the call returns: of the kernel's receive buffer itself under io_uring
+        (_read_lent), of the bytes read otherwise."""
+        cdef int r
+        cdef bint lend
+        if self._lend and self._uring_recv:
+            r = self._read_lent()
+            if r != -1:
+                return r
         while True:
             try:
                 data = self._read_chunk(is_socket)
@@ -214,6 +243,9 @@ cdef class _FdTransport:
                 return 0
             if not data:
                 return 1
+            lend = self._lend
+            if lend:
+                data = PyMemoryView_FromObject(data)
             try:
                 self._protocol.data_received(data)
             except (SystemExit, KeyboardInterrupt):
@@ -221,9 +253,92 @@ cdef class _FdTransport:
             except BaseException as exc:
                 self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
                 return 0
+            finally:
+                if lend:
+                    _release_view(data)
             if not (self._uring_recv and self._read_registered and not self._closing
                     and not self._conn_lost):
                 return 0
+
+    cdef int _read_lent(self) except -2:
+        """_read_event for a protocol that takes memoryviews, under io_uring's completion
+        receives: each queued buffer is lent to data_received() as it is, no copy. When the
+        call returns, a buffer no view still sees goes back to the kernel; one that is still
+        seen (a slice kept, a write() queued without a copy) stays the view's, and the kernel
+        gets another chunk of the ring's pool under its id (when the pool has none left, the
+        bytes are copied first instead). Returns 1 at EOF, 0 otherwise, -1 when the fd is not
+        read by completion receives."""
+        cdef Loop loop = self._loop
+        cdef eng_poller *p
+        cdef ssize_t n
+        cdef size_t k
+        cdef char *ptr
+        cdef char *base
+        cdef unsigned bid = 0
+        cdef BufferPool pool
+        cdef _LentBuffer lent
+        while True:
+            p = <eng_poller*>loop._poller
+            if p == NULL:
+                return -1
+            n = eng_poller_recv_avail(p, self._fd)
+            if n == -EOPNOTSUPP:
+                return -1
+            if n == -EAGAIN:
+                return 0
+            if n == 0:
+                return 1
+            if n < 0:
+                self._fatal_error(_oserror(<int>n), 'Fatal read error on socket transport')
+                return 0
+            pool = <BufferPool>loop._ring_pool
+            k = eng_poller_recv_lend(p, self._fd, &ptr, &bid)
+            lent = _LentBuffer.__new__(_LentBuffer)
+            if pool._can_take():
+                lent._ptr = ptr
+                lent._size = <Py_ssize_t>k
+            else:
+                # no memory to put in the kernel's place if a view were kept: a copy
+                data = PyBytes_FromStringAndSize(ptr, <Py_ssize_t>k)
+                eng_poller_recv_return(p, bid, NULL)
+                lent = None
+            view = PyMemoryView_FromObject(lent if lent is not None else data)
+            try:
+                self._protocol.data_received(view)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
+                return 0
+            finally:
+                _release_view(view)
+                if lent is not None:
+                    self._give_lent(lent, bid)
+            if not (self._read_registered and not self._closing and not self._conn_lost):
+                return 0
+            if not self._lend:       # set_protocol() to one that takes bytes: on with those
+                return self._read_event(True, 'socket')
+
+    cdef int _give_lent(self, object lent_obj, unsigned bid) except -1:
+        cdef _LentBuffer lent = <_LentBuffer>lent_obj
+        cdef eng_poller *p = <eng_poller*>self._loop._poller
+        cdef BufferPool pool = <BufferPool>self._loop._ring_pool
+        cdef char *swap = NULL
+        cdef char *base
+        if lent._exports:
+            swap = pool._take()      # _can_take() said yes, and only this method takes from it
+        if p == NULL:                # the loop closed meanwhile: nothing to give back to
+            if swap != NULL:
+                pool._give(swap)
+            lent._ptr = NULL
+            return 0
+        base = eng_poller_recv_return(p, bid, swap)
+        if swap != NULL:
+            lent._chunk = base       # the view's now; back to the pool when the last view goes
+            lent._pool = pool
+        else:
+            lent._ptr = NULL         # a view made from it later refuses (ValueError)
+        return 0
 
     # --- fd registration ----------------------------------------------------------------------
 
@@ -470,6 +585,8 @@ cdef class SocketTransport(_FdTransport):
 
     def set_protocol(self, protocol):
         self._buffered = isinstance(protocol, aio_BufferedProtocol)
+        self._lend = (not self._buffered
+                      and getattr(protocol, 'data_received_memoryview', False) is True)
         self._protocol = protocol
         self._protocol_connected = True
 
@@ -602,7 +719,8 @@ cdef class SocketTransport(_FdTransport):
                 self._send_collect()
                 if self._conn_lost:
                     return 0
-            if size >= URING_SEND_DIRECT_MIN and not self._wbuf and not self._send_inflight:
+            if (size >= URING_SEND_DIRECT_MIN and not self._wbuf and not self._send_inflight
+                    and not _is_lent_view(data)):
                 try:
                     n = self._send_now(data)
                 except (BlockingIOError, InterruptedError):

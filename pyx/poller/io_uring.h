@@ -1127,6 +1127,41 @@ static size_t eng_ur_recv_copy(eng_uring *u, int fd, char *dst, size_t cap) {
     return done;
 }
 
+/* Lend the head buffer of fd's queue to a reader that hands it on without a copy: it leaves the
+ * queue (what is queued behind it is reported again) and stays out of the kernel's ring until
+ * eng_ur_recv_return. Returns its bytes (0: nothing queued), *ptr where they are, *bid its id. */
+static size_t eng_ur_recv_lend(eng_uring *u, int fd, char **ptr, unsigned *bid) {
+    eng_ufd *s;
+    int b;
+    size_t n;
+    if (fd < 0 || fd >= u->nfds) return 0;
+    s = &u->fds[fd];
+    b = s->qhead;
+    if (b < 0) return 0;
+    n = u->blen[b] - s->qoff;
+    *ptr = u->baddr[b] + s->qoff;
+    *bid = (unsigned)b;
+    s->qbytes -= n;
+    s->qhead = u->bnext[b];
+    if (s->qhead < 0) s->qtail = -1;
+    s->qoff = 0;
+    if ((s->qbytes || s->reof || s->rerr) && eng_ur_rwant(u, s->want)) eng_ur_signal(u, fd);
+    return n;
+}
+
+/* A lent buffer comes back and goes to the kernel. With swap != NULL its memory stays the
+ * caller's (someone kept a view of it) and the kernel gets swap, memory of the same size, under
+ * the same id. Returns the memory the buffer had. */
+static char *eng_ur_recv_return(eng_uring *u, unsigned bid, char *swap) {
+    char *old;
+    if (bid >= u->nbufs || !u->bheld[bid]) return NULL;
+    old = u->baddr[bid];
+    if (swap != NULL) u->baddr[bid] = swap;
+    eng_ur_give(u, bid);
+    eng_ur_unstarve(u);
+    return old;
+}
+
 /* --- completion sends: the writer (a transport) keeps one send request in flight per fd, with the
  * buffers it queued since; the kernel sends them at the next io_uring_enter (the iteration's
  * sends go in one system call with its wait) and the result is reported as a WRITE event. The

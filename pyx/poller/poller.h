@@ -26,6 +26,10 @@
  *          bytes queued; 0 = end of file next; -EAGAIN = nothing yet; -ENOTSUP = read fd yourself;
  *          other -errno: that error is next.
  *   size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size_t cap)   takes queued bytes
+ *   size_t eng_poller_recv_lend(eng_poller *p, int fd, char **ptr, unsigned *bid)   the head
+ *          buffer taken out of the queue without a copy (lent to a protocol), until
+ *   char *eng_poller_recv_return(eng_poller *p, unsigned bid, char *swap)   it goes back to the
+ *          kernel; swap != NULL: the caller keeps its memory (returned), the kernel gets swap
  *   void eng_poller_recv_forget(eng_poller *p, int fd)   the reader is gone: drop its queue (or
  *          close the accepted fds queued for a listener)
  *   Completion accepts (io_uring with receives on): a listening socket's reader registered with
@@ -214,6 +218,22 @@ static inline size_t eng_poller_recv_copy(eng_poller *p, int fd, char *dst, size
 #endif
     (void)p; (void)fd; (void)dst; (void)cap;
     return 0;
+}
+
+static inline size_t eng_poller_recv_lend(eng_poller *p, int fd, char **ptr, unsigned *bid) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_recv_lend(p->ur, fd, ptr, bid);
+#endif
+    (void)p; (void)fd; (void)ptr; (void)bid;
+    return 0;
+}
+
+static inline char *eng_poller_recv_return(eng_poller *p, unsigned bid, char *swap) {
+#if ENGINE_USE_IO_URING
+    if (p->ur != NULL) return eng_ur_recv_return(p->ur, bid, swap);
+#endif
+    (void)p; (void)bid; (void)swap;
+    return NULL;
 }
 
 static inline int eng_poller_accept_next(eng_poller *p, int lfd) {
